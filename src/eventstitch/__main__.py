@@ -1,0 +1,5 @@
+"""`python -m eventstitch` is the `eventstitch` command."""
+
+from eventstitch.cli.main import main
+
+main()

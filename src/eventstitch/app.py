@@ -1,0 +1,141 @@
+"""The ASGI application: the raw-ASGI webhook bridge in front, FastAPI for everything else.
+
+`/collect/...` goes straight to `CollectEndpoint`; every other path goes to the FastAPI app
+(management API, `/health`, `/metrics`, OpenAPI). Lifespan opens and closes storage.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from eventstitch import __version__, ops
+from eventstitch.auth import ensure_api_token, require_token
+from eventstitch.config import Config, load_config
+from eventstitch.context import AppContext
+from eventstitch.errors import EventstitchError, error_body
+from eventstitch.ingest.openapi import COLLECT_PATHS
+from eventstitch.ingest.routes import COLLECT_PREFIX, CollectEndpoint, Receive, Scope, Send
+from eventstitch.query.routes import router as query_router
+from eventstitch.sources.routes import router as sources_router
+from eventstitch.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+
+def _error(
+    status: int,
+    message: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(error_body(status, message, errors), status, headers, "application/json")
+
+
+async def _domain_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EventstitchError)
+    return _error(exc.status, exc.message, exc.errors, exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    first = errors[0] if errors else {"field": "request", "message": "invalid"}
+    return _error(422, f"{first['field']}: {first['message']}", errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    message = "no such route" if exc.status_code == 404 else str(exc.detail)
+    return _error(exc.status_code, message, None, dict(exc.headers or {}))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> Response:
+    log.error("unexpected error", exc_info=exc)
+    return _error(500, "internal error")
+
+
+def build_api(ctx: AppContext, api_token: str) -> FastAPI:
+    """The FastAPI app for the management API, health and metrics."""
+    api = FastAPI(
+        title="Eventstitch",
+        version=__version__,
+        description="Self-hosted event collector. `/api` routes need `Authorization: Bearer`.",
+    )
+    api.state.ctx = ctx
+    api.state.api_token = api_token
+    guarded = [Depends(require_token)]
+    api.include_router(sources_router, dependencies=guarded)
+    api.include_router(query_router, dependencies=guarded)
+    api.include_router(ops.router)
+    api.add_exception_handler(EventstitchError, _domain_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
+    api.add_exception_handler(Exception, _unexpected_error)
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            schema = get_openapi(
+                title=api.title, version=api.version, description=api.description, routes=api.routes
+            )
+            schema["paths"].update(COLLECT_PATHS)
+            api.openapi_schema = schema
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return api
+
+
+class EventstitchApp:
+    """The ASGI callable that uvicorn serves."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.ctx = AppContext.build(config, open_storage(config))
+        token, _ = ensure_api_token(config)
+        self.api = build_api(self.ctx, token)
+        self.collect = CollectEndpoint(self.ctx)
+
+    async def startup(self) -> None:
+        await self.ctx.storage.start()
+
+    async def shutdown(self) -> None:
+        await self.ctx.storage.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(COLLECT_PREFIX):
+            await self.collect(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("storage failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(config: Config | None = None) -> EventstitchApp:
+    """ASGI factory (`uvicorn --factory eventstitch.app:create_app`); settings from the env."""
+    return EventstitchApp(config or load_config())

@@ -1,0 +1,26 @@
+"""The `eventstitch` command: one group per domain, each calling the same services as HTTP."""
+
+from __future__ import annotations
+
+import click
+
+from eventstitch import __version__
+from eventstitch.cli.db import db
+from eventstitch.cli.events import events, insights
+from eventstitch.cli.serve import serve
+from eventstitch.cli.settings import config
+from eventstitch.cli.sources import sources
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="eventstitch")
+def cli() -> None:
+    """Eventstitch: a self-hosted event collector."""
+
+
+for command in (serve, sources, events, insights, db, config):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,49 @@
+"""`eventstitch serve`: the HTTP server (uvicorn) on the embedded default or a database URL."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import uvicorn
+
+from eventstitch.auth import ensure_api_token
+from eventstitch.config import PREFIX, ConfigError, load_config, settings_markdown
+
+
+@click.command(epilog="Settings (environment):\n\n" + settings_markdown().split("\n", 7)[7])
+@click.option("--host", default=None, help="Bind address (EVENTSTITCH_HOST).")
+@click.option("--port", type=int, default=None, help="Port (EVENTSTITCH_PORT).")
+@click.option("--workers", type=int, default=None, help="Processes (EVENTSTITCH_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the collector and the API."""
+    # Workers are separate processes that read the environment, so options go there too.
+    for name, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[PREFIX + name] = str(value)
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    token, created = ensure_api_token(config)
+    if created:
+        click.echo(
+            f"Created an API token (kept in {config.data_dir / 'api-token'}):\n\n  {token}\n"
+        )
+        click.echo("Send it as 'Authorization: Bearer <token>' to every /api route.\n")
+    click.echo(
+        f"Eventstitch on http://{config.host}:{config.port} "
+        f"({config.workers} worker(s), database {config.resolved_database_url})"
+    )
+    uvicorn.run(
+        "eventstitch.app:create_app",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        log_level=config.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )

@@ -1,0 +1,141 @@
+"""`eventstitch sources`: the same source management as `/api/sources`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
+from eventstitch.context import AppContext
+from eventstitch.sources import service
+from eventstitch.sources.schemas import SourceCreate, SourceOut
+from eventstitch.storage.interfaces import SourceRecord
+
+
+def _show(source: SourceRecord, as_json: bool) -> None:
+    out = SourceOut.of(source).model_dump()
+    if as_json:
+        emit_json(out)
+    else:
+        emit_table(["field", "value"], [[k, v] for k, v in out.items()])
+
+
+@click.group()
+def sources() -> None:
+    """Event sources: where events may come from."""
+
+
+@sources.command("add")
+@click.option("--name", required=True, help="A name people recognise.")
+@click.option("--id", "source_id", default=None, help="Your own id; generated when left out.")
+@click.option(
+    "--kind", type=click.Choice(["webhook", "tracker"]), default="webhook", show_default=True
+)
+@click.option("--description", default="")
+@click.option("--tag", "tags", multiple=True, help="Repeat for several tags.")
+@click.option("--disabled", is_flag=True, help="Create it disabled.")
+@json_option
+def add(
+    name: str,
+    source_id: str | None,
+    kind: str,
+    description: str,
+    tags: tuple[str, ...],
+    disabled: bool,
+    as_json: bool,
+) -> None:
+    """Create a source."""
+    try:
+        source_in = SourceCreate.model_validate(
+            {
+                "id": source_id,
+                "name": name,
+                "kind": kind,
+                "enabled": not disabled,
+                "description": description,
+                "tags": list(tags),
+            }
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    async def call(ctx: AppContext) -> SourceRecord:
+        return await service.create(ctx=ctx, source_in=source_in)
+
+    _show(run(call), as_json)
+
+
+@sources.command("list")
+@json_option
+def list_(as_json: bool) -> None:
+    """List every source."""
+
+    async def call(ctx: AppContext) -> list[SourceRecord]:
+        return await service.list_all(ctx=ctx)
+
+    found = run(call)
+    if as_json:
+        emit_json({"sources": [SourceOut.of(s).model_dump() for s in found]})
+        return
+    emit_table(
+        ["id", "name", "kind", "enabled", "tags", "created"],
+        [
+            [
+                s.id,
+                s.name,
+                s.kind,
+                "yes" if s.enabled else "no",
+                ", ".join(s.tags),
+                SourceOut.of(s).created_at,
+            ]
+            for s in found
+        ],
+    )
+
+
+@sources.command()
+@click.argument("source_id")
+@json_option
+def show(source_id: str, as_json: bool) -> None:
+    """Show one source."""
+
+    async def call(ctx: AppContext) -> SourceRecord:
+        return await service.get(ctx=ctx, source_id=source_id)
+
+    _show(run(call), as_json)
+
+
+def _update(source_id: str, changes: dict[str, Any], as_json: bool) -> None:
+    async def call(ctx: AppContext) -> SourceRecord:
+        return await service.update(ctx=ctx, source_id=source_id, changes=changes)
+
+    _show(run(call), as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@json_option
+def enable(source_id: str, as_json: bool) -> None:
+    """Let a source accept events again."""
+    _update(source_id, {"enabled": True}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@json_option
+def disable(source_id: str, as_json: bool) -> None:
+    """Stop a source from accepting events (effective at once in every worker)."""
+    _update(source_id, {"enabled": False}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+def remove(source_id: str) -> None:
+    """Remove a source; the events it collected stay."""
+
+    async def call(ctx: AppContext) -> None:
+        await service.delete(ctx=ctx, source_id=source_id)
+
+    run(call)
+    click.echo(f"removed source {source_id}")

@@ -1,0 +1,217 @@
+"""Typed settings read once from the environment, declared as data.
+
+The `SETTINGS` table is the single source of truth: `Config` is built from it, `serve --help`
+prints it, and `docs/configuration.md` is generated from it (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PREFIX = "EVENTSTITCH_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; raised at start, never later."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment setting: its name without the prefix, how to read it, and why it exists."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: str
+    help: str
+
+    @property
+    def env_name(self) -> str:
+        return PREFIX + self.name.upper()
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _batch_size(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 3000:  # 9 bound values per event; SQLite allows 32766 per statement
+        raise ValueError("must be at most 3000")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir", Path, "data", "Folder for the embedded database and the generated API token."
+    ),
+    Setting(
+        "database_url",
+        _text,
+        "",
+        "Where events are stored. Empty means `sqlite:///<data_dir>/eventstitch.db`. "
+        "`sqlite:///path` selects the embedded backend.",
+    ),
+    Setting(
+        "api_token",
+        _text,
+        "",
+        "Bearer token for every `/api` route. Empty: `serve` creates one in the data folder on "
+        "first start and prints it once.",
+    ),
+    Setting("host", _text, "127.0.0.1", "Address `serve` binds to."),
+    Setting("port", _port, "8686", "Port `serve` listens on."),
+    Setting("workers", _positive_int, "1", "Collector processes `serve` starts on one port."),
+    Setting(
+        "max_body_bytes", _positive_int, "1048576", "Largest request body accepted (413 above)."
+    ),
+    Setting(
+        "max_nesting_depth",
+        _positive_int,
+        "32",
+        "Deepest nesting of objects and arrays accepted in a body (400 above).",
+    ),
+    Setting(
+        "queue_size",
+        _positive_int,
+        "10000",
+        "Events waiting for the writer at most; when full, ingest answers 503 with Retry-After.",
+    ),
+    Setting(
+        "batch_size",
+        _batch_size,
+        "1000",
+        "Most events committed in one transaction (3000 at most).",
+    ),
+    Setting(
+        "sqlite_synchronous",
+        _choice("FULL", "NORMAL"),
+        "FULL",
+        "SQLite durability. FULL survives power loss; NORMAL survives a process crash but may "
+        "lose the last commits on power loss, for more speed.",
+    ),
+    Setting("retry_after_seconds", _positive_int, "1", "Retry-After sent with 503 answers."),
+    Setting(
+        "source_cache_seconds",
+        _non_negative_float,
+        "1.0",
+        "How long a process trusts its cached copy of a source before re-reading it. The writer "
+        "re-checks every source inside the commit, so a disabled source never gets an event in.",
+    ),
+    Setting(
+        "query_default_limit", _positive_int, "50", "Events per page when `limit` is not given."
+    ),
+    Setting("query_max_limit", _positive_int, "1000", "Largest `limit` accepted on `/api/events`."),
+    Setting(
+        "query_timeout_ms",
+        _positive_int,
+        "10000",
+        "Longest a single events or insights query may run before it is stopped (400).",
+    ),
+    Setting(
+        "max_insight_buckets",
+        _positive_int,
+        "10000",
+        "Most rows an insights answer may hold (time buckets or distinct values).",
+    ),
+    Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings in force, typed; built once by `load_config`."""
+
+    data_dir: Path
+    database_url: str
+    api_token: str
+    host: str
+    port: int
+    workers: int
+    max_body_bytes: int
+    max_nesting_depth: int
+    queue_size: int
+    batch_size: int
+    sqlite_synchronous: str
+    retry_after_seconds: int
+    source_cache_seconds: float
+    query_default_limit: int
+    query_max_limit: int
+    query_timeout_ms: int
+    max_insight_buckets: int
+    log_level: str
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, with the embedded default filled in."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'eventstitch.db'}"
+
+
+def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+    """Read every setting from the environment; raise ConfigError naming the bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(setting.env_name, setting.default)
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env_name}={raw!r}: {exc}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["query_default_limit"] > values["query_max_limit"]:
+        raise ConfigError(f"{PREFIX}QUERY_DEFAULT_LIMIT must not exceed {PREFIX}QUERY_MAX_LIMIT")
+    return Config(**values)
+
+
+def settings_markdown() -> str:
+    """The settings table as Markdown: the body of docs/configuration.md."""
+    lines = [
+        "# Configuration",
+        "",
+        "Eventstitch reads these environment variables once, at start. A bad value stops it",
+        "with a message naming the variable. This page is generated from the settings table in",
+        "`src/eventstitch/config.py` (`eventstitch config docs`); a test keeps them equal.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for setting in SETTINGS:
+        default = f"`{setting.default}`" if setting.default else "(empty)"
+        lines.append(f"| `{setting.env_name}` | {default} | {setting.help} |")
+    return "\n".join(lines) + "\n"

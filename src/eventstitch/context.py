@@ -1,0 +1,20 @@
+"""What a service needs to do its work in this process: settings, storage, the source cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventstitch.config import Config
+from eventstitch.sources.cache import SourceCache
+from eventstitch.storage.interfaces import Storage
+
+
+@dataclass(frozen=True)
+class AppContext:
+    config: Config
+    storage: Storage
+    sources: SourceCache
+
+    @classmethod
+    def build(cls, config: Config, storage: Storage) -> AppContext:
+        return cls(config, storage, SourceCache(storage, ttl_seconds=config.source_cache_seconds))

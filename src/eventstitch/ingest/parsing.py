@@ -1,0 +1,188 @@
+"""Turning a raw webhook request into event properties and a request context.
+
+Pure functions, no I/O: each refusal is a domain error that names the problem, so the route can
+answer it in the one error shape and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from eventstitch.errors import BadRequest, UnsupportedMediaType, clip
+
+EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
+NON_OBJECT_KEY = "_body"
+"""Where a JSON body that is not an object (array, string, number...) is kept whole."""
+
+SUPPORTED_MEDIA_TYPES = (
+    "application/json",
+    "application/*+json",
+    "application/x-www-form-urlencoded",
+    "text/plain (JSON)",
+)
+
+_SPACES = re.compile(r"\s+")
+_DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_LOOKING = re.compile(
+    r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private",
+    re.IGNORECASE,
+)
+
+
+def normalise_event_type(raw: str) -> str:
+    """Lower-case, trim, runs of whitespace to one dash; refuse anything outside
+    `[a-z0-9._:-]` (first character a letter or digit, at most 128)."""
+    value = _SPACES.sub("-", raw.strip().lower())
+    if not EVENT_TYPE_PATTERN.match(value):
+        raise BadRequest(
+            f"event type {clip(raw, 60)!r} is not allowed: use letters, digits, '.', '_', ':' "
+            "or '-' (spaces become '-'), starting with a letter or digit, at most 128 characters",
+            errors=[{"field": "event_type", "value": clip(raw, 60)}],
+            reason="bad_event_type",
+        )
+    return value
+
+
+def split_content_type(header: str | None) -> tuple[str, str | None]:
+    """`Content-Type` as (media type in lower case, charset or None)."""
+    if not header:
+        return "", None
+    media, _, rest = header.partition(";")
+    charset = None
+    for param in rest.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower() or None
+    return media.strip().lower(), charset
+
+
+def parse_body(
+    body: bytes, content_type: str | None, *, max_depth: int
+) -> tuple[dict[str, Any], str]:
+    """The event's properties from a body, and what kind of JSON value the body was."""
+    media, charset = split_content_type(content_type)
+    if not body.strip():
+        return {}, "empty"
+    if media == "application/x-www-form-urlencoded":
+        return parse_form(_decode(body, charset or "utf-8")), "form"
+    if media in ("", "text/plain", "application/json") or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        value = parse_json(body, charset, max_depth=max_depth)
+        if isinstance(value, dict):
+            return value, "object"
+        return {NON_OBJECT_KEY: value}, _json_kind(value)
+    raise UnsupportedMediaType(
+        f"content type {clip(media, 60)!r} is not supported; send one of: "
+        + ", ".join(SUPPORTED_MEDIA_TYPES),
+        errors=[{"field": "content-type", "value": clip(media, 60)}],
+    )
+
+
+def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
+    """Decode JSON, saying where it is malformed; refuse nesting deeper than `max_depth`."""
+    data: bytes | str = body
+    if charset not in (None, "utf-8", "utf8"):
+        data = _decode(body, charset)
+    elif body.startswith(b"\xef\xbb\xbf"):
+        data = body[3:]
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in exc.msg.lower():
+            raise _too_deep(max_depth) from None
+        raise BadRequest(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            errors=[
+                {
+                    "field": "body",
+                    "line": exc.lineno,
+                    "column": exc.colno,
+                    "position": exc.pos,
+                    "message": exc.msg,
+                }
+            ],
+            reason="malformed_json",
+        ) from None
+    if nesting_depth(value, stop_after=max_depth) > max_depth:
+        raise _too_deep(max_depth)
+    return value
+
+
+def nesting_depth(value: Any, *, stop_after: int | None = None) -> int:
+    """How deeply objects and arrays nest (a flat object is 1, a scalar 0); stops counting
+    once past `stop_after`, so a hostile body costs no more than the limit."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if stop_after is not None and deepest > stop_after:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def parse_form(text: str) -> dict[str, Any]:
+    """A query string or form body: single keys to strings, repeated keys to lists."""
+    pairs = parse_qs(text, keep_blank_values=True)
+    return {key: values[0] if len(values) == 1 else values for key, values in pairs.items()}
+
+
+def safe_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Request headers for the stored context, minus credentials and anything secret-looking."""
+    kept: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if name in _DROPPED_HEADERS or _SECRET_LOOKING.search(name):
+            continue
+        value = raw_value.decode("latin-1")
+        kept[name] = f"{kept[name]}, {value}" if name in kept else value
+    return kept
+
+
+def _decode(body: bytes, charset: str) -> str:
+    try:
+        return body.decode(charset)
+    except LookupError:
+        raise UnsupportedMediaType(
+            f"charset {clip(charset, 40)!r} is not known",
+            errors=[{"field": "content-type", "value": clip(charset, 40)}],
+            reason="unsupported_charset",
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"body is not valid {charset} at byte {exc.start}",
+            errors=[{"field": "body", "position": exc.start}],
+            reason="bad_encoding",
+        ) from None
+
+
+def _too_deep(limit: int) -> BadRequest:
+    return BadRequest(
+        f"body nests objects or arrays deeper than the limit of {limit}",
+        errors=[{"field": "body", "limit": limit}],
+        reason="body_too_deep",
+    )
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -1,0 +1,124 @@
+"""HTTP for events and insights: parse the query string, call the query service, render."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request, Response
+
+from eventstitch.query import service
+from eventstitch.query.schemas import (
+    CountsOut,
+    EventOut,
+    EventPage,
+    decode_cursor,
+    event_json,
+    parse_group_by,
+    parse_property_path,
+    parse_time,
+    property_filters,
+)
+from eventstitch.storage.interfaces import EventFilter
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+TypeParam = Annotated[list[str] | None, Query(description="Event type; repeat for several.")]
+SourceParam = Annotated[list[str] | None, Query(description="Source id; repeat for several.")]
+SinceParam = Annotated[str | None, Query(description="ISO 8601; events received at or after.")]
+UntilParam = Annotated[str | None, Query(description="ISO 8601; events received before.")]
+
+
+def _json(content: object) -> Response:
+    return Response(orjson.dumps(content), media_type="application/json")
+
+
+def _filter(
+    request: Request,
+    type: list[str] | None,
+    source_id: list[str] | None,
+    profile_less: bool | None,
+    profile_id: str | None,
+    since: str | None,
+    until: str | None,
+) -> EventFilter:
+    return EventFilter(
+        types=tuple(type or ()),
+        source_ids=tuple(source_id or ()),
+        profile_less=profile_less,
+        profile_id=profile_id,
+        since_ms=parse_time("since", since),
+        until_ms=parse_time("until", until),
+        properties=property_filters(list(request.query_params.multi_items())),
+    )
+
+
+@router.get(
+    "/events",
+    response_model=None,
+    responses={200: {"model": EventPage}},
+    summary="List events, newest first",
+    description="Also filters on `properties.<path>=<value>` (repeatable): strings match exactly, "
+    "numbers numerically, `true`/`false`/`null` as JSON literals.",
+)
+async def list_events(
+    request: Request,
+    type: TypeParam = None,
+    source_id: SourceParam = None,
+    profile_less: bool | None = None,
+    profile_id: str | None = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Response:
+    event_filter = _filter(request, type, source_id, profile_less, profile_id, since, until)
+    events, next_cursor = await service.list_page(
+        ctx=request.app.state.ctx,
+        event_filter=event_filter,
+        limit=limit,
+        before_id=decode_cursor(cursor),
+    )
+    return _json({"events": [event_json(e) for e in events], "next_cursor": next_cursor})
+
+
+@router.get(
+    "/events/{event_id}",
+    response_model=None,
+    responses={200: {"model": EventOut}},
+    summary="One event",
+)
+async def get_event(request: Request, event_id: str) -> Response:
+    event = await service.get(ctx=request.app.state.ctx, event_id=event_id)
+    return _json(event_json(event))
+
+
+@router.get(
+    "/insights/counts",
+    response_model=None,
+    responses={200: {"model": CountsOut}},
+    tags=["insights"],
+    summary="Count events, grouped",
+    description="`by` takes one or two of type, source, minute, hour, day, properties.<path> "
+    "(comma-separated); `distinct=properties.<path>` adds the number of distinct values per "
+    "group. Same filters as /api/events.",
+)
+async def counts(
+    request: Request,
+    by: str | None = None,
+    distinct: str | None = None,
+    type: TypeParam = None,
+    source_id: SourceParam = None,
+    profile_less: bool | None = None,
+    profile_id: str | None = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+) -> Response:
+    event_filter = _filter(request, type, source_id, profile_less, profile_id, since, until)
+    answer = await service.count(
+        ctx=request.app.state.ctx,
+        event_filter=event_filter,
+        group_by=parse_group_by(by),
+        distinct=parse_property_path(distinct) if distinct else None,
+    )
+    return _json(answer)

@@ -1,0 +1,138 @@
+"""What goes in and out of the events and insights API, and parsing of its query parameters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from eventstitch.errors import BadRequest, clip
+from eventstitch.ids import iso_to_ms, ms_to_iso
+from eventstitch.storage.interfaces import EventRecord, GroupBy, PropertyPath
+
+PROPERTY_PREFIX = "properties."
+_KEY = re.compile(r"^[^.\x00]{1,128}$")
+_EVENT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_DIMENSIONS = ("type", "source", "minute", "hour", "day")
+TIME_DIMENSIONS = ("minute", "hour", "day")
+
+
+class EventOut(BaseModel):
+    """One stored event (documentation model; answers are rendered with `event_json`)."""
+
+    id: str
+    type: str
+    source_id: str
+    received_at: str
+    profile_less: bool
+    profile_id: str | None
+    session_id: str | None
+    properties: dict[str, Any]
+    context: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[EventOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class CountsOut(BaseModel):
+    by: list[str]
+    distinct: str | None
+    total: int = Field(description="Events matching the filters, whatever the grouping.")
+    rows: list[dict[str, Any]] = Field(description="One per group: a key per dimension, `count`.")
+    truncated: bool
+    from_rollup: bool = Field(description="Answered from the hourly rollup instead of a scan.")
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    """An event as the API renders it."""
+    return {
+        "id": event.id,
+        "type": event.type,
+        "source_id": event.source_id,
+        "received_at": ms_to_iso(event.received_ms),
+        "profile_less": event.profile_less,
+        "profile_id": event.profile_id,
+        "session_id": event.session_id,
+        "properties": event.properties,
+        "context": event.context,
+    }
+
+
+def parse_time(name: str, value: str | None) -> int | None:
+    """An ISO 8601 query parameter as Unix ms, or a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        return iso_to_ms(value)
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be an ISO 8601 date or time, got {clip(value, 40)!r}",
+            errors=[{"field": name, "value": clip(value, 40)}],
+            reason="bad_query",
+        ) from None
+
+
+def parse_property_path(name: str) -> PropertyPath:
+    """`properties.customer.email` to ('customer', 'email'); a 400 if it is not such a path."""
+    if not name.startswith(PROPERTY_PREFIX):
+        raise _bad_param(name, "must start with 'properties.'")
+    keys = tuple(name[len(PROPERTY_PREFIX) :].split("."))
+    if len(keys) > 32 or not all(_KEY.match(key) for key in keys):
+        raise _bad_param(name, "is not a property path like properties.customer.email")
+    return keys
+
+
+def property_filters(params: list[tuple[str, str]]) -> tuple[tuple[PropertyPath, str], ...]:
+    """Every `properties.<path>=<value>` pair of a query string."""
+    return tuple(
+        (parse_property_path(name), value)
+        for name, value in params
+        if name.startswith(PROPERTY_PREFIX)
+    )
+
+
+def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
+    """`by=hour,type` to dimensions: at most two, at most one of them a time interval."""
+    if not raw:
+        return ()
+    groups: list[GroupBy] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if part in _DIMENSIONS:
+            groups.append(GroupBy(part))  # type: ignore[arg-type]
+        elif part.startswith(PROPERTY_PREFIX):
+            groups.append(GroupBy("property", parse_property_path(part)))
+        else:
+            raise _bad_param(
+                "by",
+                f"has {clip(part, 40)!r}; use type, source, minute, hour, day or properties.<path>",
+            )
+    if len(groups) > 2 or len({g.label for g in groups}) != len(groups):
+        raise _bad_param("by", "takes one or two different dimensions")
+    if sum(g.dimension in TIME_DIMENSIONS for g in groups) > 1:
+        raise _bad_param("by", "takes at most one time interval")
+    return tuple(groups)
+
+
+def encode_cursor(event_id: str) -> str:
+    return base64.urlsafe_b64encode(event_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        event_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        event_id = ""
+    if not _EVENT_ID.match(event_id):
+        raise _bad_param("cursor", "is not a cursor this API gave out")
+    return event_id
+
+
+def _bad_param(name: str, problem: str) -> BadRequest:
+    return BadRequest(f"{name} {problem}", errors=[{"field": name}], reason="bad_query")

@@ -1,0 +1,186 @@
+"""Reading events back: pages of events, one event, and grouped counts (insights)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from eventstitch.context import AppContext
+from eventstitch.errors import BadRequest, NotFound
+from eventstitch.ids import ms_to_iso, now_ms
+from eventstitch.query.schemas import TIME_DIMENSIONS, encode_cursor, event_json
+from eventstitch.storage.interfaces import (
+    CountQuery,
+    CountResult,
+    EventFilter,
+    EventRecord,
+    GroupBy,
+    PropertyPath,
+    QueryTimeout,
+)
+
+_BUCKET_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+_LATE_COMMIT_MS = 5_000
+"""How far back `follow` looks again: with several writers, an event can commit a little
+after a newer one, so each poll re-reads this window and skips what it has shown."""
+
+
+async def list_page(
+    *, ctx: AppContext, event_filter: EventFilter, limit: int | None, before_id: str | None
+) -> tuple[list[EventRecord], str | None]:
+    """One page of events, newest first, and the cursor of the next page (None at the end)."""
+    size = _page_size(ctx, limit)
+    try:
+        events = await ctx.storage.events.list_page(
+            event_filter, limit=size + 1, before_id=before_id
+        )
+    except QueryTimeout:
+        raise _too_slow(ctx) from None
+    if len(events) > size:
+        return events[:size], encode_cursor(events[size - 1].id)
+    return events, None
+
+
+async def get(*, ctx: AppContext, event_id: str) -> EventRecord:
+    """One event by id, or NotFound."""
+    event = await ctx.storage.events.get(event_id)
+    if event is None:
+        raise NotFound(f"event {event_id!r} not found", reason="unknown_event")
+    return event
+
+
+async def count(
+    *,
+    ctx: AppContext,
+    event_filter: EventFilter,
+    group_by: tuple[GroupBy, ...],
+    distinct: PropertyPath | None,
+) -> dict[str, Any]:
+    """Counts of matching events by the given dimensions, rendered; a lone time dimension with a
+    `since` bound is a complete series, with zero for the intervals that had no events."""
+    query = CountQuery(
+        group_by=group_by, distinct=distinct, max_rows=ctx.config.max_insight_buckets
+    )
+    try:
+        result = await ctx.storage.events.count(event_filter, query)
+    except QueryTimeout:
+        raise _too_slow(ctx) from None
+    rows = [_row_json(group_by, row.keys, row.count, row.distinct) for row in result.rows]
+    if len(group_by) == 1 and group_by[0].dimension in TIME_DIMENSIONS:
+        rows = _fill_series(ctx, event_filter, group_by[0], result, rows, distinct is not None)
+    return {
+        "by": [g.label for g in group_by],
+        "distinct": "properties." + ".".join(distinct) if distinct else None,
+        "total": result.total,
+        "rows": rows,
+        "truncated": result.truncated,
+        "from_rollup": result.from_rollup,
+    }
+
+
+def _row_json(
+    group_by: tuple[GroupBy, ...], keys: tuple[Any, ...], n: int, distinct: int | None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for group, key in zip(group_by, keys, strict=True):
+        row[group.label] = ms_to_iso(key) if group.dimension in TIME_DIMENSIONS else key
+    row["count"] = n
+    if distinct is not None:
+        row["distinct"] = distinct
+    return row
+
+
+def _fill_series(
+    ctx: AppContext,
+    event_filter: EventFilter,
+    group: GroupBy,
+    result: CountResult,
+    rows: list[dict[str, Any]],
+    with_distinct: bool,
+) -> list[dict[str, Any]]:
+    if event_filter.since_ms is None or result.truncated:
+        return rows
+    size = _BUCKET_MS[group.dimension]
+    start = event_filter.since_ms - event_filter.since_ms % size
+    end = event_filter.until_ms if event_filter.until_ms is not None else now_ms()
+    buckets = range(start, end, size)
+    if len(buckets) > ctx.config.max_insight_buckets:
+        raise BadRequest(
+            f"{len(buckets)} {group.dimension} intervals exceed the limit of "
+            f"{ctx.config.max_insight_buckets}; narrow since/until or use a longer interval",
+            errors=[{"field": "by", "limit": ctx.config.max_insight_buckets}],
+            reason="too_many_buckets",
+        )
+    found = {row[group.label]: row for row in rows}
+    filled = []
+    for bucket in buckets:
+        label = ms_to_iso(bucket)
+        empty = {group.label: label, "count": 0, **({"distinct": 0} if with_distinct else {})}
+        filled.append(found.get(label, empty))
+    return filled
+
+
+def _page_size(ctx: AppContext, limit: int | None) -> int:
+    if limit is None:
+        return ctx.config.query_default_limit
+    if not 1 <= limit <= ctx.config.query_max_limit:
+        raise BadRequest(
+            f"limit must be between 1 and {ctx.config.query_max_limit}",
+            errors=[{"field": "limit", "value": limit, "limit": ctx.config.query_max_limit}],
+            reason="bad_query",
+        )
+    return limit
+
+
+def _too_slow(ctx: AppContext) -> BadRequest:
+    return BadRequest(
+        f"the query ran longer than {ctx.config.query_timeout_ms} ms and was stopped; "
+        "narrow it with type, source_id, since or until",
+        errors=[{"field": "query", "limit_ms": ctx.config.query_timeout_ms}],
+        reason="query_timeout",
+    )
+
+
+async def follow(
+    *, ctx: AppContext, event_filter: EventFilter, interval: float, backlog: int
+) -> AsyncIterator[EventRecord]:
+    """Yield the last `backlog` events, then every new one as it is committed, oldest first."""
+    recent, _ = await list_page(
+        ctx=ctx, event_filter=event_filter, limit=max(backlog, 1), before_id=None
+    )
+    seen: deque[str] = deque(maxlen=100_000)
+    seen_set: set[str] = set()
+    newest_ms = recent[0].received_ms if recent else now_ms()
+    for event in reversed(recent[:backlog] if backlog else []):
+        yield event
+    for event in recent:
+        seen.append(event.id)
+        seen_set.add(event.id)
+    while True:
+        await asyncio.sleep(interval)
+        window = dataclasses.replace(event_filter, since_ms=newest_ms - _LATE_COMMIT_MS)
+        fresh: list[EventRecord] = []
+        before: str | None = None
+        while True:  # page back through the window so a burst is not cut off
+            page = await ctx.storage.events.list_page(window, limit=500, before_id=before)
+            fresh.extend(e for e in page if e.id not in seen_set)
+            if len(page) < 500:
+                break
+            before = page[-1].id
+        for event in sorted(fresh, key=lambda e: e.id):
+            if len(seen) == seen.maxlen:
+                seen_set.discard(seen[0])
+            seen.append(event.id)
+            seen_set.add(event.id)
+            newest_ms = max(newest_ms, event.received_ms)
+            yield event
+
+
+def event_line(event: EventRecord) -> str:
+    """An event as one line of JSON (JSON Lines), for `tail --json`."""
+    return orjson.dumps(event_json(event)).decode()

@@ -1,0 +1,41 @@
+"""HTTP for managing event sources."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from eventstitch.sources import service
+from eventstitch.sources.schemas import SourceCreate, SourceList, SourceOut, SourcePatch
+
+router = APIRouter(prefix="/api/sources", tags=["sources"])
+
+
+@router.post("", status_code=201, summary="Create a source")
+async def create_source(request: Request, body: SourceCreate) -> SourceOut:
+    return SourceOut.of(await service.create(ctx=request.app.state.ctx, source_in=body))
+
+
+@router.get("", summary="List sources")
+async def list_sources(request: Request) -> SourceList:
+    return SourceList(
+        sources=[SourceOut.of(s) for s in await service.list_all(ctx=request.app.state.ctx)]
+    )
+
+
+@router.get("/{source_id}", summary="One source")
+async def get_source(request: Request, source_id: str) -> SourceOut:
+    return SourceOut.of(await service.get(ctx=request.app.state.ctx, source_id=source_id))
+
+
+@router.patch("/{source_id}", summary="Change the fields sent, and only those")
+async def update_source(request: Request, source_id: str, body: SourcePatch) -> SourceOut:
+    changes = body.model_dump(exclude_unset=True)
+    return SourceOut.of(
+        await service.update(ctx=request.app.state.ctx, source_id=source_id, changes=changes)
+    )
+
+
+@router.delete("/{source_id}", status_code=204, summary="Remove a source; its events stay")
+async def delete_source(request: Request, source_id: str) -> Response:
+    await service.delete(ctx=request.app.state.ctx, source_id=source_id)
+    return Response(status_code=204)

@@ -1,0 +1,23 @@
+"""Storage behind one protocol; `open_storage` picks the backend from the URL's scheme."""
+
+from __future__ import annotations
+
+from eventstitch.config import Config
+from eventstitch.storage.interfaces import Storage
+
+
+def open_storage(config: Config) -> Storage:
+    """The backend for `config`'s database URL, not yet started."""
+    url = config.resolved_database_url
+    scheme = url.split(":", 1)[0]
+    if scheme == "sqlite":
+        from eventstitch.storage.sqlite import SqliteStorage, path_from_url
+
+        return SqliteStorage(
+            path_from_url(url),
+            synchronous=config.sqlite_synchronous,
+            queue_size=config.queue_size,
+            batch_size=config.batch_size,
+            query_timeout_ms=config.query_timeout_ms,
+        )
+    raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:///path")

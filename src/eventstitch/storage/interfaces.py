@@ -1,0 +1,187 @@
+"""What services know of storage: records, filters, errors and the `Storage` protocol.
+
+A backend is a module in this folder that implements `Storage`; `open_storage` picks it from the
+database URL's scheme. Nothing here knows SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+SourceKind = Literal["webhook", "tracker", "system"]
+RefusalReason = Literal["unknown_source", "disabled_source", "wrong_source_kind"]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRecord:
+    """An event source as stored."""
+
+    id: str
+    name: str
+    kind: SourceKind
+    enabled: bool
+    description: str
+    tags: tuple[str, ...]
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One stored event. `received_ms` is the time embedded in the UUIDv7 `id`."""
+
+    id: str
+    type: str
+    source_id: str
+    received_ms: int
+    profile_less: bool
+    profile_id: str | None
+    session_id: str | None
+    properties: dict[str, Any]
+    context: dict[str, Any]
+
+
+PropertyPath = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a listing or a count covers; every field narrows, empty means all."""
+
+    types: tuple[str, ...] = ()
+    source_ids: tuple[str, ...] = ()
+    profile_less: bool | None = None
+    profile_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    properties: tuple[tuple[PropertyPath, str], ...] = ()
+
+
+Dimension = Literal["type", "source", "minute", "hour", "day", "property"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBy:
+    """One grouping dimension of a count; `path` only for `property`."""
+
+    dimension: Dimension
+    path: PropertyPath = ()
+
+    @property
+    def label(self) -> str:
+        if self.dimension == "property":
+            return "properties." + ".".join(self.path)
+        return self.dimension
+
+
+@dataclass(frozen=True, slots=True)
+class CountQuery:
+    """Counts grouped by up to two dimensions, optionally with distinct values of a property."""
+
+    group_by: tuple[GroupBy, ...]
+    distinct: PropertyPath | None = None
+    max_rows: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CountRow:
+    """One group: its key per dimension (time buckets as Unix ms), its count and distinct count."""
+
+    keys: tuple[Any, ...]
+    count: int
+    distinct: int | None = None
+
+
+@dataclass(slots=True)
+class CountResult:
+    rows: list[CountRow] = field(default_factory=list)
+    total: int = 0
+    from_rollup: bool = False
+    truncated: bool = False
+
+
+class StorageError(Exception):
+    """Base of what a backend may raise to a service."""
+
+
+class SourceRefused(StorageError):
+    """The event's source is unknown, disabled or of the wrong kind at commit time."""
+
+    def __init__(self, source_id: str, reason: RefusalReason) -> None:
+        super().__init__(f"source {source_id!r}: {reason}")
+        self.source_id = source_id
+        self.reason: RefusalReason = reason
+
+
+class QueueFull(StorageError):
+    """The writer's bounded queue is full: the caller should answer 503."""
+
+
+class StorageUnavailable(StorageError):
+    """A commit failed (disk full, database locked too long); nothing of it was stored."""
+
+
+class DuplicateSource(StorageError):
+    """A source with that id exists already."""
+
+
+class QueryTimeout(StorageError):
+    """A read ran past the query time limit and was stopped."""
+
+
+class SourceStore(Protocol):
+    async def create(self, source: SourceRecord) -> SourceRecord: ...
+
+    async def get(self, source_id: str) -> SourceRecord | None: ...
+
+    async def list_all(self) -> list[SourceRecord]: ...
+
+    async def update(
+        self, source_id: str, changes: dict[str, Any], updated_ms: int
+    ) -> SourceRecord | None: ...
+
+    async def delete(self, source_id: str) -> bool: ...
+
+
+class EventStore(Protocol):
+    async def append(self, event: EventRecord, *, accepted_kinds: frozenset[str]) -> None:
+        """Commit one event durably (group commit), after re-checking its source in the same
+        transaction. Raises QueueFull, SourceRefused or StorageUnavailable."""
+        ...
+
+    async def get(self, event_id: str) -> EventRecord | None: ...
+
+    async def list_page(
+        self, event_filter: EventFilter, *, limit: int, before_id: str | None
+    ) -> list[EventRecord]:
+        """Newest first, ids strictly below `before_id` when given."""
+        ...
+
+    async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...
+
+
+class Storage(Protocol):
+    @property
+    def sources(self) -> SourceStore: ...
+
+    @property
+    def events(self) -> EventStore: ...
+
+    async def start(self) -> None:
+        """Open connections, run pending migrations, start the writer."""
+        ...
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the writer, close connections."""
+        ...
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied now."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailable if the database cannot be read."""
+        ...
+
+    def queue_depth(self) -> int: ...

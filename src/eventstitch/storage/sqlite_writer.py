@@ -1,0 +1,250 @@
+"""The SQLite group-commit writer: one thread, one connection, one transaction per batch.
+
+Requests hand their events to a bounded queue and await a future. The writer takes whatever is
+waiting (up to the batch size), re-checks the sources, inserts the events and their rollup counts
+in one `BEGIN IMMEDIATE` transaction, commits, and only then resolves the futures: one fsync
+serves many requests, and no request is answered before its event is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from eventstitch import metrics
+from eventstitch.storage.interfaces import (
+    EventRecord,
+    QueueFull,
+    SourceRefused,
+    StorageUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+
+_INSERT_EVENTS = (
+    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
+    " properties, context) VALUES "
+)
+_EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_ROLLUP = (
+    "INSERT INTO event_counts_hourly (hour, type, source_id, profile_less, count) VALUES {rows}"
+    " ON CONFLICT (hour, type, source_id, profile_less)"
+    " DO UPDATE SET count = count + excluded.count"
+)
+_ROLLUP_VALUES = "(?, ?, ?, ?, ?)"
+
+
+@dataclass(slots=True)
+class _EventJob:
+    event: EventRecord
+    accepted_kinds: frozenset[str]
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _CallJob:
+    """Any other write (sources, migrations): runs in its own savepoint inside the batch."""
+
+    call: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+_Job = _EventJob | _CallJob
+_STOP = object()
+
+
+class SqliteWriter:
+    """Owns the only write connection of this process and commits batches on its own thread."""
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], *, queue_size: int, batch_size: int
+    ) -> None:
+        self._connect = connect
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="eventstitch-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Drain what is queued, then end the thread."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._thread = None
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit_event(
+        self, event: EventRecord, accepted_kinds: frozenset[str]
+    ) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_EventJob(event, accepted_kinds, future))
+        except queue.Full:
+            raise QueueFull("the write queue is full") from None
+        return future
+
+    def submit_call(self, call: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_CallJob(call, future))
+        except queue.Full:
+            raise QueueFull("the write queue is full") from None
+        return future
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            stopping = False
+            while not stopping:
+                first = self._queue.get()
+                if first is _STOP:
+                    break
+                batch: list[_Job] = [first]
+                while len(batch) < self._batch_size:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                metrics.QUEUE_DEPTH.set(self._queue.qsize())
+                self._commit(conn, batch)
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        results: list[Any] = [None] * len(batch)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                written = self._write_events(conn, batch, results)
+                for index, job in enumerate(batch):
+                    if isinstance(job, _CallJob):
+                        results[index] = _run_in_savepoint(conn, job.call)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:
+            log.exception("commit of %d writes failed; none of them was stored", len(batch))
+            failure = StorageUnavailable(f"the database refused the write: {exc}")
+            results = [failure] * len(batch)
+            written = 0
+        if written:
+            metrics.COMMIT_BATCH_SIZE.observe(written)
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        _resolve(batch, results)
+
+    @staticmethod
+    def _write_events(conn: sqlite3.Connection, batch: list[_Job], results: list[Any]) -> int:
+        events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
+        if not events:
+            return 0
+        source_ids = list({job.event.source_id for _, job in events})
+        marks = ",".join("?" * len(source_ids))
+        sources = {
+            row[0]: (row[1], bool(row[2]))
+            for row in conn.execute(
+                f"SELECT id, kind, enabled FROM sources WHERE id IN ({marks})", source_ids
+            )
+        }
+        rows = []
+        rollup: Counter[tuple[int, str, str, int]] = Counter()
+        for index, job in events:
+            event = job.event
+            source = sources.get(event.source_id)
+            if source is None:
+                results[index] = SourceRefused(event.source_id, "unknown_source")
+                continue
+            kind, enabled = source
+            if not enabled:
+                results[index] = SourceRefused(event.source_id, "disabled_source")
+                continue
+            if kind not in job.accepted_kinds:
+                results[index] = SourceRefused(event.source_id, "wrong_source_kind")
+                continue
+            rows.append(_event_row(event))
+            hour = event.received_ms - event.received_ms % HOUR_MS
+            rollup[(hour, event.type, event.source_id, int(event.profile_less))] += 1
+        if rows:
+            # One multi-row statement, not executemany: each statement step releases and
+            # re-takes the GIL, and under load re-taking it waits for the event loop thread.
+            conn.execute(
+                _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(rows)),
+                [value for row in rows for value in row],
+            )
+            conn.execute(
+                _UPSERT_ROLLUP.format(rows=",".join([_ROLLUP_VALUES] * len(rollup))),
+                [value for key, n in rollup.items() for value in (*key, n)],
+            )
+        return len(rows)
+
+
+def _event_row(event: EventRecord) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.type,
+        event.source_id,
+        event.received_ms,
+        int(event.profile_less),
+        event.profile_id,
+        event.session_id,
+        orjson.dumps(event.properties).decode(),
+        orjson.dumps(event.context).decode(),
+    )
+
+
+def _run_in_savepoint(conn: sqlite3.Connection, call: Callable[[sqlite3.Connection], Any]) -> Any:
+    """Run one write so that its failure undoes only itself, not the rest of the batch."""
+    conn.execute("SAVEPOINT job")
+    try:
+        result = call(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        return exc
+    conn.execute("RELEASE job")
+    return result
+
+
+def _resolve(batch: Iterable[_Job], results: list[Any]) -> None:
+    """Hand each result (or exception) back to its request's event loop, one call per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for job, result in zip(batch, results, strict=True):
+        by_loop.setdefault(job.future.get_loop(), []).append((job.future, result))
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, pairs)
+        except RuntimeError:  # the loop closed while its requests waited: nobody to answer
+            log.warning("event loop closed before %d results could be delivered", len(pairs))
+
+
+def _settle(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in pairs:
+        if future.done():  # the request was cancelled (client went away); its write stands
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
