@@ -65,7 +65,8 @@ def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:
     assert set(body) == {"ok", "error", "errors", "status"}, body
     assert body["ok"] is False
     assert body["status"] == status
-    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["error"], str)
+    assert body["error"]
     assert isinstance(body["errors"], list)
     return body
 

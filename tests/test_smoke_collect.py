@@ -19,7 +19,8 @@ def test_collect_stores_brief_example_as_profile_less_event(client: TestClient) 
     assert stored["type"] == "page-view"
     assert stored["properties"] == body
     assert stored["profile_less"] is True
-    assert stored["profile_id"] is None and stored["session_id"] is None
+    assert stored["profile_id"] is None
+    assert stored["session_id"] is None
     assert stored["source_id"] == "shop-hooks"
 
 
@@ -27,6 +28,6 @@ def test_collect_over_real_http_is_readable_through_api(live_server: LiveServer)
     with live_server.client() as http:
         create_source(http, id="hooks")
         for n in range(3):
-            assert http.post(f"/collect/order/hooks", json={"n": n}).status_code == 200
+            assert http.post("/collect/order/hooks", json={"n": n}).status_code == 200
         events = stored_events(http, type="order")
     assert [e["properties"]["n"] for e in events] == [2, 1, 0]

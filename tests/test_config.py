@@ -1,0 +1,71 @@
+"""Settings: one table drives the Config type, the docs and --help; bad values stop at start."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from eventstitch.cli.main import cli
+from eventstitch.config import SETTINGS, Config, ConfigError, load_config, settings_markdown
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def test_every_config_field_is_a_documented_setting() -> None:
+    assert {f.name for f in fields(Config)} == {s.name for s in SETTINGS}
+    for setting in SETTINGS:
+        assert setting.help.strip(), f"{setting.env_name} has no help text"
+
+
+def test_configuration_doc_is_generated_from_the_settings_table() -> None:
+    assert DOCS.read_text(encoding="utf-8") == settings_markdown(), (
+        "docs/configuration.md is stale: run `eventstitch config docs > docs/configuration.md`"
+    )
+
+
+def test_serve_help_lists_every_setting() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0
+    for setting in SETTINGS:
+        assert setting.env_name in result.output
+
+
+def test_defaults_serve_the_embedded_database_on_port_8686() -> None:
+    config = load_config({})
+    assert config.port == 8686
+    assert config.max_body_bytes == 1024 * 1024
+    assert config.resolved_database_url == "sqlite:///data/eventstitch.db"
+
+
+def test_environment_values_are_typed() -> None:
+    config = load_config(
+        {"EVENTSTITCH_PORT": "9000", "EVENTSTITCH_SQLITE_SYNCHRONOUS": "normal"}
+    )
+    assert config.port == 9000
+    assert config.sqlite_synchronous == "NORMAL"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EVENTSTITCH_PORT", "eighty"),
+        ("EVENTSTITCH_PORT", "70000"),
+        ("EVENTSTITCH_MAX_BODY_BYTES", "0"),
+        ("EVENTSTITCH_SQLITE_SYNCHRONOUS", "OFF"),
+        ("EVENTSTITCH_BATCH_SIZE", "100000"),
+        ("EVENTSTITCH_SOURCE_CACHE_SECONDS", "-1"),
+    ],
+)
+def test_bad_value_stops_with_the_variable_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_config({name: value})
+
+
+def test_serve_refuses_to_start_on_a_bad_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTSTITCH_PORT", "not-a-port")
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code != 0
+    assert "EVENTSTITCH_PORT" in result.output
