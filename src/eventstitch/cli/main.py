@@ -10,6 +10,7 @@ from eventstitch.cli.events import events, insights
 from eventstitch.cli.serve import serve
 from eventstitch.cli.settings import config
 from eventstitch.cli.sources import sources
+from eventstitch.cli.transfer import export, import_
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,7 +19,7 @@ def cli() -> None:
     """Eventstitch: a self-hosted event collector."""
 
 
-for command in (serve, sources, events, insights, db, config):
+for command in (serve, sources, events, insights, db, config, export, import_):
     cli.add_command(command)
 
 

@@ -22,8 +22,9 @@ T = TypeVar("T")
 console = Console()
 
 
-def run(call: Callable[[AppContext], Awaitable[T]]) -> T:
-    """Open storage, run one service call, close storage; refusals exit with their message."""
+def run(call: Callable[[AppContext], Awaitable[T]], **overrides: Any) -> T:
+    """Open storage, run one service call, close storage; refusals exit with their message.
+    `overrides` replace settings (None means keep the environment's)."""
 
     async def main() -> T:
         ctx = AppContext.build(config, open_storage(config))
@@ -34,7 +35,7 @@ def run(call: Callable[[AppContext], Awaitable[T]]) -> T:
             await ctx.storage.close()
 
     try:
-        config = load_config()
+        config = load_config(**overrides)
         return asyncio.run(main())
     except (EventstitchError, ConfigError) as exc:
         message = exc.message if isinstance(exc, EventstitchError) else str(exc)

@@ -160,6 +160,11 @@ class EventStore(Protocol):
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...
 
+    async def import_batch(self, events: list[EventRecord]) -> int:
+        """Insert events as they are (ids and times kept) in one transaction, with their rollup
+        counts, skipping ids already stored; no source check. Returns how many were new."""
+        ...
+
 
 class Storage(Protocol):
     @property

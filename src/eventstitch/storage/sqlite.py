@@ -10,6 +10,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -39,6 +40,7 @@ _EVENT_COLUMNS = (
 )
 _SOURCE_COLUMNS = "id, name, kind, enabled, description, tags, created_ms, updated_ms"
 _SOURCE_FIELDS = ("name", "kind", "enabled", "description", "tags")
+_HOUR_MS = 3_600_000
 
 
 def path_from_url(url: str) -> Path:
@@ -356,3 +358,44 @@ class SqliteEvents:
             return result
 
         return await self._storage.read(select)
+
+    async def import_batch(self, events: list[EventRecord]) -> int:
+        if not events:
+            return 0
+        marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(events))
+        values = [
+            value
+            for e in events
+            for value in (
+                e.id,
+                e.type,
+                e.source_id,
+                e.received_ms,
+                int(e.profile_less),
+                e.profile_id,
+                e.session_id,
+                orjson.dumps(e.properties).decode(),
+                orjson.dumps(e.context).decode(),
+            )
+        ]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            new = conn.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {marks}"
+                " ON CONFLICT (id) DO NOTHING RETURNING type, source_id, received_ms, profile_less",
+                values,
+            ).fetchall()
+            rollup: Counter[tuple[int, str, str, int]] = Counter()
+            for event_type, source_id, received_ms, profile_less in new:
+                rollup[
+                    (received_ms - received_ms % _HOUR_MS, event_type, source_id, profile_less)
+                ] += 1
+            conn.executemany(
+                "INSERT INTO event_counts_hourly (hour, type, source_id, profile_less, count)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, type, source_id, profile_less)"
+                " DO UPDATE SET count = count + excluded.count",
+                [(*key, n) for key, n in rollup.items()],
+            )
+            return len(new)
+
+        return await self._storage.write(insert)

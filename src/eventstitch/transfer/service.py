@@ -1,0 +1,238 @@
+"""Moving a whole store to another backend and back: JSON Lines export and import.
+
+The file is one JSON object a line: a header, the sources, the events (newest first), and a
+summary with the counts and a checksum. The checksum is a sum of per-event SHA-256 digests
+modulo 2**256, so it does not depend on order and both sides can compute it while streaming.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from eventstitch.context import AppContext
+from eventstitch.errors import BadRequest
+from eventstitch.ids import iso_to_ms
+from eventstitch.query.schemas import event_json
+from eventstitch.sources.schemas import SourceOut
+from eventstitch.storage.interfaces import (
+    CountQuery,
+    DuplicateSource,
+    EventFilter,
+    EventRecord,
+    SourceRecord,
+)
+
+FORMAT = "eventstitch-export"
+VERSION = 1
+PAGE = 1000
+
+Progress = Callable[[int], None]
+
+
+class EventDigest:
+    """Count and order-independent checksum of a set of events."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sum = 0
+
+    def add(self, rendered: dict[str, Any]) -> None:
+        digest = hashlib.sha256(orjson.dumps(rendered, option=orjson.OPT_SORT_KEYS)).digest()
+        self._sum = (self._sum + int.from_bytes(digest, "big")) % (1 << 256)
+        self.count += 1
+
+    @property
+    def hexdigest(self) -> str:
+        return f"{self._sum:064x}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did, and whether the store now holds what the file holds."""
+
+    sources_new: int = 0
+    sources_existing: int = 0
+    events_new: int = 0
+    events_existing: int = 0
+    expected_events: int | None = None
+    expected_checksum: str | None = None
+    target_events: int = 0
+    target_checksum: str = ""
+    target_was_empty: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return not self.problems
+
+
+async def total_events(*, ctx: AppContext) -> int:
+    """How many events the store holds."""
+    result = await ctx.storage.events.count(EventFilter(), CountQuery(group_by=()))
+    return result.total
+
+
+async def iter_events(*, ctx: AppContext, page: int = PAGE) -> AsyncIterator[EventRecord]:
+    """Every stored event, newest first, a page at a time."""
+    before: str | None = None
+    while True:
+        events = await ctx.storage.events.list_page(EventFilter(), limit=page, before_id=before)
+        for event in events:
+            yield event
+        if len(events) < page:
+            return
+        before = events[-1].id
+
+
+async def export_lines(
+    *, ctx: AppContext, progress: Progress | None = None
+) -> AsyncIterator[bytes]:
+    """The whole store as JSON Lines, streamed."""
+    yield _line({"kind": "header", "format": FORMAT, "version": VERSION})
+    sources = await ctx.storage.sources.list_all()
+    for source in sources:
+        yield _line({"kind": "source", "source": SourceOut.of(source).model_dump()})
+    digest = EventDigest()
+    async for event in iter_events(ctx=ctx):
+        rendered = event_json(event)
+        digest.add(rendered)
+        yield _line({"kind": "event", "event": rendered})
+        if progress is not None:
+            progress(1)
+    yield _line(
+        {
+            "kind": "summary",
+            "sources": len(sources),
+            "events": digest.count,
+            "checksum": digest.hexdigest,
+        }
+    )
+
+
+async def import_lines(
+    *, ctx: AppContext, lines: Iterable[bytes], progress: Progress | None = None
+) -> ImportReport:
+    """Load an export into this store (ids kept; what exists is skipped), then verify it."""
+    report = ImportReport()
+    report.target_was_empty = await total_events(ctx=ctx) == 0
+    pending: list[EventRecord] = []
+    seen_header = False
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        item = _parse_line(raw, number)
+        kind = item.get("kind")
+        if not seen_header:
+            if kind != "header" or item.get("format") != FORMAT or item.get("version") != VERSION:
+                raise BadRequest(f"line {number}: not an {FORMAT} version {VERSION} file")
+            seen_header = True
+        elif kind == "source":
+            if await _import_source(ctx, _source_record(item["source"], number)):
+                report.sources_new += 1
+            else:
+                report.sources_existing += 1
+        elif kind == "event":
+            pending.append(_event_record(item["event"], number))
+            if len(pending) >= PAGE:
+                await _flush(ctx, pending, report, progress)
+        elif kind == "summary":
+            report.expected_events = int(item["events"])
+            report.expected_checksum = str(item["checksum"])
+        else:
+            raise BadRequest(f"line {number}: unknown kind {kind!r}")
+    await _flush(ctx, pending, report, progress)
+    await _verify(ctx, report)
+    return report
+
+
+async def _verify(ctx: AppContext, report: ImportReport) -> None:
+    digest = EventDigest()
+    async for event in iter_events(ctx=ctx):
+        digest.add(event_json(event))
+    report.target_events, report.target_checksum = digest.count, digest.hexdigest
+    if report.expected_events is None:
+        report.problems.append("the file has no summary line: it was cut short")
+        return
+    read = report.events_new + report.events_existing
+    if read != report.expected_events:
+        report.problems.append(f"the file lists {report.expected_events} events but holds {read}")
+    if report.target_was_empty:
+        if digest.count != report.expected_events:
+            report.problems.append(
+                f"the store holds {digest.count} events, the file {report.expected_events}"
+            )
+        if digest.hexdigest != report.expected_checksum:
+            report.problems.append("checksum of the stored events differs from the file's")
+
+
+async def _flush(
+    ctx: AppContext, pending: list[EventRecord], report: ImportReport, progress: Progress | None
+) -> None:
+    if not pending:
+        return
+    new = await ctx.storage.events.import_batch(pending)
+    report.events_new += new
+    report.events_existing += len(pending) - new
+    if progress is not None:
+        progress(len(pending))
+    pending.clear()
+
+
+async def _import_source(ctx: AppContext, source: SourceRecord) -> bool:
+    try:
+        await ctx.storage.sources.create(source)
+    except DuplicateSource:
+        return False
+    return True
+
+
+def _parse_line(raw: bytes, number: int) -> dict[str, Any]:
+    try:
+        item = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"line {number}: not JSON ({exc.msg})") from None
+    if not isinstance(item, dict):
+        raise BadRequest(f"line {number}: not a JSON object")
+    return item
+
+
+def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
+    try:
+        return SourceRecord(
+            id=data["id"],
+            name=data["name"],
+            kind=data["kind"],
+            enabled=bool(data["enabled"]),
+            description=data.get("description", ""),
+            tags=tuple(data.get("tags", ())),
+            created_ms=iso_to_ms(data["created_at"]),
+            updated_ms=iso_to_ms(data["updated_at"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"line {number}: bad source ({exc})") from None
+
+
+def _event_record(data: dict[str, Any], number: int) -> EventRecord:
+    try:
+        return EventRecord(
+            id=data["id"],
+            type=data["type"],
+            source_id=data["source_id"],
+            received_ms=iso_to_ms(data["received_at"]),
+            profile_less=bool(data["profile_less"]),
+            profile_id=data.get("profile_id"),
+            session_id=data.get("session_id"),
+            properties=data["properties"],
+            context=data["context"],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"line {number}: bad event ({exc})") from None
+
+
+def _line(item: dict[str, Any]) -> bytes:
+    return orjson.dumps(item) + b"\n"

@@ -1,0 +1,116 @@
+"""Moving a store: export to JSON Lines and import elsewhere, nothing lost, verified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from eventstitch.app import EventstitchApp
+from eventstitch.cli.main import cli
+from tests.conftest import API_TOKEN, create_source, make_config
+
+
+def fill(data_dir: Path) -> list[dict[str, object]]:
+    """A store with two sources and a mix of events; returns the events as the API shows them."""
+    with TestClient(EventstitchApp(make_config(data_dir))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        create_source(http, id="hooks", tags=["shop"])
+        create_source(http, id="off", enabled=False, description="kept disabled")
+        bodies = [
+            {"email": "a@a.com", "n": 1.5, "nested": {"deep": [1, {"x": None}]}},
+            {"unicode": "żółw 🐢", "big": 2**53},
+            [1, 2, 3],
+        ]
+        for n in range(1205):  # more than one import batch
+            answer = http.post(f"/collect/type-{n % 4}/hooks", json=bodies[n % 3])
+            assert answer.status_code == 200
+        events = []
+        cursor = None
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            page = http.get("/api/events", params=params).json()
+            events += page["events"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return events
+
+
+def everything(data_dir: Path) -> tuple[list[object], list[object], object]:
+    with TestClient(EventstitchApp(make_config(data_dir))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        sources = http.get("/api/sources").json()["sources"]
+        events = []
+        cursor = None
+        while True:
+            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            page = http.get("/api/events", params=params).json()
+            events += page["events"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        counts = http.get("/api/insights/counts", params={"by": "hour,type"}).json()
+    return sources, events, counts
+
+
+def test_export_then_import_reproduces_sources_events_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = tmp_path / "original"
+    fill(original)
+    dump = tmp_path / "dump.jsonl"
+    runner = CliRunner()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    exported = runner.invoke(cli, ["export", "-o", str(dump)])
+    assert exported.exit_code == 0, exported.output
+    summary = orjson.loads(dump.read_bytes().splitlines()[-1])
+    assert summary["events"] == 1205
+    assert summary["sources"] == 2
+
+    copy = tmp_path / "copy"
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(copy))
+    imported = runner.invoke(cli, ["import", str(dump), "--json"])
+    assert imported.exit_code == 0, imported.output
+    report = orjson.loads(imported.stdout)
+    assert report["verified"] is True
+    assert report["events_new"] == 1205
+    assert report["target_checksum"] == summary["checksum"]
+    assert everything(copy) == everything(original)
+
+    again = runner.invoke(cli, ["import", str(dump), "--json"])
+    assert again.exit_code == 0, again.output
+    assert orjson.loads(again.stdout)["events_existing"] == 1205  # safe to run twice
+    assert everything(copy) == everything(original)
+
+
+def test_import_of_a_truncated_file_fails_verification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = tmp_path / "original"
+    fill(original)
+    dump = tmp_path / "dump.jsonl"
+    runner = CliRunner()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    assert runner.invoke(cli, ["export", "-o", str(dump)]).exit_code == 0
+    lines = dump.read_bytes().splitlines(keepends=True)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"".join(lines[:500]))
+
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(tmp_path / "copy"))
+    result = runner.invoke(cli, ["import", str(cut)])
+    assert result.exit_code == 1
+    assert "cut short" in result.output
+
+
+def test_import_refuses_a_file_that_is_not_an_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bogus = tmp_path / "bogus.jsonl"
+    bogus.write_text('{"hello": "world"}\n')
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(tmp_path / "copy"))
+    result = CliRunner().invoke(cli, ["import", str(bogus)])
+    assert result.exit_code == 1
+    assert "not an eventstitch-export" in result.output
