@@ -6,6 +6,7 @@ answer it in the one error shape and nothing is stored.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +27,8 @@ SUPPORTED_MEDIA_TYPES = (
 )
 
 _SPACES = re.compile(r"\s+")
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_LONG_DIGITS_TEXT = re.compile(r"[0-9]{20}")
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_LOOKING = re.compile(
     r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private",
@@ -93,7 +96,7 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in exc.msg.lower():
+        if "depth" in exc.msg.lower() or "recursion" in exc.msg.lower():
             raise _too_deep(max_depth) from None
         raise BadRequest(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
@@ -110,7 +113,28 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
         ) from None
     if nesting_depth(value, stop_after=max_depth) > max_depth:
         raise _too_deep(max_depth)
+    pattern = _LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT
+    if pattern.search(data):  # type: ignore[arg-type]  # the pattern matches data's type
+        _refuse_integers_beyond_64_bits(data)
     return value
+
+
+def _refuse_integers_beyond_64_bits(data: bytes | str) -> None:
+    """orjson reads an integer beyond 64 bits as a float, which would lose digits silently; a
+    run of 20 or more digits (possibly inside a string) sends the body through the exact parser
+    to find out, and an integer literal out of range is refused."""
+
+    def checked(literal: str) -> int:
+        number = int(literal)
+        if not -(2**63) <= number < 2**64:
+            raise BadRequest(
+                f"integer {clip(literal, 40)} is beyond 64 bits; send it as a string",
+                errors=[{"field": "body", "value": clip(literal, 40)}],
+                reason="integer_out_of_range",
+            )
+        return number
+
+    json.loads(data, parse_int=checked)
 
 
 def nesting_depth(value: Any, *, stop_after: int | None = None) -> int:
