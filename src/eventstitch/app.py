@@ -20,8 +20,17 @@ from eventstitch.auth import ensure_api_token, require_token
 from eventstitch.config import Config, load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, error_body
+from eventstitch.identity.routes import router as profiles_router
 from eventstitch.ingest.openapi import COLLECT_PATHS
-from eventstitch.ingest.routes import COLLECT_PREFIX, CollectEndpoint, Receive, Scope, Send
+from eventstitch.ingest.routes import (
+    COLLECT_PREFIX,
+    TRACK_PATH,
+    CollectEndpoint,
+    Receive,
+    Scope,
+    Send,
+    TrackEndpoint,
+)
 from eventstitch.query.routes import router as query_router
 from eventstitch.sources.routes import router as sources_router
 from eventstitch.storage import open_storage
@@ -76,6 +85,7 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
     guarded = [Depends(require_token)]
     api.include_router(sources_router, dependencies=guarded)
     api.include_router(query_router, dependencies=guarded)
+    api.include_router(profiles_router, dependencies=guarded)
     api.include_router(ops.router)
     api.add_exception_handler(EventstitchError, _domain_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
@@ -104,6 +114,7 @@ class EventstitchApp:
         token, _ = ensure_api_token(config)
         self.api = build_api(self.ctx, token)
         self.collect = CollectEndpoint(self.ctx)
+        self.track = TrackEndpoint(self.ctx)
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
@@ -114,6 +125,8 @@ class EventstitchApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(COLLECT_PREFIX):
             await self.collect(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == TRACK_PATH:
+            await self.track(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:

@@ -75,6 +75,24 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _names(raw: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError("must be true or false")
+    return value in ("true", "1", "yes", "on")
+
+
+def _region(raw: str) -> str:
+    value = raw.strip().upper()
+    if value and not (len(value) == 2 and value.isalpha()):
+        raise ValueError("must be a two-letter region code such as US or DE, or empty")
+    return value
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "data_dir", Path, "data", "Folder for the embedded database and the generated API token."
@@ -149,6 +167,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Most rows an insights answer may hold (time buckets or distinct values).",
     ),
     Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
+    Setting(
+        "identity_single_valued_kinds",
+        _names,
+        "user_id",
+        "Identifier kinds a person has one value of (comma-separated). A profile never takes a "
+        "second value of these, and two profiles holding different values are never merged.",
+    ),
+    Setting(
+        "identity_shared_kinds",
+        _names,
+        "",
+        "Identifier kinds that do not single out a person, such as a shared office phone "
+        "(comma-separated). Rules of these kinds copy the value to a trait and never link.",
+    ),
+    Setting(
+        "identity_junk_values",
+        _names,
+        "",
+        "More values that identify nobody (comma-separated), besides the built-in list in "
+        "docs/identity.md.",
+    ),
+    Setting(
+        "phone_default_region",
+        _region,
+        "",
+        "Region for phone numbers written without a country code (e.g. US); empty: such numbers "
+        "do not identify.",
+    ),
+    Setting(
+        "system_events",
+        _flag,
+        "true",
+        "Record Eventstitch's own happenings (profiles created or merged, sources changed, "
+        "backfills) as events of the read-only `system` source.",
+    ),
 )
 
 
@@ -174,6 +227,11 @@ class Config:
     query_timeout_ms: int
     max_insight_buckets: int
     log_level: str
+    identity_single_valued_kinds: frozenset[str]
+    identity_shared_kinds: frozenset[str]
+    identity_junk_values: frozenset[str]
+    phone_default_region: str
+    system_events: bool
 
     @property
     def resolved_database_url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eventstitch.config import Config
+from eventstitch.identity.rules import Policy
 from eventstitch.sources.cache import SourceCache
 from eventstitch.storage.interfaces import Storage
 
@@ -14,7 +15,13 @@ class AppContext:
     config: Config
     storage: Storage
     sources: SourceCache
+    policy: Policy
 
     @classmethod
     def build(cls, config: Config, storage: Storage) -> AppContext:
-        return cls(config, storage, SourceCache(storage, ttl_seconds=config.source_cache_seconds))
+        return cls(
+            config,
+            storage,
+            SourceCache(storage, ttl_seconds=config.source_cache_seconds),
+            Policy.from_config(config),
+        )

@@ -20,6 +20,11 @@ def new_event_id() -> tuple[str, int]:
     return str(value), value.timestamp
 
 
+def new_profile_id() -> str:
+    """A fresh profile id (UUIDv7, so profiles sort by creation)."""
+    return str(uuid_utils.uuid7())
+
+
 def id_floor(ms: int) -> str:
     """The smallest UUIDv7 string minted at or after `ms`: a lower bound for id ranges."""
     stamp = f"{ms:012x}"

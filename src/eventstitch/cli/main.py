@@ -7,6 +7,7 @@ import click
 from eventstitch import __version__
 from eventstitch.cli.db import db
 from eventstitch.cli.events import events, insights
+from eventstitch.cli.profiles import identity, profiles
 from eventstitch.cli.serve import serve
 from eventstitch.cli.settings import config
 from eventstitch.cli.sources import sources
@@ -19,7 +20,7 @@ def cli() -> None:
     """Eventstitch: a self-hosted event collector."""
 
 
-for command in (serve, sources, events, insights, db, config, export, import_):
+for command in (serve, sources, events, insights, profiles, identity, db, config, export, import_):
     cli.add_command(command)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
+import orjson
 
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
 from eventstitch.context import AppContext
 from eventstitch.sources import service
-from eventstitch.sources.schemas import SourceCreate, SourceOut
+from eventstitch.sources.schemas import SourceCreate, SourceOut, SourcePatch
 from eventstitch.storage.interfaces import SourceRecord
 
 
@@ -107,10 +108,63 @@ def show(source_id: str, as_json: bool) -> None:
 
 
 def _update(source_id: str, changes: dict[str, Any], as_json: bool) -> None:
+    try:
+        patch = SourcePatch.model_validate(changes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
     async def call(ctx: AppContext) -> SourceRecord:
-        return await service.update(ctx=ctx, source_id=source_id, changes=changes)
+        return await service.update(ctx=ctx, source_id=source_id, patch=patch)
 
     _show(run(call), as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@click.option("--path", required=True, help="Payload path, e.g. customer.email.")
+@click.option("--kind", required=True, help="email, phone, user_id, or a kind you name.")
+@click.option("--create-profile", is_flag=True, help="Create a profile when nobody owns it.")
+@click.option("--event-type", "event_types", multiple=True, help="Only these types; repeatable.")
+@json_option
+def identify(
+    source_id: str,
+    path: str,
+    kind: str,
+    create_profile: bool,
+    event_types: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Add an identification rule to a source (PATCH identification, appending)."""
+
+    async def current(ctx: AppContext) -> SourceRecord:
+        return await service.get(ctx=ctx, source_id=source_id)
+
+    rules = [r.model_dump() for r in SourceOut.of(run(current)).identification]
+    rules.append(
+        {
+            "path": path,
+            "kind": kind,
+            "create_profile": create_profile,
+            "event_types": list(event_types),
+        }
+    )
+    _update(source_id, {"identification": rules}, as_json)
+
+
+@sources.command("set-rules")
+@click.argument("source_id")
+@click.argument("rules_file", type=click.File("rb"))
+@json_option
+def set_rules(source_id: str, rules_file: Any, as_json: bool) -> None:
+    """Replace identification rules and traits from JSON:
+    {"identification": [...], "traits": {...}} (either key may be left out)."""
+    try:
+        data = orjson.loads(rules_file.read())
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(data, dict) or not set(data) <= {"identification", "traits"}:
+        raise click.BadParameter('expected {"identification": [...], "traits": {...}}')
+    _update(source_id, data, as_json)
 
 
 @sources.command()

@@ -23,7 +23,7 @@ from eventstitch.errors import (
     error_body,
 )
 from eventstitch.ingest import service
-from eventstitch.ingest.schemas import WebhookRequest
+from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -122,7 +122,7 @@ class CollectEndpoint:
                     "id": event.id,
                     "type": event.type,
                     "profile_less": True,
-                    "profile_id": None,
+                    "profile_id": event.profile_id,
                 }
             ),
         )
@@ -157,3 +157,59 @@ class CollectEndpoint:
             headers=headers,
             client=client[0] if client else None,
         )
+
+
+TRACK_PATH = "/track"
+
+
+class TrackEndpoint:
+    """ASGI endpoint for the tracking API: `POST /track` with a tracker payload."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._accepted = metrics.EVENTS_ACCEPTED.labels("track")
+        self._latency = metrics.INGEST_SECONDS.labels("track")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(
+                    f"method {scope['method']} is not allowed here; use POST",
+                    headers={"Allow": "POST"},
+                )
+            headers: list[tuple[bytes, bytes]] = scope["headers"]
+            body = await read_body(receive, headers, self.ctx.config.max_body_bytes)
+            client = scope.get("client")
+            request = RawRequest(
+                method="POST",
+                body=body,
+                query_string=scope.get("query_string", b"").decode("latin-1"),
+                headers=headers,
+                client=client[0] if client else None,
+            )
+            result, events = await service.track(ctx=self.ctx, request=request)
+        except EventstitchError as error:
+            await send_error(send, error)
+            return
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("unexpected failure on %s", scope.get("path"))
+            metrics.EVENTS_REJECTED.labels("internal_error").inc()
+            await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
+            return
+        self._accepted.inc(len(events))
+        self._latency.observe(time.perf_counter() - started)
+        answer = {
+            "ok": True,
+            "source": {"id": events[0].source_id},
+            "profile": {"id": result.profile_id} if result.profile_id else None,
+            "session": {"id": result.session_id} if result.session_id else None,
+            "profile_less": events[0].profile_less,
+            "events": [
+                {"id": e.id, "type": e.type, "profile_id": p}
+                for e, p in zip(events, result.event_profiles, strict=True)
+            ],
+        }
+        await send_json(send, 200, orjson.dumps(answer))

@@ -6,12 +6,10 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookRequest:
-    """One request to the webhook bridge, as it came off the wire."""
+class RawRequest:
+    """A request to an ingest route as it came off the wire (the body already read)."""
 
     method: str
-    event_type: str
-    source_id: str
     body: bytes
     query_string: str
     headers: list[tuple[bytes, bytes]]
@@ -23,3 +21,11 @@ class WebhookRequest:
             if key.lower() == name:
                 return value.decode("latin-1")
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest(RawRequest):
+    """A request to the webhook bridge, with the two parts of its path."""
+
+    event_type: str
+    source_id: str

@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
 from eventstitch.errors import Forbidden, NotFound, Overloaded
+from eventstitch.identity.rules import extract
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import (
     normalise_event_type,
     parse_body,
     parse_form,
+    parse_json,
     safe_headers,
+    split_content_type,
 )
-from eventstitch.ingest.schemas import WebhookRequest
+from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.ingest.tracking import parse_track_payload
 from eventstitch.sources import service as sources_service
 from eventstitch.storage.interfaces import (
+    Claim,
     EventRecord,
     QueueFull,
     SourceRefused,
     StorageUnavailable,
+    Visit,
+    VisitResult,
 )
 
 WEBHOOK_KINDS = frozenset({"webhook"})
+T = TypeVar("T")
 
 
 async def collect(*, ctx: AppContext, request: WebhookRequest) -> EventRecord:
-    """Store one profile-less event from the webhook bridge; return it once it is durable."""
+    """Store one profile-less event from the webhook bridge; return it once it is durable,
+    with the profile its identifiers linked it to, if any."""
     event_type = normalise_event_type(request.event_type)
-    await sources_service.get_accepting(ctx=ctx, source_id=request.source_id, kind="webhook")
+    source = await sources_service.get_accepting(
+        ctx=ctx, source_id=request.source_id, kind="webhook"
+    )
     content_type = request.header(b"content-type")
     if request.method == "GET":
         properties: dict[str, Any] = parse_form(request.query_string)
@@ -57,15 +70,33 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> EventRecord:
             "headers": safe_headers(request.headers),
         },
     )
-    await store(ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS)
-    return event
+    claim = None
+    if source.identification:
+        claim = extract(properties, event_type, source.identification, source.traits, ctx.policy)
+    profile_id = await store(ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS, claim=claim)
+    return dataclasses.replace(event, profile_id=profile_id) if profile_id else event
 
 
-async def store(*, ctx: AppContext, event: EventRecord, accepted_kinds: frozenset[str]) -> None:
-    """Append one event durably, turning storage refusals into answers a client understands."""
+async def store(
+    *,
+    ctx: AppContext,
+    event: EventRecord,
+    accepted_kinds: frozenset[str],
+    claim: Claim | None = None,
+) -> str | None:
+    """Append one event durably, turning storage refusals into answers a client understands.
+    Returns the profile the event was linked to, if any."""
+    return await _committed(
+        ctx, ctx.storage.events.append(event, accepted_kinds=accepted_kinds, claim=claim)
+    )
+
+
+async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
+    """Await a storage write; its refusals become answers a client understands: 503 to retry
+    (nothing stored), 403 or 404."""
     retry = {"Retry-After": str(ctx.config.retry_after_seconds)}
     try:
-        await ctx.storage.events.append(event, accepted_kinds=accepted_kinds)
+        return await write
     except QueueFull:
         raise Overloaded(
             "the collector is at capacity; nothing was stored, retry later",
@@ -88,3 +119,65 @@ async def store(*, ctx: AppContext, event: EventRecord, accepted_kinds: frozense
             f"source {refused.source_id!r} does not accept these events ({refused.reason})",
             reason=refused.reason,
         ) from None
+
+
+async def track(*, ctx: AppContext, request: RawRequest) -> tuple[VisitResult, list[EventRecord]]:
+    """Store a tracker call: its events, its profile and session (unless profile-less)."""
+    query = parse_form(request.query_string)
+    payload = parse_track_payload(
+        parse_json(
+            request.body,
+            split_content_type(request.header(b"content-type"))[1],
+            max_depth=ctx.config.max_nesting_depth,
+        ),
+        profile_less_query=str(query.get("profile_less", "")).lower() in ("true", "1", "yes"),
+    )
+    source = await sources_service.get_accepting(
+        ctx=ctx, source_id=payload.source_id, kind="tracker"
+    )
+    base_context: dict[str, Any] = {
+        "user_agent": request.header(b"user-agent"),
+        "client": request.client,
+        "headers": safe_headers(request.headers),
+        **({"visit": payload.context} if payload.context else {}),
+        **({"session_properties": payload.properties} if payload.properties else {}),
+    }
+    events: list[EventRecord] = []
+    claims: list[Claim | None] = []
+    for item in payload.events:
+        event_type = normalise_event_type(item.type)
+        event_id, received_ms = new_event_id()
+        context: dict[str, Any] = dict(base_context)
+        if item.context:
+            context["event"] = item.context
+        if item.client_id is not None:
+            context["client_event_id"] = item.client_id
+        if item.tags:
+            context["tags"] = item.tags
+        events.append(
+            EventRecord(
+                id=event_id,
+                type=event_type,
+                source_id=source.id,
+                received_ms=received_ms,
+                profile_less=payload.profile_less,
+                profile_id=None,
+                session_id=None,
+                properties=item.properties,
+                context=context,
+            )
+        )
+        claims.append(
+            extract(item.properties, event_type, source.identification, source.traits, ctx.policy)
+            if source.identification
+            else None
+        )
+    visit = Visit(
+        source_id=source.id,
+        profile_less=payload.profile_less,
+        profile_hint=payload.profile_id,
+        session_hint=payload.session_id,
+        events=tuple(events),
+        claims=tuple(claims),
+    )
+    return await _committed(ctx, ctx.storage.events.track(visit)), events

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from eventstitch.query import service
 from eventstitch.query.schemas import (
+    ConversionOut,
     CountsOut,
     EventOut,
     EventPage,
@@ -41,6 +42,7 @@ def _filter(
     profile_id: str | None,
     since: str | None,
     until: str | None,
+    converted: bool | None = None,
 ) -> EventFilter:
     return EventFilter(
         types=tuple(type or ()),
@@ -50,6 +52,7 @@ def _filter(
         since_ms=parse_time("since", since),
         until_ms=parse_time("until", until),
         properties=property_filters(list(request.query_params.multi_items())),
+        converted=converted,
     )
 
 
@@ -71,8 +74,13 @@ async def list_events(
     until: UntilParam = None,
     limit: int | None = None,
     cursor: str | None = None,
+    converted: Annotated[
+        bool | None, Query(description="Profile-less events linked to a profile since (or not).")
+    ] = None,
 ) -> Response:
-    event_filter = _filter(request, type, source_id, profile_less, profile_id, since, until)
+    event_filter = _filter(
+        request, type, source_id, profile_less, profile_id, since, until, converted
+    )
     events, next_cursor = await service.list_page(
         ctx=request.app.state.ctx,
         event_filter=event_filter,
@@ -113,12 +121,35 @@ async def counts(
     profile_id: str | None = None,
     since: SinceParam = None,
     until: UntilParam = None,
+    converted: bool | None = None,
 ) -> Response:
-    event_filter = _filter(request, type, source_id, profile_less, profile_id, since, until)
+    event_filter = _filter(
+        request, type, source_id, profile_less, profile_id, since, until, converted
+    )
     answer = await service.count(
         ctx=request.app.state.ctx,
         event_filter=event_filter,
         group_by=parse_group_by(by),
         distinct=parse_property_path(distinct) if distinct else None,
     )
+    return _json(answer)
+
+
+@router.get(
+    "/insights/conversion",
+    response_model=None,
+    responses={200: {"model": ConversionOut}},
+    tags=["insights"],
+    summary="How many profile-less events were linked to profiles, and by which identifier kind",
+)
+async def conversion(
+    request: Request,
+    by: Annotated[str, Query(pattern="^(source|type)$")] = "source",
+    type: TypeParam = None,
+    source_id: SourceParam = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+) -> Response:
+    event_filter = _filter(request, type, source_id, True, None, since, until)
+    answer = await service.conversion(ctx=request.app.state.ctx, event_filter=event_filter, by=by)
     return _json(answer)

@@ -32,11 +32,21 @@ class EventOut(BaseModel):
     session_id: str | None
     properties: dict[str, Any]
     context: dict[str, Any]
+    converted_at: str | None = Field(description="When a profile-less event was linked.")
+    converted_by: str | None = Field(description="The identifier (kind:value) that linked it.")
 
 
 class EventPage(BaseModel):
     events: list[EventOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class ConversionOut(BaseModel):
+    by: str
+    rows: list[dict[str, Any]] = Field(
+        description="Per group: profile_less (events collected without a profile), converted "
+        "(of those, linked to a profile since), rate, and converted by identifier kind."
+    )
 
 
 class CountsOut(BaseModel):
@@ -60,6 +70,8 @@ def event_json(event: EventRecord) -> dict[str, Any]:
         "session_id": event.session_id,
         "properties": event.properties,
         "context": event.context,
+        "converted_at": ms_to_iso(event.converted_ms) if event.converted_ms else None,
+        "converted_by": event.converted_by,
     }
 
 

@@ -184,3 +184,36 @@ async def follow(
 def event_line(event: EventRecord) -> str:
     """An event as one line of JSON (JSON Lines), for `tail --json`."""
     return orjson.dumps(event_json(event)).decode()
+
+
+async def conversion(*, ctx: AppContext, event_filter: EventFilter, by: str) -> dict[str, Any]:
+    """Per source or type: profile-less events, how many were converted, by which kind."""
+    dimension = GroupBy("source" if by == "source" else "type")
+    limit = ctx.config.max_insight_buckets
+    try:
+        totals = await ctx.storage.events.count(
+            event_filter, CountQuery(group_by=(dimension,), max_rows=limit)
+        )
+        converted = await ctx.storage.events.count(
+            dataclasses.replace(event_filter, converted=True),
+            CountQuery(group_by=(dimension, GroupBy("converted_kind")), max_rows=limit),
+        )
+    except QueryTimeout:
+        raise _too_slow(ctx) from None
+    kinds: dict[str, dict[str, int]] = {}
+    for row in converted.rows:
+        kinds.setdefault(row.keys[0], {})[row.keys[1]] = row.count
+    rows = []
+    for row in totals.rows:
+        by_kind = kinds.get(row.keys[0], {})
+        done = sum(by_kind.values())
+        rows.append(
+            {
+                by: row.keys[0],
+                "profile_less": row.count,
+                "converted": done,
+                "rate": round(done / row.count, 4) if row.count else 0.0,
+                "by_kind": by_kind,
+            }
+        )
+    return {"by": by, "rows": rows}

@@ -29,9 +29,8 @@ async def get_source(request: Request, source_id: str) -> SourceOut:
 
 @router.patch("/{source_id}", summary="Change the fields sent, and only those")
 async def update_source(request: Request, source_id: str, body: SourcePatch) -> SourceOut:
-    changes = body.model_dump(exclude_unset=True)
     return SourceOut.of(
-        await service.update(ctx=request.app.state.ctx, source_id=source_id, changes=changes)
+        await service.update(ctx=request.app.state.ctx, source_id=source_id, patch=body)
     )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from eventstitch import system
 from eventstitch.context import AppContext
 from eventstitch.errors import Conflict, Forbidden, NotFound, Unprocessable
 from eventstitch.ids import now_ms
-from eventstitch.sources.schemas import SourceCreate
+from eventstitch.sources.schemas import SourceCreate, SourcePatch
 from eventstitch.storage.interfaces import DuplicateSource, SourceRecord
 
 
@@ -24,12 +25,19 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         tags=tuple(source_in.tags),
         created_ms=now,
         updated_ms=now,
+        identification=tuple(rule.record() for rule in source_in.identification),
+        traits={name: tuple(path.split(".")) for name, path in source_in.traits.items()},
     )
     try:
         created = await ctx.storage.sources.create(record)
     except DuplicateSource:
         raise Conflict(f"source {record.id!r} exists already", reason="duplicate_source") from None
     ctx.sources.forget(record.id)
+    await system.record(
+        ctx=ctx,
+        event_type="source-created",
+        properties={"source_id": record.id, "kind": record.kind},
+    )
     return created
 
 
@@ -46,23 +54,42 @@ async def list_all(*, ctx: AppContext) -> list[SourceRecord]:
     return await ctx.storage.sources.list_all()
 
 
-async def update(*, ctx: AppContext, source_id: str, changes: dict[str, Any]) -> SourceRecord:
-    """Change only the given fields; takes effect for ingest at once in this process."""
+async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> SourceRecord:
+    """Change only the fields sent; takes effect for ingest at once in this process."""
+    changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
     if not changes:
         raise Unprocessable("nothing to change: send at least one field", reason="empty_patch")
+    if None in changes.values():
+        field = next(k for k, v in changes.items() if v is None)
+        raise Unprocessable(f"{field} may not be null", errors=[{"field": field}])
+    if "identification" in changes:
+        changes["identification"] = tuple(rule.record() for rule in patch.identification or ())
+    if "traits" in changes:
+        changes["traits"] = {n: tuple(p.split(".")) for n, p in (patch.traits or {}).items()}
+    if "tags" in changes:
+        changes["tags"] = tuple(changes["tags"])
+    await _refuse_system(ctx, source_id)
     updated = await ctx.storage.sources.update(source_id, changes, now_ms())
     ctx.sources.forget(source_id)
     if updated is None:
         raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+    event_type = "source-disabled" if changes.get("enabled") is False else "source-changed"
+    await system.record(
+        ctx=ctx,
+        event_type=event_type,
+        properties={"source_id": source_id, "fields": sorted(patch.model_fields_set)},
+    )
     return updated
 
 
 async def delete(*, ctx: AppContext, source_id: str) -> None:
     """Remove a source; the events it collected stay."""
+    await _refuse_system(ctx, source_id)
     removed = await ctx.storage.sources.delete(source_id)
     ctx.sources.forget(source_id)
     if not removed:
         raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+    await system.record(ctx=ctx, event_type="source-removed", properties={"source_id": source_id})
 
 
 async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> SourceRecord:
@@ -78,3 +105,14 @@ async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> Source
             reason="wrong_source_kind",
         )
     return source
+
+
+SYSTEM_SOURCE_ID = "system"
+
+
+async def _refuse_system(ctx: AppContext, source_id: str) -> None:
+    source = await ctx.storage.sources.get(source_id)
+    if source is not None and source.kind == "system":
+        raise Forbidden(
+            f"source {source_id!r} is Eventstitch's own and read-only", reason="read_only_source"
+        )

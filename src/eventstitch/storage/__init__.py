@@ -19,5 +19,7 @@ def open_storage(config: Config) -> Storage:
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             query_timeout_ms=config.query_timeout_ms,
+            single_valued=config.identity_single_valued_kinds,
+            system_events=config.system_events,
         )
     raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:///path")

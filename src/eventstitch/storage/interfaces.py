@@ -6,11 +6,29 @@ database URL's scheme. Nothing here knows SQL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 SourceKind = Literal["webhook", "tracker", "system"]
 RefusalReason = Literal["unknown_source", "disabled_source", "wrong_source_kind"]
+
+
+Identifier = tuple[str, str]
+"""(kind, normalised value), e.g. ("email", "a@a.com")."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentificationRule:
+    """Where a source's payloads carry an identifier of some kind."""
+
+    path: tuple[str, ...]
+    kind: str
+    create_profile: bool = False
+    event_types: tuple[str, ...] = ()
+
+    def applies_to(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +43,20 @@ class SourceRecord:
     tags: tuple[str, ...]
     created_ms: int
     updated_ms: int
+    identification: tuple[IdentificationRule, ...] = ()
+    traits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Profile trait name to payload path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one event says about who it belongs to, under its source's rules."""
+
+    identifiers: tuple[Identifier, ...]
+    create_profile: bool = False
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    profile_id: str | None = None
+    """The profile the event already belongs to (tracked events): it takes the identifiers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +72,32 @@ class EventRecord:
     session_id: str | None
     properties: dict[str, Any]
     context: dict[str, Any]
+    converted_ms: int | None = None
+    converted_by: str | None = None
+    """The identifier ("kind:value") that linked a profile-less event to its profile."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileRecord:
+    """A profile with its identifiers; `merged_into` is set on a profile merged away."""
+
+    id: str
+    created_ms: int
+    updated_ms: int
+    traits: dict[str, Any]
+    merged_into: str | None
+    identifiers: tuple[Identifier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeRecord:
+    """A merge done, or refused by a guard (`refused_kind` names the single-valued kind)."""
+
+    survivor: str
+    merged: str
+    event_id: str | None
+    at_ms: int
+    refused_kind: str | None
 
 
 PropertyPath = tuple[str, ...]
@@ -56,9 +114,10 @@ class EventFilter:
     since_ms: int | None = None
     until_ms: int | None = None
     properties: tuple[tuple[PropertyPath, str], ...] = ()
+    converted: bool | None = None
 
 
-Dimension = Literal["type", "source", "minute", "hour", "day", "property"]
+Dimension = Literal["type", "source", "minute", "hour", "day", "property", "converted_kind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +204,12 @@ class SourceStore(Protocol):
 
 
 class EventStore(Protocol):
-    async def append(self, event: EventRecord, *, accepted_kinds: frozenset[str]) -> None:
+    async def append(
+        self, event: EventRecord, *, accepted_kinds: frozenset[str], claim: Claim | None = None
+    ) -> str | None:
         """Commit one event durably (group commit), after re-checking its source in the same
-        transaction. Raises QueueFull, SourceRefused or StorageUnavailable."""
+        transaction, and resolve its claim there (see identity.resolution). Returns the profile
+        it was linked to, if any. Raises QueueFull, SourceRefused or StorageUnavailable."""
         ...
 
     async def get(self, event_id: str) -> EventRecord | None: ...
@@ -160,9 +222,68 @@ class EventStore(Protocol):
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...
 
+    async def track(self, visit: Visit) -> VisitResult:
+        """Store a tracked visit in one transaction: check the source (a `tracker`), find or
+        create the profile and session (a known session's profile wins; unknown ids get new
+        ones), store the events, resolve their claims. Raises as `append`."""
+        ...
+
+    async def reclaim(
+        self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
+    ) -> int:
+        """Resolve claims for stored events (event id, received ms, claim) in one transaction,
+        as at ingest (profiles may be created), and set the named checkpoint (None clears it)
+        in the same transaction. Returns how many of them are now linked to a profile."""
+        ...
+
+    async def checkpoint(self, name: str) -> str | None:
+        """The value of a named checkpoint, if set."""
+        ...
+
     async def import_batch(self, events: list[EventRecord]) -> int:
         """Insert events as they are (ids and times kept) in one transaction, with their rollup
         counts, skipping ids already stored; no source check. Returns how many were new."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One `/track` call: events of one source for one profile and session, or profile-less.
+
+    `profile_hint` and `session_hint` are the ids the tracker sent; unknown ones are replaced.
+    The events' profile and session fields are filled in by storage.
+    """
+
+    source_id: str
+    profile_less: bool
+    profile_hint: str | None
+    session_hint: str | None
+    events: tuple[EventRecord, ...]
+    claims: tuple[Claim | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VisitResult:
+    profile_id: str | None
+    session_id: str | None
+    event_profiles: tuple[str | None, ...]
+    """The profile each event ended up linked to."""
+
+
+class ProfileStore(Protocol):
+    async def get(self, profile_id: str) -> ProfileRecord | None: ...
+
+    async def find(self, identifier: Identifier) -> ProfileRecord | None:
+        """The live profile that owns an identifier."""
+        ...
+
+    async def merges(self, profile_id: str) -> list[MergeRecord]:
+        """Merges done into or from this profile, and merges refused for it, oldest first."""
+        ...
+
+    async def erase(self, profile_id: str) -> tuple[int, int]:
+        """Delete a profile, the profiles merged into it, their identifiers, sessions and
+        events. Returns (profiles removed, events removed)."""
         ...
 
 
@@ -172,6 +293,9 @@ class Storage(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def profiles(self) -> ProfileStore: ...
 
     async def start(self) -> None:
         """Open connections, run pending migrations, start the writer."""

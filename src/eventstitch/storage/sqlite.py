@@ -19,7 +19,17 @@ from typing import Any, TypeVar
 
 import orjson
 
+from eventstitch.identity.resolution import ClaimItem
+from eventstitch.ids import now_ms
+from eventstitch.storage.codec import (
+    rules_from_json,
+    rules_to_json,
+    source_field_to_json,
+    traits_from_json,
+    traits_to_json,
+)
 from eventstitch.storage.interfaces import (
+    Claim,
     CountQuery,
     CountResult,
     CountRow,
@@ -29,17 +39,25 @@ from eventstitch.storage.interfaces import (
     QueryTimeout,
     SourceRecord,
     StorageUnavailable,
+    Visit,
+    VisitResult,
 )
+from eventstitch.storage.sqlite_profiles import SqliteProfiles
 from eventstitch.storage.sqlite_queries import count_sql, where_clause
+from eventstitch.storage.sqlite_track import reclaim_stored, write_visit
 from eventstitch.storage.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
 
 _EVENT_COLUMNS = (
-    "id, type, source_id, received_ms, profile_less, profile_id, session_id, properties, context"
+    "id, type, source_id, received_ms, profile_less, profile_id, session_id, properties, context,"
+    " converted_ms, converted_by"
 )
-_SOURCE_COLUMNS = "id, name, kind, enabled, description, tags, created_ms, updated_ms"
-_SOURCE_FIELDS = ("name", "kind", "enabled", "description", "tags")
+_SOURCE_COLUMNS = (
+    "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits"
+)
+_SOURCE_FIELDS = ("name", "kind", "enabled", "description", "tags", "identification", "traits")
+_JSON_SOURCE_FIELDS = ("tags", "identification", "traits")
 _HOUR_MS = 3_600_000
 
 
@@ -60,6 +78,21 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _statements(script: str) -> list[str]:
+    """A migration script split into complete statements (comments and all)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer)
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        raise ValueError(f"migration ends with an incomplete statement: {buffer[:80]!r}")
+    return statements
+
+
 def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
     return SourceRecord(
         id=row[0],
@@ -70,6 +103,8 @@ def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
         tags=tuple(orjson.loads(row[5])),
         created_ms=row[6],
         updated_ms=row[7],
+        identification=rules_from_json(orjson.loads(row[8])),
+        traits=traits_from_json(orjson.loads(row[9])),
     )
 
 
@@ -84,6 +119,8 @@ def _event_from_row(row: tuple[Any, ...]) -> EventRecord:
         session_id=row[6],
         properties=orjson.loads(row[7]),
         context=orjson.loads(row[8]),
+        converted_ms=row[9],
+        converted_by=row[10],
     )
 
 
@@ -99,12 +136,20 @@ class SqliteStorage:
         batch_size: int = 1000,
         query_timeout_ms: int = 10_000,
         readers: int = 4,
+        single_valued: frozenset[str] = frozenset({"user_id"}),
+        system_events: bool = True,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
         self._query_timeout = query_timeout_ms / 1000
+        self.single_valued = single_valued
+        self.system_events = system_events
         self._writer = SqliteWriter(
-            self._connect_writer, queue_size=queue_size, batch_size=batch_size
+            self._connect_writer,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            single_valued=single_valued,
+            system_events=system_events,
         )
         self._readers = readers
         self._pool: ThreadPoolExecutor | None = None
@@ -113,6 +158,7 @@ class SqliteStorage:
         self._lock = threading.Lock()
         self.sources = SqliteSources(self)
         self.events = SqliteEvents(self)
+        self.profiles = SqliteProfiles(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,9 +222,8 @@ class SqliteStorage:
                 for version, script in _migrations():
                     if version in done:
                         continue
-                    for statement in script.split(";\n"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    for statement in _statements(script):
+                        conn.execute(statement)
                     conn.execute(
                         "INSERT INTO schema_version VALUES (?, ?)",
                         (version, int(time.time() * 1000)),
@@ -231,7 +276,8 @@ class SqliteSources:
         def insert(conn: sqlite3.Connection) -> SourceRecord:
             try:
                 conn.execute(
-                    f"INSERT INTO sources ({_SOURCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO sources ({_SOURCE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source.id,
                         source.name,
@@ -241,6 +287,8 @@ class SqliteSources:
                         orjson.dumps(list(source.tags)).decode(),
                         source.created_ms,
                         source.updated_ms,
+                        orjson.dumps(rules_to_json(source.identification)).decode(),
+                        orjson.dumps(traits_to_json(source.traits)).decode(),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -272,8 +320,8 @@ class SqliteSources:
         if unknown:
             raise ValueError(f"not source fields: {sorted(unknown)}")
         values = {
-            key: orjson.dumps(list(v)).decode()
-            if key == "tags"
+            key: orjson.dumps(source_field_to_json(key, v)).decode()
+            if key in _JSON_SOURCE_FIELDS
             else (int(v) if key == "enabled" else v)
             for key, v in changes.items()
         }
@@ -304,10 +352,11 @@ class SqliteEvents:
     def __init__(self, storage: SqliteStorage) -> None:
         self._storage = storage
 
-    async def append(self, event: EventRecord, *, accepted_kinds: frozenset[str]) -> None:
-        result = await self._storage._writer.submit_event(event, accepted_kinds)
-        if isinstance(result, BaseException):
-            raise result
+    async def append(
+        self, event: EventRecord, *, accepted_kinds: frozenset[str], claim: Claim | None = None
+    ) -> str | None:
+        result: str | None = await self._storage._writer.submit_event(event, accepted_kinds, claim)
+        return result
 
     async def get(self, event_id: str) -> EventRecord | None:
         def select(conn: sqlite3.Connection) -> EventRecord | None:
@@ -359,10 +408,53 @@ class SqliteEvents:
 
         return await self._storage.read(select)
 
+    async def track(self, visit: Visit) -> VisitResult:
+        storage = self._storage
+        return await storage.write(
+            lambda conn: write_visit(
+                conn,
+                visit,
+                single_valued=storage.single_valued,
+                system_events=storage.system_events,
+            )
+        )
+
+    async def reclaim(
+        self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
+    ) -> int:
+        single_valued = self._storage.single_valued
+        system_events = self._storage.system_events
+
+        def apply(conn: sqlite3.Connection) -> int:
+            claims = [ClaimItem(event_id, ms, claim) for event_id, ms, claim in items]
+            linked = reclaim_stored(
+                conn, claims, single_valued=single_valued, system_events=system_events
+            )
+            name, value = checkpoint
+            if value is None:
+                conn.execute("DELETE FROM checkpoints WHERE name = ?", (name,))
+            else:
+                conn.execute(
+                    "INSERT INTO checkpoints (name, value, updated_ms) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                    " updated_ms = excluded.updated_ms",
+                    (name, value, now_ms()),
+                )
+            return linked
+
+        return await self._storage.write(apply)
+
+    async def checkpoint(self, name: str) -> str | None:
+        def select(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._storage.read(select)
+
     async def import_batch(self, events: list[EventRecord]) -> int:
         if not events:
             return 0
-        marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(events))
+        marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(events))
         values = [
             value
             for e in events
@@ -376,6 +468,8 @@ class SqliteEvents:
                 e.session_id,
                 orjson.dumps(e.properties).decode(),
                 orjson.dumps(e.context).decode(),
+                e.converted_ms,
+                e.converted_by,
             )
         ]
 

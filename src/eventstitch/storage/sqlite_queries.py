@@ -68,6 +68,10 @@ def where_clause(
     if event_filter.profile_id is not None:
         clauses.append("profile_id = ?")
         params.append(event_filter.profile_id)
+    if event_filter.converted is not None:
+        clauses.append(
+            "converted_ms IS NOT NULL" if event_filter.converted else "converted_ms IS NULL"
+        )
     if event_filter.since_ms is not None:
         clauses.append("id >= ?")
         params.append(id_floor(event_filter.since_ms))
@@ -90,6 +94,7 @@ def can_use_rollup(event_filter: EventFilter, query: CountQuery) -> bool:
         query.distinct is None
         and all(g.dimension in _ROLLUP_DIMENSIONS for g in query.group_by)
         and event_filter.profile_id is None
+        and event_filter.converted is None
         and not event_filter.properties
         and all(
             bound is None or bound % HOUR_MS == 0
@@ -105,6 +110,8 @@ def _dimension_sql(group: GroupBy, *, rollup: bool) -> tuple[str, list[Any]]:
         return "source_id", []
     if group.dimension == "property":
         return "json_extract(properties, ?)", [json_path(group.path)]
+    if group.dimension == "converted_kind":
+        return "substr(converted_by, 1, instr(converted_by, ':') - 1)", []
     size = _BUCKET_MS[group.dimension]
     column = "hour" if rollup else "received_ms"
     return f"({column} - {column} % {size})", []
@@ -137,6 +144,8 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
     params += where_params
     if keys:
         sql += f" GROUP BY {', '.join(keys)}"
+        if rollup:  # erased events leave rollup rows at zero; a group of none is no group
+            sql += " HAVING SUM(count) > 0"
         time_keys = [
             k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in _BUCKET_MS
         ]

@@ -22,7 +22,11 @@ from typing import Any
 import orjson
 
 from eventstitch import metrics
+from eventstitch.identity.resolution import ClaimItem, Resolver
+from eventstitch.ids import new_profile_id, now_ms
+from eventstitch.storage import sqlite_identity
 from eventstitch.storage.interfaces import (
+    Claim,
     EventRecord,
     QueueFull,
     SourceRefused,
@@ -50,6 +54,7 @@ _ROLLUP_VALUES = "(?, ?, ?, ?, ?)"
 class _EventJob:
     event: EventRecord
     accepted_kinds: frozenset[str]
+    claim: Claim | None
     future: asyncio.Future[Any]
 
 
@@ -69,11 +74,19 @@ class SqliteWriter:
     """Owns the only write connection of this process and commits batches on its own thread."""
 
     def __init__(
-        self, connect: Callable[[], sqlite3.Connection], *, queue_size: int, batch_size: int
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        queue_size: int,
+        batch_size: int,
+        single_valued: frozenset[str] = frozenset(),
+        system_events: bool = True,
     ) -> None:
         self._connect = connect
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._batch_size = batch_size
+        self._single_valued = single_valued
+        self._system_events = system_events
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -92,11 +105,11 @@ class SqliteWriter:
         return self._queue.qsize()
 
     def submit_event(
-        self, event: EventRecord, accepted_kinds: frozenset[str]
+        self, event: EventRecord, accepted_kinds: frozenset[str], claim: Claim | None = None
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_EventJob(event, accepted_kinds, future))
+            self._queue.put_nowait(_EventJob(event, accepted_kinds, claim, future))
         except queue.Full:
             raise QueueFull("the write queue is full") from None
         return future
@@ -156,8 +169,7 @@ class SqliteWriter:
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         _resolve(batch, results)
 
-    @staticmethod
-    def _write_events(conn: sqlite3.Connection, batch: list[_Job], results: list[Any]) -> int:
+    def _write_events(self, conn: sqlite3.Connection, batch: list[_Job], results: list[Any]) -> int:
         events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
         if not events:
             return 0
@@ -169,8 +181,8 @@ class SqliteWriter:
                 f"SELECT id, kind, enabled FROM sources WHERE id IN ({marks})", source_ids
             )
         }
-        rows = []
-        rollup: Counter[tuple[int, str, str, int]] = Counter()
+        rows: list[EventRecord] = []
+        claims: list[tuple[int, ClaimItem]] = []
         for index, job in events:
             event = job.event
             source = sources.get(event.source_id)
@@ -184,21 +196,47 @@ class SqliteWriter:
             if kind not in job.accepted_kinds:
                 results[index] = SourceRefused(event.source_id, "wrong_source_kind")
                 continue
-            rows.append(_event_row(event))
-            hour = event.received_ms - event.received_ms % HOUR_MS
-            rollup[(hour, event.type, event.source_id, int(event.profile_less))] += 1
-        if rows:
-            # One multi-row statement, not executemany: each statement step releases and
-            # re-takes the GIL, and under load re-taking it waits for the event loop thread.
-            conn.execute(
-                _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(rows)),
-                [value for row in rows for value in row],
-            )
-            conn.execute(
-                _UPSERT_ROLLUP.format(rows=",".join([_ROLLUP_VALUES] * len(rollup))),
-                [value for key, n in rollup.items() for value in (*key, n)],
-            )
+            rows.append(event)
+            if job.claim is not None:
+                claims.append((index, ClaimItem(event.id, event.received_ms, job.claim)))
+        insert_events(conn, rows)
+        if claims:
+            self._resolve_identity(conn, claims, results)
         return len(rows)
+
+    def _resolve_identity(
+        self, conn: sqlite3.Connection, claims: list[tuple[int, ClaimItem]], results: list[Any]
+    ) -> None:
+        """Link the batch's events to profiles inside the same transaction (see identity)."""
+        items = [item for _, item in claims]
+        sqlite_identity.store_event_identifiers(conn, items)
+        resolver = Resolver(single_valued=self._single_valued, new_profile_id=new_profile_id)
+        plan = sqlite_identity.resolve(conn, items, resolver, now_ms=now_ms())
+        for index, item in claims:
+            link = plan.links.get(item.event_id)
+            results[index] = plan.final(link.profile_id) if link else None
+        if self._system_events:
+            insert_events(conn, plan.system_events())
+
+
+def insert_events(conn: sqlite3.Connection, events: list[EventRecord]) -> None:
+    """Insert events and count them in the hourly rollup, in the current transaction."""
+    if not events:
+        return
+    rollup: Counter[tuple[int, str, str, int]] = Counter()
+    for event in events:
+        hour = event.received_ms - event.received_ms % HOUR_MS
+        rollup[(hour, event.type, event.source_id, int(event.profile_less))] += 1
+    # One multi-row statement, not executemany: each statement step releases and re-takes the
+    # GIL, and under load re-taking it waits for the event loop thread.
+    conn.execute(
+        _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(events)),
+        [value for event in events for value in _event_row(event)],
+    )
+    conn.execute(
+        _UPSERT_ROLLUP.format(rows=",".join([_ROLLUP_VALUES] * len(rollup))),
+        [value for key, n in rollup.items() for value in (*key, n)],
+    )
 
 
 def _event_row(event: EventRecord) -> tuple[Any, ...]:

@@ -1,0 +1,255 @@
+"""Deciding who events belong to: the identity plan for one write batch. Pure, no I/O.
+
+A storage backend feeds the resolver the current owners of the identifiers it is about to
+see, asks it to resolve each claim in order, and then applies the resulting plan inside the same
+transaction as the events. Keeping the decisions here means every backend decides alike; the
+backends only read owners and write the plan.
+
+The rules, in order, for one claim:
+1. No identifier has an owner: create a profile if a rule asked for it (never for a stored
+   event re-examined later), and give it every identifier of the claim.
+2. One owner: link the event to it and give it the identifiers nobody owns yet.
+3. Several owners: merge them into the oldest (creation time, then id), unless two of them hold
+   different values of a single-valued kind: then they stay apart, the refusal is recorded, and
+   the event goes to the oldest.
+A profile never takes a second value of a single-valued kind; that identifier stays unowned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventstitch.ids import new_event_id
+from eventstitch.storage.interfaces import Claim, EventRecord, Identifier
+
+
+@dataclass
+class ProfileState:
+    """A live profile as the resolver sees it."""
+
+    id: str
+    created_ms: int
+    identifiers: dict[str, set[str]] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+
+    def values_of(self, kind: str) -> set[str]:
+        return self.identifiers.get(kind, set())
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimItem:
+    """One event to resolve: a new one from this batch, or a stored one re-examined."""
+
+    event_id: str
+    received_ms: int
+    claim: Claim
+    stored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    survivor: str
+    merged: str
+    event_id: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedMerge:
+    profiles: tuple[str, str]
+    kind: str
+    event_id: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    profile_id: str
+    converted_by: Identifier
+
+
+@dataclass
+class Plan:
+    """What to write: profiles created, identifiers given, merges, event links, traits."""
+
+    created: dict[str, ProfileState] = field(default_factory=dict)
+    attached: list[tuple[Identifier, str]] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    refused: list[RefusedMerge] = field(default_factory=list)
+    links: dict[str, Link] = field(default_factory=dict)
+    touched: set[str] = field(default_factory=set)
+    """Profiles whose traits changed (their final traits are in the resolver's state)."""
+    redirect: dict[str, str] = field(default_factory=dict)
+
+    def final(self, profile_id: str) -> str:
+        """Where a profile id ends up after this plan's merges."""
+        while profile_id in self.redirect:
+            profile_id = self.redirect[profile_id]
+        return profile_id
+
+    def system_events(self) -> list[EventRecord]:
+        """What this plan did, as events of the built-in `system` source."""
+        happenings: list[tuple[str, dict[str, Any]]] = []
+        for profile in self.created.values():
+            identifiers = [f"{k}:{v}" for k, values in profile.identifiers.items() for v in values]
+            happenings.append(
+                ("profile-created", {"profile_id": profile.id, "identifiers": sorted(identifiers)})
+            )
+        for merge in self.merges:
+            happenings.append(
+                (
+                    "profiles-merged",
+                    {
+                        "survivor": merge.survivor,
+                        "merged": merge.merged,
+                        "event_id": merge.event_id,
+                    },
+                )
+            )
+        for refused in self.refused:
+            happenings.append(
+                (
+                    "profile-merge-refused",
+                    {
+                        "profiles": list(refused.profiles),
+                        "kind": refused.kind,
+                        "event_id": refused.event_id,
+                    },
+                )
+            )
+        return [system_event(event_type, properties) for event_type, properties in happenings]
+
+
+SYSTEM_SOURCE_ID = "system"
+
+
+def system_event(event_type: str, properties: dict[str, Any]) -> EventRecord:
+    """One event of Eventstitch's own, from the read-only `system` source."""
+    event_id, received_ms = new_event_id()
+    return EventRecord(
+        id=event_id,
+        type=event_type,
+        source_id=SYSTEM_SOURCE_ID,
+        received_ms=received_ms,
+        profile_less=True,
+        profile_id=None,
+        session_id=None,
+        properties=properties,
+        context={"origin": "eventstitch"},
+    )
+
+
+class Resolver:
+    """Holds the owners known so far and the plan being built; one per write transaction."""
+
+    def __init__(self, *, single_valued: frozenset[str], new_profile_id: Callable[[], str]) -> None:
+        self.single_valued = single_valued
+        self.new_profile_id = new_profile_id
+        self.profiles: dict[str, ProfileState] = {}
+        self.owner: dict[Identifier, str] = {}
+        self.known: set[Identifier] = set()
+        self.plan = Plan()
+        self._fresh: list[Identifier] = []
+
+    def unknown(self, identifiers: Iterable[Identifier]) -> set[Identifier]:
+        """Identifiers whose owner the backend has not told us yet."""
+        return {i for i in identifiers if i not in self.known}
+
+    def load(self, asked: Iterable[Identifier], owners: Iterable[ProfileState]) -> None:
+        """Record what storage says: `owners` hold some of `asked` (and all their identifiers)."""
+        self.known.update(asked)
+        for profile in owners:
+            if profile.id in self.profiles:
+                continue
+            self.profiles[profile.id] = profile
+            for kind, values in profile.identifiers.items():
+                for value in values:
+                    self.owner[(kind, value)] = profile.id
+                    self.known.add((kind, value))
+
+    def take_fresh(self) -> list[Identifier]:
+        """Identifiers that got an owner since the last call: stored profile-less events that
+        carry them should be re-examined."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def resolve(self, item: ClaimItem) -> Link | None:
+        """Decide for one event; the decision is added to the plan and returned."""
+        if item.event_id in self.plan.links:
+            return self.plan.links[item.event_id]
+        claim = item.claim
+        anchor = [self.plan.final(claim.profile_id)] if claim.profile_id else []
+        owners = _unique(
+            [p for p in anchor if p in self.profiles]
+            + [self.owner[i] for i in claim.identifiers if i in self.owner]
+        )
+        if not owners:
+            if not claim.create_profile or item.stored:
+                return None
+            target = self._create(item.received_ms)
+        else:
+            ordered = sorted((self.profiles[p] for p in owners), key=lambda p: (p.created_ms, p.id))
+            target = ordered[0]
+            for other in ordered[1:]:
+                self._merge(target, other, item)
+        for identifier in claim.identifiers:
+            if identifier not in self.owner:
+                self._attach(target, identifier)
+        if claim.traits:
+            target.traits.update(claim.traits)
+            self.plan.touched.add(target.id)
+        by = next((i for i in claim.identifiers if self.owner.get(i) == target.id), None)
+        if by is None:  # every identifier went elsewhere or was refused; link by the first
+            by = claim.identifiers[0]
+        link = Link(target.id, by)
+        self.plan.links[item.event_id] = link
+        return link
+
+    def _create(self, created_ms: int) -> ProfileState:
+        profile = ProfileState(self.new_profile_id(), created_ms)
+        self.profiles[profile.id] = profile
+        self.plan.created[profile.id] = profile
+        return profile
+
+    def _attach(self, profile: ProfileState, identifier: Identifier) -> None:
+        kind, value = identifier
+        held = profile.values_of(kind)
+        if kind in self.single_valued and held and value not in held:
+            return  # a second user_id would silently make two people one
+        profile.identifiers.setdefault(kind, set()).add(value)
+        self.owner[identifier] = profile.id
+        self.known.add(identifier)
+        self.plan.attached.append((identifier, profile.id))
+        self._fresh.append(identifier)
+
+    def _merge(self, survivor: ProfileState, other: ProfileState, item: ClaimItem) -> None:
+        if other.id == survivor.id or other.id not in self.profiles:
+            return
+        for kind in self.single_valued:
+            mine, theirs = survivor.values_of(kind), other.values_of(kind)
+            if mine and theirs and mine != theirs:
+                self.plan.refused.append(
+                    RefusedMerge((survivor.id, other.id), kind, item.event_id, item.received_ms)
+                )
+                return
+        for kind, values in other.identifiers.items():
+            survivor.identifiers.setdefault(kind, set()).update(values)
+            for value in values:
+                self.owner[(kind, value)] = survivor.id
+        for trait, value in other.traits.items():
+            survivor.traits.setdefault(trait, value)  # the survivor's own values win
+        self.plan.touched.add(survivor.id)
+        self.plan.touched.discard(other.id)
+        self.plan.redirect[other.id] = survivor.id
+        if self.plan.created.pop(other.id, None) is None:  # only stored profiles need a merge
+            self.plan.merges.append(Merge(survivor.id, other.id, item.event_id, item.received_ms))
+        for event_id, link in self.plan.links.items():
+            if link.profile_id == other.id:
+                self.plan.links[event_id] = Link(survivor.id, link.converted_by)
+        del self.profiles[other.id]
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))

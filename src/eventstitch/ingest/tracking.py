@@ -1,0 +1,97 @@
+"""Reading the tracker payload of `POST /track` (Tracardi's shape); what it ignores it keeps quiet.
+
+Trackers send more than we use (`metadata`, `request`, `options.profile`, ...): a compatible
+server ignores unknown fields instead of refusing them. What we use is checked precisely and
+each refusal names the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eventstitch.errors import Unprocessable, clip
+
+MAX_EVENTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedEventIn:
+    type: str
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    client_id: str | None
+    tags: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPayload:
+    source_id: str
+    profile_id: str | None
+    session_id: str | None
+    profile_less: bool
+    context: dict[str, Any]
+    properties: dict[str, Any]
+    events: list[TrackedEventIn]
+
+
+def _bad(field: str, problem: str) -> Unprocessable:
+    return Unprocessable(f"{field} {problem}", errors=[{"field": field}], reason="bad_payload")
+
+
+def _object(value: Any, field: str, *, required: bool = False) -> dict[str, Any]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad(field, "must be an object")
+    return value
+
+
+def _id(container: Any, field: str, *, required: bool = False) -> str | None:
+    holder = _object(container, field, required=required)
+    value = holder.get("id")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= 128:
+        raise _bad(f"{field}.id", "must be a string of 1 to 128 characters")
+    return value
+
+
+def parse_track_payload(body: Any, *, profile_less_query: bool) -> TrackPayload:
+    """The parts of a tracker payload that Eventstitch uses, checked."""
+    payload = _object(body, "body", required=True)
+    events_in = payload.get("events")
+    if not isinstance(events_in, list) or not events_in:
+        raise _bad("events", "must be a non-empty list")
+    if len(events_in) > MAX_EVENTS:
+        raise _bad("events", f"holds {len(events_in)} events; at most {MAX_EVENTS} per call")
+    events = []
+    for index, item in enumerate(events_in):
+        field = f"events[{index}]"
+        event = _object(item, field, required=True)
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or not event_type.strip():
+            raise _bad(f"{field}.type", f"must be a non-empty string, got {clip(event_type, 40)}")
+        client_id = event.get("id")
+        tags = event.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise _bad(f"{field}.tags", "must be a list of strings")
+        events.append(
+            TrackedEventIn(
+                type=event_type,
+                properties=_object(event.get("properties"), f"{field}.properties"),
+                context=_object(event.get("context"), f"{field}.context"),
+                client_id=str(client_id) if client_id is not None else None,
+                tags=tags,
+            )
+        )
+    profile_less = payload.get("profile_less", False) is True or profile_less_query
+    return TrackPayload(
+        source_id=_id(payload.get("source"), "source", required=True) or "",
+        profile_id=_id(payload.get("profile"), "profile"),
+        session_id=_id(payload.get("session"), "session"),
+        profile_less=profile_less,
+        context=_object(payload.get("context"), "context"),
+        properties=_object(payload.get("properties"), "properties"),
+        events=events,
+    )

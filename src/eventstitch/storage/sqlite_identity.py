@@ -1,0 +1,211 @@
+"""Identity inside the SQLite write transaction: read owners, let the resolver decide, write.
+
+Runs on the writer thread inside the same `BEGIN IMMEDIATE` transaction as the events of the
+batch, so two first contacts with one email, even from two processes, cannot both create a
+profile: the second transaction sees the first one's identifier.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState, Resolver
+from eventstitch.storage.interfaces import Claim, Identifier
+
+_MAX_PAIRS = 400  # (kind, value) pairs per statement: two bound values each
+
+
+def store_event_identifiers(conn: sqlite3.Connection, items: Sequence[ClaimItem]) -> None:
+    """Remember what each new event carried, for conversion when a profile learns it later."""
+    rows = [
+        (kind, value, item.event_id, position)
+        for item in items
+        for position, (kind, value) in enumerate(item.claim.identifiers)
+    ]
+    conn.executemany(
+        "INSERT OR IGNORE INTO event_identifiers (kind, value, event_id, position)"
+        " VALUES (?, ?, ?, ?)",
+        rows,
+    )
+
+
+def resolve(
+    conn: sqlite3.Connection, items: Sequence[ClaimItem], resolver: Resolver, *, now_ms: int
+) -> Plan:
+    """Decide for the batch's claims, then for every stored profile-less event that carries an
+    identifier a profile gained meanwhile (and so on, until nothing changes); write the plan."""
+    anchors = {item.claim.profile_id for item in items if item.claim.profile_id}
+    if anchors:
+        resolver.load((), load_profiles(conn, anchors - set(resolver.profiles)))
+    pending = list(items)
+    while pending:
+        asked = resolver.unknown(i for item in pending for i in item.claim.identifiers)
+        if asked:
+            resolver.load(asked, _owners(conn, asked))
+        for item in pending:
+            resolver.resolve(item)
+        pending = _stored_claims(conn, resolver.take_fresh(), resolver.plan.links.keys())
+    _apply(conn, resolver, now_ms)
+    return resolver.plan
+
+
+def _chunks(identifiers: Iterable[Identifier]) -> Iterable[list[Identifier]]:
+    chunk: list[Identifier] = []
+    for identifier in identifiers:
+        chunk.append(identifier)
+        if len(chunk) == _MAX_PAIRS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _pairs_sql(chunk: list[Identifier]) -> tuple[str, list[str]]:
+    return ",".join(["(?, ?)"] * len(chunk)), [v for pair in chunk for v in pair]
+
+
+def _owners(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> list[ProfileState]:
+    profile_ids: set[str] = set()
+    for chunk in _chunks(identifiers):
+        marks, values = _pairs_sql(chunk)
+        profile_ids.update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT profile_id FROM identifiers WHERE (kind, value) IN (VALUES {marks})",
+                values,
+            )
+        )
+    return load_profiles(conn, profile_ids)
+
+
+def load_profiles(conn: sqlite3.Connection, profile_ids: Iterable[str]) -> list[ProfileState]:
+    """Profiles with all their identifiers and traits."""
+    ids = list(profile_ids)
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    profiles = {
+        row[0]: ProfileState(row[0], row[1], {}, orjson.loads(row[2]))
+        for row in conn.execute(
+            f"SELECT id, created_ms, traits FROM profiles WHERE id IN ({marks})", ids
+        )
+    }
+    for kind, value, profile_id in conn.execute(
+        f"SELECT kind, value, profile_id FROM identifiers WHERE profile_id IN ({marks})", ids
+    ):
+        profiles[profile_id].identifiers.setdefault(kind, set()).add(value)
+    return list(profiles.values())
+
+
+def _stored_claims(
+    conn: sqlite3.Connection, fresh: list[Identifier], decided: Iterable[str]
+) -> list[ClaimItem]:
+    """Profile-less events (stored, not yet linked) that carry any of `fresh`."""
+    skip = set(decided)
+    found: dict[str, int] = {}
+    for chunk in _chunks(fresh):
+        marks, values = _pairs_sql(chunk)
+        for event_id, received_ms in conn.execute(
+            "SELECT e.id, e.received_ms FROM event_identifiers AS ei"
+            " JOIN events AS e ON e.id = ei.event_id"
+            f" WHERE (ei.kind, ei.value) IN (VALUES {marks}) AND e.profile_id IS NULL",
+            values,
+        ):
+            if event_id not in skip:
+                found[event_id] = received_ms
+    if not found:
+        return []
+    carried: dict[str, list[tuple[int, Identifier]]] = {event_id: [] for event_id in found}
+    ids = list(found)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        for event_id, kind, value, position in conn.execute(
+            "SELECT event_id, kind, value, position FROM event_identifiers"
+            f" WHERE event_id IN ({','.join('?' * len(part))})",
+            part,
+        ):
+            carried[event_id].append((position, (kind, value)))
+    return [
+        ClaimItem(
+            event_id,
+            found[event_id],
+            Claim(identifiers=tuple(i for _, i in sorted(carried[event_id]))),
+            stored=True,
+        )
+        for event_id in sorted(found)  # oldest first, as they arrived
+    ]
+
+
+def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
+    plan = resolver.plan
+    conn.executemany(
+        "INSERT INTO profiles (id, created_ms, updated_ms, traits) VALUES (?, ?, ?, ?)",
+        [
+            (p.id, p.created_ms, now_ms, orjson.dumps(p.traits).decode())
+            for p in plan.created.values()
+        ],
+    )
+    for merge in plan.merges:
+        survivor, merged = merge.survivor, merge.merged
+        conn.execute(
+            "UPDATE identifiers SET profile_id = ? WHERE profile_id = ?", (survivor, merged)
+        )
+        conn.execute("UPDATE events SET profile_id = ? WHERE profile_id = ?", (survivor, merged))
+        conn.execute("UPDATE sessions SET profile_id = ? WHERE profile_id = ?", (survivor, merged))
+        conn.execute(
+            "UPDATE profiles SET merged_into = ?, updated_ms = ? WHERE id = ? OR merged_into = ?",
+            (survivor, now_ms, merged, merged),
+        )
+        conn.execute(
+            "INSERT INTO profile_merges (survivor, merged, event_id, at_ms) VALUES (?, ?, ?, ?)",
+            (survivor, merged, merge.event_id, merge.at_ms),
+        )
+    conn.executemany(
+        "INSERT INTO profile_merges (survivor, merged, event_id, at_ms, refused_kind)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(r.profiles[0], r.profiles[1], r.event_id, r.at_ms, r.kind) for r in plan.refused],
+    )
+    conn.executemany(
+        "INSERT INTO identifiers (kind, value, profile_id, created_ms) VALUES (?, ?, ?, ?)",
+        [(kind, value, plan.final(owner), now_ms) for (kind, value), owner in plan.attached],
+    )
+    conn.executemany(
+        "UPDATE profiles SET traits = ?, updated_ms = ? WHERE id = ?",
+        [
+            (orjson.dumps(resolver.profiles[p].traits).decode(), now_ms, p)
+            for p in plan.touched
+            if p in resolver.profiles and p not in plan.created
+        ],
+    )
+    conn.executemany(
+        "UPDATE events SET profile_id = ?, converted_ms = ?, converted_by = ?"
+        " WHERE id = ? AND profile_id IS NULL",
+        [
+            (
+                plan.final(link.profile_id),
+                now_ms,
+                f"{link.converted_by[0]}:{link.converted_by[1]}",
+                event_id,
+            )
+            for event_id, link in plan.links.items()
+        ],
+    )
+
+
+def live_profile(conn: sqlite3.Connection, profile_id: str) -> str | None:
+    """The live profile an id stands for (following a merge), or None if unknown."""
+    row = conn.execute(
+        "SELECT id, merged_into FROM profiles WHERE id = ?", (profile_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    return str(row[1] or row[0])
+
+
+def session_profile(conn: sqlite3.Connection, session_id: str) -> str | None:
+    """The live profile a known session belongs to, or None if the session is unknown."""
+    row = conn.execute("SELECT profile_id FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return live_profile(conn, row[0]) if row else None

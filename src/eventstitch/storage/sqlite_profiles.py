@@ -1,0 +1,101 @@
+"""Profiles on SQLite: reads on the reader threads, erasure through the writer."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from eventstitch.storage.interfaces import Identifier, MergeRecord, ProfileRecord
+
+if TYPE_CHECKING:
+    from eventstitch.storage.sqlite import SqliteStorage
+
+
+def profile_row(conn: sqlite3.Connection, profile_id: str) -> ProfileRecord | None:
+    row = conn.execute(
+        "SELECT id, created_ms, updated_ms, traits, merged_into FROM profiles WHERE id = ?",
+        (profile_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    identifiers = tuple(
+        (kind, value)
+        for kind, value in conn.execute(
+            "SELECT kind, value FROM identifiers WHERE profile_id = ? ORDER BY kind, value",
+            (profile_id,),
+        )
+    )
+    return ProfileRecord(row[0], row[1], row[2], orjson.loads(row[3]), row[4], identifiers)
+
+
+class SqliteProfiles:
+    def __init__(self, storage: SqliteStorage) -> None:
+        self._storage = storage
+
+    async def get(self, profile_id: str) -> ProfileRecord | None:
+        return await self._storage.read(lambda conn: profile_row(conn, profile_id))
+
+    async def find(self, identifier: Identifier) -> ProfileRecord | None:
+        def select(conn: sqlite3.Connection) -> ProfileRecord | None:
+            row = conn.execute(
+                "SELECT profile_id FROM identifiers WHERE kind = ? AND value = ?", identifier
+            ).fetchone()
+            return profile_row(conn, row[0]) if row else None
+
+        return await self._storage.read(select)
+
+    async def merges(self, profile_id: str) -> list[MergeRecord]:
+        def select(conn: sqlite3.Connection) -> list[MergeRecord]:
+            rows = conn.execute(
+                "SELECT survivor, merged, event_id, at_ms, refused_kind FROM profile_merges"
+                " WHERE survivor = ? OR merged = ? ORDER BY id",
+                (profile_id, profile_id),
+            )
+            return [MergeRecord(*row) for row in rows]
+
+        return await self._storage.read(select)
+
+    async def erase(self, profile_id: str) -> tuple[int, int]:
+        def remove(conn: sqlite3.Connection) -> tuple[int, int]:
+            ids = [profile_id] + [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM profiles WHERE merged_into = ?", (profile_id,)
+                )
+            ]
+            marks = ",".join("?" * len(ids))
+            events = _erase_events(conn, f"profile_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM identifiers WHERE profile_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM sessions WHERE profile_id IN ({marks})", ids)
+            conn.execute(
+                f"DELETE FROM profile_merges WHERE survivor IN ({marks}) OR merged IN ({marks})",
+                ids + ids,
+            )
+            profiles = conn.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids).rowcount
+            return profiles, events
+
+        return await self._storage.write(remove)
+
+
+def _erase_events(conn: sqlite3.Connection, where: str, params: list[Any]) -> int:
+    """Delete events and take them out of the rollup and of event_identifiers."""
+    gone = conn.execute(
+        f"DELETE FROM events WHERE {where}"
+        " RETURNING id, type, source_id, received_ms, profile_less",
+        params,
+    ).fetchall()
+    counts: dict[tuple[int, str, str, int], int] = {}
+    for _, event_type, source_id, received_ms, profile_less in gone:
+        key = (received_ms - received_ms % 3_600_000, event_type, source_id, profile_less)
+        counts[key] = counts.get(key, 0) + 1
+    conn.executemany(
+        "UPDATE event_counts_hourly SET count = count - ?"
+        " WHERE hour = ? AND type = ? AND source_id = ? AND profile_less = ?",
+        [(n, *key) for key, n in counts.items()],
+    )
+    conn.executemany(
+        "DELETE FROM event_identifiers WHERE event_id = ?", [(row[0],) for row in gone]
+    )
+    return len(gone)
