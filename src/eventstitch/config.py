@@ -49,7 +49,7 @@ def _non_negative_float(raw: str) -> float:
 
 def _batch_size(raw: str) -> int:
     value = _positive_int(raw)
-    if value > 3000:  # 9 bound values per event; SQLite allows 32766 per statement
+    if value > 3000:  # 10 bound values per event; SQLite allows 32766 per statement
         raise ValueError("must be at most 3000")
     return value
 

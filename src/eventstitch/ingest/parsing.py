@@ -6,6 +6,7 @@ answer it in the one error shape and nothing is stored.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -50,6 +51,7 @@ def normalise_event_type(raw: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def split_content_type(header: str | None) -> tuple[str, str | None]:
     """`Content-Type` as (media type in lower case, charset or None)."""
     if not header:
@@ -111,7 +113,9 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
             ],
             reason="malformed_json",
         ) from None
-    if nesting_depth(value, stop_after=max_depth) > max_depth:
+    # A body with no more brackets than the limit cannot nest deeper: skip the walk.
+    brackets = data.count(b"{") + data.count(b"[") if isinstance(data, bytes) else max_depth + 1
+    if brackets > max_depth and nesting_depth(value, stop_after=max_depth) > max_depth:
         raise _too_deep(max_depth)
     pattern = _LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT
     if pattern.search(data):  # type: ignore[arg-type]  # the pattern matches data's type
@@ -167,12 +171,22 @@ def safe_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers for the stored context, minus credentials and anything secret-looking."""
     kept: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = raw_name.decode("latin-1").lower()
-        if name in _DROPPED_HEADERS or _SECRET_LOOKING.search(name):
+        name = _kept_header_name(raw_name)
+        if name is None:
             continue
         value = raw_value.decode("latin-1")
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     return kept
+
+
+@functools.lru_cache(maxsize=4096)
+def _kept_header_name(raw_name: bytes) -> str | None:
+    """The header's name in lower case, or None when it must not be stored. Header names
+    repeat from request to request, so the answer is remembered (the cache is bounded)."""
+    name = raw_name.decode("latin-1").lower()
+    if name in _DROPPED_HEADERS or _SECRET_LOOKING.search(name):
+        return None
+    return name
 
 
 def _decode(body: bytes, charset: str) -> str:

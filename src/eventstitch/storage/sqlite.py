@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -58,7 +57,6 @@ _SOURCE_COLUMNS = (
 )
 _SOURCE_FIELDS = ("name", "kind", "enabled", "description", "tags", "identification", "traits")
 _JSON_SOURCE_FIELDS = ("tags", "identification", "traits")
-_HOUR_MS = 3_600_000
 
 
 def path_from_url(url: str) -> Path:
@@ -474,22 +472,11 @@ class SqliteEvents:
         ]
 
         def insert(conn: sqlite3.Connection) -> int:
-            new = conn.execute(
-                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {marks}"
-                " ON CONFLICT (id) DO NOTHING RETURNING type, source_id, received_ms, profile_less",
+            # The rollup triggers count exactly the rows that go in.
+            cursor = conn.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {marks} ON CONFLICT (id) DO NOTHING",
                 values,
-            ).fetchall()
-            rollup: Counter[tuple[int, str, str, int]] = Counter()
-            for event_type, source_id, received_ms, profile_less in new:
-                rollup[
-                    (received_ms - received_ms % _HOUR_MS, event_type, source_id, profile_less)
-                ] += 1
-            conn.executemany(
-                "INSERT INTO event_counts_hourly (hour, type, source_id, profile_less, count)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (hour, type, source_id, profile_less)"
-                " DO UPDATE SET count = count + excluded.count",
-                [(*key, n) for key, n in rollup.items()],
             )
-            return len(new)
+            return int(cursor.rowcount)
 
         return await self._storage.write(insert)

@@ -80,22 +80,9 @@ class SqliteProfiles:
 
 
 def _erase_events(conn: sqlite3.Connection, where: str, params: list[Any]) -> int:
-    """Delete events and take them out of the rollup and of event_identifiers."""
-    gone = conn.execute(
-        f"DELETE FROM events WHERE {where}"
-        " RETURNING id, type, source_id, received_ms, profile_less",
+    """Delete events (the rollup triggers uncount them) and what they carried."""
+    conn.execute(
+        f"DELETE FROM event_identifiers WHERE event_id IN (SELECT id FROM events WHERE {where})",
         params,
-    ).fetchall()
-    counts: dict[tuple[int, str, str, int], int] = {}
-    for _, event_type, source_id, received_ms, profile_less in gone:
-        key = (received_ms - received_ms % 3_600_000, event_type, source_id, profile_less)
-        counts[key] = counts.get(key, 0) + 1
-    conn.executemany(
-        "UPDATE event_counts_hourly SET count = count - ?"
-        " WHERE hour = ? AND type = ? AND source_id = ? AND profile_less = ?",
-        [(n, *key) for key, n in counts.items()],
     )
-    conn.executemany(
-        "DELETE FROM event_identifiers WHERE event_id = ?", [(row[0],) for row in gone]
-    )
-    return len(gone)
+    return int(conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount)
