@@ -1,0 +1,148 @@
+"""Insights over many stored events: fill a SQLite store (10 million events over 30 days by
+default, 20 types, 5 sources), then time counts through the real query service.
+
+    .venv/bin/python bench/insights_query.py [--events 10000000] [--db bench/results/10m.db]
+
+The store is built once through the real migrations (so the rollup triggers count every row,
+as in production) and reused when the file exists. Each query runs several times; the median
+and the maximum are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from eventstitch.config import load_config
+from eventstitch.context import AppContext
+from eventstitch.ids import now_ms
+from eventstitch.query import service
+from eventstitch.query.schemas import parse_group_by
+from eventstitch.storage.interfaces import EventFilter
+from eventstitch.storage.sqlite import SqliteStorage
+
+HERE = Path(__file__).resolve().parent
+DAY_MS = 86_400_000
+CHUNK = 1_000_000
+
+# Rows are generated inside SQLite (a recursive CTE): ids are UUIDv7-shaped, time-ordered
+# strings built from the receipt time, so time filters work as on real data.
+FILL = """
+WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2 - 1)
+INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,
+                    properties, context)
+SELECT printf('%08x-%04x-7%03x-8%03x-%012x', ms / 65536, ms % 65536, i % 4096, i % 4096, i),
+       'type-' || (i % 20), 'source-' || (i % 5), ms, 1, NULL, NULL,
+       json_object('user', 'user-' || (i % 50000), 'plan', CASE i % 3 WHEN 0 THEN 'free'
+                   WHEN 1 THEN 'pro' ELSE 'team' END, 'amount', i % 1000),
+       '{"method":"POST"}'
+FROM (SELECT i, ?3 + i * ?4 / ?2 AS ms FROM n)
+"""
+
+
+async def build(path: Path, events: int) -> None:
+    storage = SqliteStorage(path)
+    await storage.start()
+    await storage.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    (have,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    if have >= events:
+        print(f"reusing {path} ({have} events)")
+        return
+    span = 30 * DAY_MS
+    start = now_ms() - span
+    started = time.perf_counter()
+    for first in range(have, events, CHUNK):
+        last = min(first + CHUNK, events)
+        conn.execute("BEGIN")
+        conn.execute(FILL, (first, last, start, span))
+        conn.execute("COMMIT")
+        rate = last / (time.perf_counter() - started)
+        print(f"  {last} events stored ({rate:.0f}/s)", flush=True)
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+async def timed(ctx: AppContext, label: str, repeats: int, **query: Any) -> dict[str, Any]:
+    event_filter = EventFilter(
+        since_ms=query.get("since_ms"),
+        properties=tuple(query.get("properties", ())),
+    )
+    times = []
+    answer: dict[str, Any] = {}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        answer = await service.count(
+            ctx=ctx, event_filter=event_filter, group_by=parse_group_by(query["by"]), distinct=None
+        )
+        times.append(time.perf_counter() - started)
+    row = {
+        "query": label,
+        "median_ms": statistics.median(times) * 1000,
+        "max_ms": max(times) * 1000,
+        "rows": len(answer["rows"]),
+        "total": answer["total"],
+        "from_rollup": answer["from_rollup"],
+    }
+    print(
+        f"| {label} | {row['median_ms']:.1f} | {row['max_ms']:.1f} | {row['rows']} "
+        f"| {row['total']} | {'rollup' if row['from_rollup'] else 'scan'} |",
+        flush=True,
+    )
+    return row
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--db", type=Path, default=HERE / "results" / "insights.db")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    args.db.parent.mkdir(parents=True, exist_ok=True)
+    await build(args.db, args.events)
+    config = load_config(
+        {},
+        database_url=f"sqlite:///{args.db}",
+        query_timeout_ms=120_000,
+        max_insight_buckets=100_000,
+    )
+    storage = SqliteStorage(args.db, query_timeout_ms=config.query_timeout_ms)
+    ctx = AppContext.build(config, storage)
+    await storage.start()
+    hour = 3_600_000
+    now = now_ms()
+    week = now - now % hour - 7 * DAY_MS
+    month = now - now % hour - 30 * DAY_MS
+    print("| query | median ms | max ms | rows | events counted | read from |")
+    print("|---|---|---|---|---|---|")
+    try:
+        await timed(ctx, "by=hour,type, 7 days", args.repeats, by="hour,type", since_ms=week)
+        await timed(ctx, "by=hour,type, 30 days", args.repeats, by="hour,type", since_ms=month)
+        await timed(ctx, "by=day, 30 days", args.repeats, by="day", since_ms=month)
+        await timed(ctx, "by=type, all", args.repeats, by="type")
+        await timed(ctx, "by=source, all", args.repeats, by="source")
+        await timed(
+            ctx,
+            "by=hour, properties.plan=pro, 7 days (scan)",
+            1,
+            by="hour",
+            since_ms=week,
+            properties=[(("plan",), "pro")],
+        )
+        await timed(
+            ctx, "by=properties.plan, 7 days (scan)", 1, by="properties.plan", since_ms=week
+        )
+    finally:
+        await storage.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
