@@ -42,7 +42,7 @@ SELECT printf('%08x-%04x-7%03x-8%03x-%012x', ms / 65536, ms % 65536, i % 4096, i
        json_object('user', 'user-' || (i % 50000), 'plan', CASE i % 3 WHEN 0 THEN 'free'
                    WHEN 1 THEN 'pro' ELSE 'team' END, 'amount', i % 1000),
        '{"method":"POST"}'
-FROM (SELECT i, ?3 + i * ?4 / ?2 AS ms FROM n)
+FROM (SELECT i, ?3 + i * ?4 / ?5 AS ms FROM n)
 """
 
 
@@ -56,13 +56,15 @@ async def build(path: Path, events: int) -> None:
     if have >= events:
         print(f"reusing {path} ({have} events)")
         return
+    if have:
+        raise SystemExit(f"{path} holds {have} events, fewer than asked: remove it first")
     span = 30 * DAY_MS
     start = now_ms() - span
     started = time.perf_counter()
     for first in range(have, events, CHUNK):
         last = min(first + CHUNK, events)
         conn.execute("BEGIN")
-        conn.execute(FILL, (first, last, start, span))
+        conn.execute(FILL, (first, last, start, span, events))
         conn.execute("COMMIT")
         rate = last / (time.perf_counter() - started)
         print(f"  {last} events stored ({rate:.0f}/s)", flush=True)
