@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import orjson
 
@@ -25,11 +26,28 @@ def store_event_identifiers(conn: sqlite3.Connection, items: Sequence[ClaimItem]
         for item in items
         for position, (kind, value) in enumerate(item.claim.identifiers)
     ]
-    conn.executemany(
-        "INSERT OR IGNORE INTO event_identifiers (kind, value, event_id, position)"
-        " VALUES (?, ?, ?, ?)",
+    many(
+        conn,
+        "INSERT OR IGNORE INTO event_identifiers (kind, value, event_id, position) VALUES {rows}",
         rows,
     )
+
+
+def many(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Run a statement for many rows as few multi-row statements, not executemany: each
+    statement step hands the GIL back and forth with the event loop thread, so one step for a
+    whole batch is much cheaper than one per row. `{rows}` in `statement` takes the VALUES."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = max(1, 30_000 // width)  # SQLite allows 32766 bound values
+    marks = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        conn.execute(
+            statement.format(rows=",".join([marks] * len(part))),
+            [value for row in part for value in row],
+        )
 
 
 def resolve(
@@ -68,17 +86,24 @@ def _pairs_sql(chunk: list[Identifier]) -> tuple[str, list[str]]:
 
 
 def _owners(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> list[ProfileState]:
-    profile_ids: set[str] = set()
+    """The profiles owning any of `identifiers`, each with all its identifiers, in one query."""
+    profiles: dict[str, ProfileState] = {}
     for chunk in _chunks(identifiers):
         marks, values = _pairs_sql(chunk)
-        profile_ids.update(
-            row[0]
-            for row in conn.execute(
-                f"SELECT profile_id FROM identifiers WHERE (kind, value) IN (VALUES {marks})",
-                values,
-            )
-        )
-    return load_profiles(conn, profile_ids)
+        for profile_id, created_ms, traits, kind, value in conn.execute(
+            "SELECT p.id, p.created_ms, p.traits, held.kind, held.value"
+            " FROM identifiers AS asked JOIN profiles AS p ON p.id = asked.profile_id"
+            " JOIN identifiers AS held ON held.profile_id = p.id"
+            f" WHERE (asked.kind, asked.value) IN (VALUES {marks})",
+            values,
+        ):
+            profile = profiles.get(profile_id)
+            if profile is None:
+                profile = profiles[profile_id] = ProfileState(
+                    profile_id, created_ms, {}, orjson.loads(traits)
+                )
+            profile.identifiers.setdefault(kind, set()).add(value)
+    return list(profiles.values())
 
 
 def load_profiles(conn: sqlite3.Connection, profile_ids: Iterable[str]) -> list[ProfileState]:
@@ -141,8 +166,9 @@ def _stored_claims(
 
 def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
     plan = resolver.plan
-    conn.executemany(
-        "INSERT INTO profiles (id, created_ms, updated_ms, traits) VALUES (?, ?, ?, ?)",
+    many(
+        conn,
+        "INSERT INTO profiles (id, created_ms, updated_ms, traits) VALUES {rows}",
         [
             (p.id, p.created_ms, now_ms, orjson.dumps(p.traits).decode())
             for p in plan.created.values()
@@ -163,13 +189,15 @@ def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
             "INSERT INTO profile_merges (survivor, merged, event_id, at_ms) VALUES (?, ?, ?, ?)",
             (survivor, merged, merge.event_id, merge.at_ms),
         )
-    conn.executemany(
+    many(
+        conn,
         "INSERT INTO profile_merges (survivor, merged, event_id, at_ms, refused_kind)"
-        " VALUES (?, ?, ?, ?, ?)",
+        " VALUES {rows}",
         [(r.profiles[0], r.profiles[1], r.event_id, r.at_ms, r.kind) for r in plan.refused],
     )
-    conn.executemany(
-        "INSERT INTO identifiers (kind, value, profile_id, created_ms) VALUES (?, ?, ?, ?)",
+    many(
+        conn,
+        "INSERT INTO identifiers (kind, value, profile_id, created_ms) VALUES {rows}",
         [(kind, value, plan.final(owner), now_ms) for (kind, value), owner in plan.attached],
     )
     conn.executemany(
@@ -180,15 +208,17 @@ def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
             if p in resolver.profiles and p not in plan.created
         ],
     )
-    conn.executemany(
-        "UPDATE events SET profile_id = ?, converted_ms = ?, converted_by = ?"
-        " WHERE id = ? AND profile_id IS NULL",
+    many(
+        conn,
+        "UPDATE events SET profile_id = links.column2, converted_ms = links.column3,"
+        " converted_by = links.column4 FROM (VALUES {rows}) AS links"
+        " WHERE events.id = links.column1 AND events.profile_id IS NULL",
         [
             (
+                event_id,
                 plan.final(link.profile_id),
                 now_ms,
                 f"{link.converted_by[0]}:{link.converted_by[1]}",
-                event_id,
             )
             for event_id, link in plan.links.items()
         ],
