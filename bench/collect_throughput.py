@@ -126,6 +126,12 @@ def main() -> int:
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="give the source two identification rules (email creating profiles, and phone),"
+        " so that every event goes through identity resolution",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
@@ -184,7 +190,13 @@ def main() -> int:
         es = f"http://127.0.0.1:{es_port}"
         wait_until_up(es + "/health", server)
         wait_until_up(f"http://127.0.0.1:{noop_port}/", noop)
-        api(es, "POST", "/api/sources", {"id": "bench", "name": "Benchmark"})
+        source: dict[str, Any] = {"id": "bench", "name": "Benchmark"}
+        if args.rules:
+            source["identification"] = [
+                {"path": "email", "kind": "email", "create_profile": True},
+                {"path": "phone", "kind": "phone"},
+            ]
+        api(es, "POST", "/api/sources", source)
         for connections in levels:
             ceiling = run_wrk(
                 f"http://127.0.0.1:{noop_port}/collect/page-view/bench", connections, args.duration
@@ -210,6 +222,7 @@ def main() -> int:
             "platform": platform.platform(),
         },
         "workers": args.workers,
+        "rules": args.rules,
         "database": args.database_url or "sqlite (temp folder, synchronous=FULL)",
         "duration_s": args.duration,
         "rows": rows,
