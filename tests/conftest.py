@@ -57,6 +57,22 @@ def stored_events(client: TestClient | httpx.Client, **params: Any) -> list[dict
     return events
 
 
+def all_events(client: TestClient | httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Every event matching the filters, following the cursor page by page (bounded)."""
+    events: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        page = client.get(
+            "/api/events",
+            params={"limit": 1000, **params, **({"cursor": cursor} if cursor else {})},
+        ).json()
+        events += page["events"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return events
+    raise AssertionError("more pages than a test should ever make")
+
+
 def assert_error_shape(response: httpx.Response, status: int) -> dict[str, Any]:
     """The one error shape, with the expected status."""
     assert response.status_code == status, response.text

@@ -41,9 +41,7 @@ def test_defaults_serve_the_embedded_database_on_port_8686() -> None:
 
 
 def test_environment_values_are_typed() -> None:
-    config = load_config(
-        {"EVENTSTITCH_PORT": "9000", "EVENTSTITCH_SQLITE_SYNCHRONOUS": "normal"}
-    )
+    config = load_config({"EVENTSTITCH_PORT": "9000", "EVENTSTITCH_SQLITE_SYNCHRONOUS": "normal"})
     assert config.port == 9000
     assert config.sqlite_synchronous == "NORMAL"
 

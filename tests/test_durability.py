@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import httpx2 as httpx
 
-from tests.conftest import create_source, start_server
+from tests.conftest import all_events, create_source, start_server
 
 CLIENTS = 8
 PER_CLIENT = 400  # upper bound; the kill usually lands well before
@@ -52,16 +51,7 @@ def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
     restarted = start_server(data, tmp_path / "second.log")
     try:
         with restarted.client() as http:
-            stored: list[str] = []
-            cursor = None
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-                page = http.get("/api/events", params=params).json()
-                stored += [event["id"] for event in page["events"]]
-                cursor = page["next_cursor"]
-                if cursor is None:
-                    break
+            stored = [e["id"] for e in all_events(http)]
     finally:
         restarted.stop()
 

@@ -14,20 +14,18 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
-from tests.conftest import API_TOKEN, LiveServer, create_source, make_config, start_server
+from tests.conftest import (
+    API_TOKEN,
+    LiveServer,
+    all_events,
+    create_source,
+    make_config,
+    start_server,
+)
 
 
 def all_event_ids(http: httpx.Client, source_id: str) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    for _ in range(100):
-        params = {"limit": 1000, "source_id": source_id, **({"cursor": cursor} if cursor else {})}
-        page = http.get("/api/events", params=params).json()
-        ids += [e["id"] for e in page["events"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    return ids
+    return [e["id"] for e in all_events(http, source_id=source_id)]
 
 
 def test_concurrent_requests_are_each_stored_exactly_once(live_server: LiveServer) -> None:

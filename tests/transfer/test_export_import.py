@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.cli.main import cli
-from tests.conftest import API_TOKEN, create_source, make_config
+from tests.conftest import API_TOKEN, all_events, create_source, make_config
 
 
 def fill(data_dir: Path) -> list[dict[str, object]]:
@@ -28,15 +28,7 @@ def fill(data_dir: Path) -> list[dict[str, object]]:
         for n in range(1205):  # more than one import batch
             answer = http.post(f"/collect/type-{n % 4}/hooks", json=bodies[n % 3])
             assert answer.status_code == 200
-        events = []
-        cursor = None
-        while True:
-            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = http.get("/api/events", params=params).json()
-            events += page["events"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                return events
+        return all_events(http)
 
 
 def everything(data_dir: Path) -> tuple[list[object], list[object], object]:
@@ -44,15 +36,7 @@ def everything(data_dir: Path) -> tuple[list[object], list[object], object]:
         http.headers["Authorization"] = f"Bearer {API_TOKEN}"
         # The built-in system source is made by each store's migration, at its own time.
         sources = [s for s in http.get("/api/sources").json()["sources"] if s["id"] != "system"]
-        events = []
-        cursor = None
-        while True:
-            params = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            page = http.get("/api/events", params=params).json()
-            events += page["events"]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
+        events = all_events(http)
         counts = http.get("/api/insights/counts", params={"by": "hour,type"}).json()
     return sources, events, counts
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
+from eventstitch.cli.runtime import emit_json, emit_table, json_option, progress_bar, run
 from eventstitch.context import AppContext
 from eventstitch.identity import service
 from eventstitch.identity.schemas import profile_json
@@ -105,14 +103,7 @@ def backfill(source_id: str | None, as_json: bool) -> None:
 
     async def call(ctx: AppContext) -> dict[str, int]:
         total = await service.count_events(ctx=ctx, source_id=source_id)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as bar:
+        with progress_bar() as bar:
             task = bar.add_task("backfilling", total=total)
             return await service.backfill(
                 ctx=ctx, source_id=source_id, progress=lambda n: bar.advance(task, n)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from eventstitch.config import ConfigError, load_config
@@ -56,6 +57,18 @@ def emit_table(columns: list[str], rows: list[list[Any]], *, title: str | None =
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
     console.print(table)
+
+
+def progress_bar() -> Progress:
+    """A progress bar on stderr, so that stdout stays clean for what a command prints."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")

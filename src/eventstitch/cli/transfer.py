@@ -6,10 +6,8 @@ import sys
 from typing import BinaryIO
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from eventstitch.cli.runtime import emit_json, run
+from eventstitch.cli.runtime import emit_json, progress_bar, run
 from eventstitch.context import AppContext
 from eventstitch.transfer import service
 from eventstitch.transfer.service import ImportReport
@@ -17,18 +15,6 @@ from eventstitch.transfer.service import ImportReport
 database_option = click.option(
     "--database-url", default=None, help="Overrides EVENTSTITCH_DATABASE_URL for this command."
 )
-
-
-def _progress_bar() -> Progress:
-    """A progress bar on stderr, so that stdout stays the export itself."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
 
 
 @click.command("export")
@@ -39,7 +25,7 @@ def export(output: BinaryIO, database_url: str | None) -> None:
 
     async def call(ctx: AppContext) -> None:
         total = await service.total_events(ctx=ctx)
-        with _progress_bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("exporting events", total=total)
             async for line in service.export_lines(
                 ctx=ctx, progress=lambda n: bar.advance(task, n)
@@ -59,7 +45,7 @@ def import_(source_file: BinaryIO, database_url: str | None, as_json: bool) -> N
     """Load an export (ids kept, existing ones skipped), then compare counts and checksum."""
 
     async def call(ctx: AppContext) -> ImportReport:
-        with _progress_bar() as bar:
+        with progress_bar() as bar:
             task = bar.add_task("importing events", total=None)
             return await service.import_lines(
                 ctx=ctx, lines=source_file, progress=lambda n: bar.advance(task, n)

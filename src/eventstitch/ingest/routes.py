@@ -88,19 +88,21 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-class CollectEndpoint:
-    """ASGI endpoint for the webhook bridge; POST reads the body, GET the query string."""
+class IngestEndpoint:
+    """What every ingest route does around its own work: time it, turn refusals into the
+    error shape (counted by reason), answer 500 without leaking anything, count acceptances."""
+
+    route = ""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._accepted = metrics.EVENTS_ACCEPTED.labels("collect")
-        self._latency = metrics.INGEST_SECONDS.labels("collect")
+        self._accepted = metrics.EVENTS_ACCEPTED.labels(self.route)
+        self._latency = metrics.INGEST_SECONDS.labels(self.route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            request = await self._read(scope, receive)
-            event = await service.collect(ctx=self.ctx, request=request)
+            answer, accepted = await self.handle(scope, receive)
         except EventstitchError as error:
             await send_error(send, error)
             return
@@ -111,21 +113,30 @@ class CollectEndpoint:
             metrics.EVENTS_REJECTED.labels("internal_error").inc()
             await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
             return
-        self._accepted.inc()
+        self._accepted.inc(accepted)
         self._latency.observe(time.perf_counter() - started)
-        await send_json(
-            send,
-            200,
-            orjson.dumps(
-                {
-                    "ok": True,
-                    "id": event.id,
-                    "type": event.type,
-                    "profile_less": True,
-                    "profile_id": event.profile_id,
-                }
-            ),
-        )
+        await send_json(send, 200, orjson.dumps(answer))
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        """The answer to send and how many events were stored; raise to refuse."""
+        raise NotImplementedError
+
+
+class CollectEndpoint(IngestEndpoint):
+    """The webhook bridge; POST reads the body, GET the query string."""
+
+    route = "collect"
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        event = await service.collect(ctx=self.ctx, request=await self._read(scope, receive))
+        answer = {
+            "ok": True,
+            "id": event.id,
+            "type": event.type,
+            "profile_less": True,
+            "profile_id": event.profile_id,
+        }
+        return answer, 1
 
     async def _read(self, scope: Scope, receive: Receive) -> WebhookRequest:
         parts = scope["path"][len(COLLECT_PREFIX) :].split("/")
@@ -162,45 +173,28 @@ class CollectEndpoint:
 TRACK_PATH = "/track"
 
 
-class TrackEndpoint:
-    """ASGI endpoint for the tracking API: `POST /track` with a tracker payload."""
+class TrackEndpoint(IngestEndpoint):
+    """The tracking API: `POST /track` with a tracker payload."""
 
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-        self._accepted = metrics.EVENTS_ACCEPTED.labels("track")
-        self._latency = metrics.INGEST_SECONDS.labels("track")
+    route = "track"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(
-                    f"method {scope['method']} is not allowed here; use POST",
-                    headers={"Allow": "POST"},
-                )
-            headers: list[tuple[bytes, bytes]] = scope["headers"]
-            body = await read_body(receive, headers, self.ctx.config.max_body_bytes)
-            client = scope.get("client")
-            request = RawRequest(
-                method="POST",
-                body=body,
-                query_string=scope.get("query_string", b"").decode("latin-1"),
-                headers=headers,
-                client=client[0] if client else None,
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(
+                f"method {scope['method']} is not allowed here; use POST",
+                headers={"Allow": "POST"},
             )
-            result, events = await service.track(ctx=self.ctx, request=request)
-        except EventstitchError as error:
-            await send_error(send, error)
-            return
-        except ClientGone:
-            return
-        except Exception:
-            log.exception("unexpected failure on %s", scope.get("path"))
-            metrics.EVENTS_REJECTED.labels("internal_error").inc()
-            await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
-            return
-        self._accepted.inc(len(events))
-        self._latency.observe(time.perf_counter() - started)
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        body = await read_body(receive, headers, self.ctx.config.max_body_bytes)
+        client = scope.get("client")
+        request = RawRequest(
+            method="POST",
+            body=body,
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            client=client[0] if client else None,
+        )
+        result, events = await service.track(ctx=self.ctx, request=request)
         answer = {
             "ok": True,
             "source": {"id": events[0].source_id},
@@ -212,4 +206,4 @@ class TrackEndpoint:
                 for e, p in zip(events, result.event_profiles, strict=True)
             ],
         }
-        await send_json(send, 200, orjson.dumps(answer))
+        return answer, len(events)

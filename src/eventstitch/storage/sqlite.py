@@ -44,7 +44,7 @@ from eventstitch.storage.interfaces import (
 from eventstitch.storage.sqlite_profiles import SqliteProfiles
 from eventstitch.storage.sqlite_queries import count_sql, where_clause
 from eventstitch.storage.sqlite_track import reclaim_stored, write_visit
-from eventstitch.storage.sqlite_writer import SqliteWriter
+from eventstitch.storage.sqlite_writer import SqliteWriter, event_row
 
 T = TypeVar("T")
 
@@ -454,21 +454,7 @@ class SqliteEvents:
             return 0
         marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(events))
         values = [
-            value
-            for e in events
-            for value in (
-                e.id,
-                e.type,
-                e.source_id,
-                e.received_ms,
-                int(e.profile_less),
-                e.profile_id,
-                e.session_id,
-                orjson.dumps(e.properties).decode(),
-                orjson.dumps(e.context).decode(),
-                e.converted_ms,
-                e.converted_by,
-            )
+            value for e in events for value in (*event_row(e), e.converted_ms, e.converted_by)
         ]
 
         def insert(conn: sqlite3.Connection) -> int:

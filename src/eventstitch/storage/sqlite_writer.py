@@ -221,7 +221,7 @@ def _insert_checked(
         return 0
     params: list[Any] = []
     for _, job in events:
-        params += _event_row(job.event)
+        params += event_row(job.event)
         params.append("," + ",".join(job.accepted_kinds) + ",")
     stored = conn.execute(
         _CHECKED_INSERT.format(rows=",".join([_CHECKED_VALUES] * len(events))), params
@@ -271,11 +271,12 @@ def insert_events(conn: sqlite3.Connection, events: list[EventRecord]) -> None:
         return
     conn.execute(
         _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(events)),
-        [value for event in events for value in _event_row(event)],
+        [value for event in events for value in event_row(event)],
     )
 
 
-def _event_row(event: EventRecord) -> tuple[Any, ...]:
+def event_row(event: EventRecord) -> tuple[Any, ...]:
+    """The bound values of one event row (columns as in `_INSERT_EVENTS`)."""
     return (
         event.id,
         event.type,
