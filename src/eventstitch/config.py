@@ -40,6 +40,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
 def _non_negative_float(raw: str) -> float:
     value = float(raw)
     if value < 0:
@@ -144,6 +151,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("retry_after_seconds", _positive_int, "1", "Retry-After sent with 503 answers."),
     Setting(
+        "idempotency_window_seconds",
+        _non_negative_int,
+        "86400",
+        "How long a delivery id (Idempotency-Key, X-GitHub-Delivery, ... or the source's "
+        "delivery_id_path) is remembered per source: a retry within it is stored once. 0: off.",
+    ),
+    Setting(
         "source_cache_seconds",
         _non_negative_float,
         "1.0",
@@ -221,6 +235,7 @@ class Config:
     batch_size: int
     sqlite_synchronous: str
     retry_after_seconds: int
+    idempotency_window_seconds: int
     source_cache_seconds: float
     query_default_limit: int
     query_max_limit: int

@@ -1,11 +1,20 @@
-"""The `storage` fixture: one started store per test, for every backend that can run here."""
+"""The `storage` fixture: one started store per test, for every backend that can run here.
+
+Adding a backend: write a context manager `<name>_config(tmp_path, **overrides)` that yields a
+`Config` pointing at a fresh, empty database and removes it afterwards, then add it to
+`BACKENDS`. Every test in `test_contract.py` then runs on it too.
+
+No pytest asyncio plugin: each test gets one event loop (`run`), and the store is started and
+closed on that loop, since a backend may bind its connections to the loop that started it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -16,36 +25,52 @@ from eventstitch.storage.interfaces import Storage
 T = TypeVar("T")
 
 
-def sqlite_config(tmp_path: Path) -> Iterator[Config]:
-    yield load_config({}, data_dir=tmp_path / "data")
+class Run(Protocol):
+    """Runs a coroutine to completion on the test's event loop."""
+
+    def __call__(self, coroutine: Coroutine[Any, Any, T], /) -> T: ...
 
 
-BACKENDS: dict[str, Callable[[Path], Iterator[Config]]] = {"sqlite": sqlite_config}
+@contextmanager
+def sqlite_config(tmp_path: Path, **overrides: Any) -> Iterator[Config]:
+    """The embedded backend on a file in the test's temporary folder (removed by pytest)."""
+    yield load_config({}, data_dir=tmp_path / "sqlite-data", **overrides)
 
 
-class Runner:
-    """Runs a test's coroutines on one event loop, with the store started on it."""
+BACKENDS: dict[str, Callable[..., AbstractContextManager[Config]]] = {"sqlite": sqlite_config}
 
-    def __init__(self, config: Config) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.storage: Storage = open_storage(config)
-        self.run(self.storage.start())
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
+@contextmanager
+def started_storage(backend: str, tmp_path: Path, run: Run, **overrides: Any) -> Iterator[Storage]:
+    """A store of `backend`, migrated and started on `run`'s loop, closed afterwards.
+    `overrides` replace settings (e.g. `queue_size=1`)."""
+    with BACKENDS[backend](tmp_path, **overrides) as config:
+        storage = open_storage(config)
+        run(storage.start())
+        try:
+            yield storage
+        finally:
+            run(storage.close())
 
-    def close(self) -> None:
-        self.run(self.storage.close())
-        self.loop.close()
+
+@pytest.fixture
+def run() -> Iterator[Run]:
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop.run_until_complete
+    finally:
+        loop.close()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runner]:
-    configs = BACKENDS[request.param](tmp_path)
-    runner = Runner(next(configs))
-    try:
-        yield runner
-    finally:
-        runner.close()
-        for _ in configs:  # let the backend's factory clean up after itself
-            pass
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend's name; the contract suite runs once per name."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def storage(backend: str, tmp_path: Path, run: Run) -> Iterator[Storage]:
+    """A started, empty store of the backend under test."""
+    with started_storage(backend, tmp_path, run) as store:
+        yield store

@@ -204,6 +204,12 @@ def _decode(body: bytes, charset: str) -> str:
             errors=[{"field": "body", "position": exc.start}],
             reason="bad_encoding",
         ) from None
+    except UnicodeError:  # codecs such as 'undefined', 'idna', 'punycode' raise the base class
+        raise BadRequest(
+            f"body is not valid {clip(charset, 40)}",
+            errors=[{"field": "body", "charset": clip(charset, 40)}],
+            reason="bad_encoding",
+        ) from None
 
 
 def _too_deep(limit: int) -> BadRequest:

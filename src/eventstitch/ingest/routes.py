@@ -128,7 +128,8 @@ class CollectEndpoint(IngestEndpoint):
     route = "collect"
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
-        event = await service.collect(ctx=self.ctx, request=await self._read(scope, receive))
+        request = await self._read(scope, receive)
+        event, duplicate = await service.collect(ctx=self.ctx, request=request)
         answer = {
             "ok": True,
             "id": event.id,
@@ -136,7 +137,9 @@ class CollectEndpoint(IngestEndpoint):
             "profile_less": True,
             "profile_id": event.profile_id,
         }
-        return answer, 1
+        if duplicate:
+            answer["duplicate"] = True
+        return answer, 0 if duplicate else 1
 
     async def _read(self, scope: Scope, receive: Receive) -> WebhookRequest:
         parts = scope["path"][len(COLLECT_PREFIX) :].split("/")

@@ -7,8 +7,8 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
-from eventstitch.errors import Forbidden, NotFound, Overloaded
-from eventstitch.identity.rules import extract
+from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded
+from eventstitch.identity.rules import extract, lookup
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import (
     normalise_event_type,
@@ -23,6 +23,7 @@ from eventstitch.ingest.tracking import parse_track_payload
 from eventstitch.sources import service as sources_service
 from eventstitch.storage.interfaces import (
     Claim,
+    DuplicateDelivery,
     EventRecord,
     QueueFull,
     SourceRefused,
@@ -35,9 +36,21 @@ WEBHOOK_KINDS = frozenset({"webhook"})
 T = TypeVar("T")
 
 
-async def collect(*, ctx: AppContext, request: WebhookRequest) -> EventRecord:
+DELIVERY_ID_HEADERS = (
+    b"idempotency-key",
+    b"x-event-id",
+    b"x-github-delivery",
+    b"webhook-id",
+    b"x-shopify-webhook-id",
+)
+"""Headers that carry a sender's delivery id, first found wins (after the source's path)."""
+MAX_DELIVERY_ID = 256
+
+
+async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRecord, bool]:
     """Store one profile-less event from the webhook bridge; return it once it is durable,
-    with the profile its identifiers linked it to, if any."""
+    with the profile its identifiers linked it to, if any, and whether it was a repeated
+    delivery (then nothing new was stored and the event is the one stored first)."""
     event_type = normalise_event_type(request.event_type)
     source = await sources_service.get_accepting(
         ctx=ctx, source_id=request.source_id, kind="webhook"
@@ -73,8 +86,38 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> EventRecord:
     claim = None
     if source.identification:
         claim = extract(properties, event_type, source.identification, source.traits, ctx.policy)
-    profile_id = await store(ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS, claim=claim)
-    return dataclasses.replace(event, profile_id=profile_id) if profile_id else event
+    key = delivery_key(ctx, request, properties, source.delivery_id_path)
+    try:
+        profile_id = await store(
+            ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS, claim=claim, delivery_key=key
+        )
+    except DuplicateDelivery as duplicate:
+        original = await ctx.storage.events.get(duplicate.original_event_id)
+        return original or dataclasses.replace(event, id=duplicate.original_event_id), True
+    return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
+
+
+def delivery_key(
+    ctx: AppContext, request: RawRequest, properties: dict[str, Any], path: tuple[str, ...]
+) -> str | None:
+    """The sender's delivery id: at the source's payload path, else in a known header."""
+    if not ctx.config.idempotency_window_seconds:
+        return None
+    found: Any = lookup(properties, path) if path else None
+    if found is None or isinstance(found, dict | list | bool):
+        found = next(
+            (v for name in DELIVERY_ID_HEADERS if (v := request.header(name)) is not None), None
+        )
+    if found is None:
+        return None
+    key = str(found).strip()
+    if len(key) > MAX_DELIVERY_ID:
+        raise BadRequest(
+            f"delivery id is longer than {MAX_DELIVERY_ID} characters",
+            errors=[{"field": "delivery_id", "limit": MAX_DELIVERY_ID}],
+            reason="bad_delivery_id",
+        )
+    return key or None
 
 
 async def store(
@@ -83,11 +126,15 @@ async def store(
     event: EventRecord,
     accepted_kinds: frozenset[str],
     claim: Claim | None = None,
+    delivery_key: str | None = None,
 ) -> str | None:
     """Append one event durably, turning storage refusals into answers a client understands.
-    Returns the profile the event was linked to, if any."""
+    Returns the profile the event was linked to, if any; raises DuplicateDelivery."""
     return await _committed(
-        ctx, ctx.storage.events.append(event, accepted_kinds=accepted_kinds, claim=claim)
+        ctx,
+        ctx.storage.events.append(
+            event, accepted_kinds=accepted_kinds, claim=claim, delivery_key=delivery_key
+        ),
     )
 
 

@@ -69,6 +69,9 @@ class SourceCreate(BaseModel):
     traits: dict[TraitName, PayloadPath] = Field(
         default_factory=dict, description="Profile trait name to payload path."
     )
+    delivery_id_path: PayloadPath | None = Field(
+        None, description="Payload path of the sender's delivery id (Stripe: `id`)."
+    )
 
 
 class SourcePatch(BaseModel):
@@ -83,6 +86,7 @@ class SourcePatch(BaseModel):
     tags: list[Tag] | None = Field(None, max_length=50)
     identification: list[IdentificationRuleIn] | None = Field(None, max_length=50)
     traits: dict[TraitName, PayloadPath] | None = None
+    delivery_id_path: PayloadPath | None = Field(None, description="null clears it.")
 
 
 class SourceOut(BaseModel):
@@ -94,6 +98,7 @@ class SourceOut(BaseModel):
     tags: list[str]
     identification: list[IdentificationRuleIn]
     traits: dict[str, str]
+    delivery_id_path: str | None
     created_at: str
     updated_at: str
 
@@ -108,6 +113,7 @@ class SourceOut(BaseModel):
             tags=list(source.tags),
             identification=rules_out(source.identification),
             traits={name: ".".join(path) for name, path in source.traits.items()},
+            delivery_id_path=".".join(source.delivery_id_path) or None,
             created_at=ms_to_iso(source.created_ms),
             updated_at=ms_to_iso(source.updated_ms),
         )

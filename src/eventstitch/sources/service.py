@@ -27,6 +27,9 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         updated_ms=now,
         identification=tuple(rule.record() for rule in source_in.identification),
         traits={name: tuple(path.split(".")) for name, path in source_in.traits.items()},
+        delivery_id_path=tuple(source_in.delivery_id_path.split("."))
+        if source_in.delivery_id_path
+        else (),
     )
     try:
         created = await ctx.storage.sources.create(record)
@@ -59,6 +62,9 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
     if not changes:
         raise Unprocessable("nothing to change: send at least one field", reason="empty_patch")
+    if "delivery_id_path" in patch.model_fields_set:
+        path = patch.delivery_id_path
+        changes["delivery_id_path"] = tuple(path.split(".")) if path else ()
     if None in changes.values():
         field = next(k for k, v in changes.items() if v is None)
         raise Unprocessable(f"{field} may not be null", errors=[{"field": field}])

@@ -21,5 +21,6 @@ def open_storage(config: Config) -> Storage:
             query_timeout_ms=config.query_timeout_ms,
             single_valued=config.identity_single_valued_kinds,
             system_events=config.system_events,
+            idempotency_window_ms=config.idempotency_window_seconds * 1000,
         )
     raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:///path")

@@ -48,4 +48,6 @@ def source_field_to_json(key: str, value: Any) -> Any:
         return rules_to_json(value)
     if key == "traits":
         return traits_to_json(value)
+    if key == "delivery_id_path":
+        return ".".join(value)
     return value

@@ -46,6 +46,8 @@ class SourceRecord:
     identification: tuple[IdentificationRule, ...] = ()
     traits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Profile trait name to payload path."""
+    delivery_id_path: tuple[str, ...] = ()
+    """Where the payload carries the sender's delivery id (Stripe's `id`), if anywhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,14 @@ class SourceRefused(StorageError):
         self.reason: RefusalReason = reason
 
 
+class DuplicateDelivery(StorageError):
+    """The source already delivered this delivery id within the window: nothing new stored."""
+
+    def __init__(self, original_event_id: str) -> None:
+        super().__init__(f"duplicate of {original_event_id}")
+        self.original_event_id = original_event_id
+
+
 class QueueFull(StorageError):
     """The writer's bounded queue is full: the caller should answer 503."""
 
@@ -205,11 +215,18 @@ class SourceStore(Protocol):
 
 class EventStore(Protocol):
     async def append(
-        self, event: EventRecord, *, accepted_kinds: frozenset[str], claim: Claim | None = None
+        self,
+        event: EventRecord,
+        *,
+        accepted_kinds: frozenset[str],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
     ) -> str | None:
         """Commit one event durably (group commit), after re-checking its source in the same
         transaction, and resolve its claim there (see identity.resolution). Returns the profile
-        it was linked to, if any. Raises QueueFull, SourceRefused or StorageUnavailable."""
+        it was linked to, if any. With a `delivery_key` seen from the same source within the
+        idempotency window, stores nothing and raises DuplicateDelivery. Raises QueueFull,
+        SourceRefused or StorageUnavailable."""
         ...
 
     async def get(self, event_id: str) -> EventRecord | None: ...

@@ -53,9 +53,19 @@ _EVENT_COLUMNS = (
     " converted_ms, converted_by"
 )
 _SOURCE_COLUMNS = (
-    "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits"
+    "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits,"
+    " delivery_id_path"
 )
-_SOURCE_FIELDS = ("name", "kind", "enabled", "description", "tags", "identification", "traits")
+_SOURCE_FIELDS = (
+    "name",
+    "kind",
+    "enabled",
+    "description",
+    "tags",
+    "identification",
+    "traits",
+    "delivery_id_path",
+)
 _JSON_SOURCE_FIELDS = ("tags", "identification", "traits")
 
 
@@ -103,6 +113,7 @@ def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
         updated_ms=row[7],
         identification=rules_from_json(orjson.loads(row[8])),
         traits=traits_from_json(orjson.loads(row[9])),
+        delivery_id_path=tuple(row[10].split(".")) if row[10] else (),
     )
 
 
@@ -136,6 +147,7 @@ class SqliteStorage:
         readers: int = 4,
         single_valued: frozenset[str] = frozenset({"user_id"}),
         system_events: bool = True,
+        idempotency_window_ms: int = 86_400_000,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
@@ -148,6 +160,7 @@ class SqliteStorage:
             batch_size=batch_size,
             single_valued=single_valued,
             system_events=system_events,
+            idempotency_window_ms=idempotency_window_ms,
         )
         self._readers = readers
         self._pool: ThreadPoolExecutor | None = None
@@ -275,7 +288,7 @@ class SqliteSources:
             try:
                 conn.execute(
                     f"INSERT INTO sources ({_SOURCE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source.id,
                         source.name,
@@ -287,6 +300,7 @@ class SqliteSources:
                         source.updated_ms,
                         orjson.dumps(rules_to_json(source.identification)).decode(),
                         orjson.dumps(traits_to_json(source.traits)).decode(),
+                        ".".join(source.delivery_id_path),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -320,7 +334,7 @@ class SqliteSources:
         values = {
             key: orjson.dumps(source_field_to_json(key, v)).decode()
             if key in _JSON_SOURCE_FIELDS
-            else (int(v) if key == "enabled" else v)
+            else (int(v) if key == "enabled" else source_field_to_json(key, v))
             for key, v in changes.items()
         }
 
@@ -351,9 +365,16 @@ class SqliteEvents:
         self._storage = storage
 
     async def append(
-        self, event: EventRecord, *, accepted_kinds: frozenset[str], claim: Claim | None = None
+        self,
+        event: EventRecord,
+        *,
+        accepted_kinds: frozenset[str],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
     ) -> str | None:
-        result: str | None = await self._storage._writer.submit_event(event, accepted_kinds, claim)
+        result: str | None = await self._storage._writer.submit_event(
+            event, accepted_kinds, claim, delivery_key
+        )
         return result
 
     async def get(self, event_id: str) -> EventRecord | None:

@@ -26,6 +26,7 @@ from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage import sqlite_identity
 from eventstitch.storage.interfaces import (
     Claim,
+    DuplicateDelivery,
     EventRecord,
     QueueFull,
     SourceRefused,
@@ -59,6 +60,7 @@ class _EventJob:
     event: EventRecord
     accepted_kinds: frozenset[str]
     claim: Claim | None
+    delivery_key: str | None
     future: asyncio.Future[Any]
 
 
@@ -85,12 +87,14 @@ class SqliteWriter:
         batch_size: int,
         single_valued: frozenset[str] = frozenset(),
         system_events: bool = True,
+        idempotency_window_ms: int = 86_400_000,
     ) -> None:
         self._connect = connect
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._batch_size = batch_size
         self._single_valued = single_valued
         self._system_events = system_events
+        self._window_ms = idempotency_window_ms
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -109,11 +113,15 @@ class SqliteWriter:
         return self._queue.qsize()
 
     def submit_event(
-        self, event: EventRecord, accepted_kinds: frozenset[str], claim: Claim | None = None
+        self,
+        event: EventRecord,
+        accepted_kinds: frozenset[str],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_EventJob(event, accepted_kinds, claim, future))
+            self._queue.put_nowait(_EventJob(event, accepted_kinds, claim, delivery_key, future))
         except queue.Full:
             raise QueueFull("the write queue is full") from None
         return future
@@ -155,7 +163,9 @@ class SqliteWriter:
         events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
         calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, _CallJob)]
         try:
-            if calls or any(job.claim is not None for _, job in events):
+            if calls or any(
+                job.claim is not None or job.delivery_key is not None for _, job in events
+            ):
                 written = self._commit_transaction(conn, events, calls, results)
             else:
                 # The common case, events alone: one statement, which is its own durable
@@ -181,7 +191,12 @@ class SqliteWriter:
         """Events with claims, or other writes: one explicit transaction for all of it."""
         conn.execute("BEGIN IMMEDIATE")
         try:
+            keyed = [(i, job) for i, job in events if job.delivery_key is not None]
+            if keyed:
+                events = self._drop_duplicates(conn, events, keyed, results)
             written = _insert_checked(conn, events, results)
+            if keyed:
+                self._remember_deliveries(conn, keyed, results)
             claims = [
                 (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))
                 for i, job in events
@@ -196,6 +211,60 @@ class SqliteWriter:
             conn.execute("ROLLBACK")
             raise
         return written
+
+    def _drop_duplicates(
+        self,
+        conn: sqlite3.Connection,
+        events: list[tuple[int, _EventJob]],
+        keyed: list[tuple[int, _EventJob]],
+        results: list[Any],
+    ) -> list[tuple[int, _EventJob]]:
+        """Answer deliveries already seen (in this batch or within the window) with the event
+        first stored for them, and leave them out of the insert."""
+        pairs = list({(job.event.source_id, job.delivery_key) for _, job in keyed})
+        marks = ",".join(["(?, ?)"] * len(pairs))
+        seen = {
+            (row[0], row[1]): row[2]
+            for row in conn.execute(
+                "SELECT source_id, key, event_id FROM delivery_keys"
+                f" WHERE (source_id, key) IN (VALUES {marks}) AND seen_ms >= ?",
+                [v for pair in pairs for v in pair] + [now_ms() - self._window_ms],
+            )
+        }
+        kept = []
+        for index, job in events:
+            pair = (job.event.source_id, job.delivery_key)
+            if job.delivery_key is not None and pair in seen:
+                results[index] = DuplicateDelivery(seen[pair])
+                continue
+            if job.delivery_key is not None:
+                seen[pair] = job.event.id  # a second copy later in this batch is a duplicate
+            kept.append((index, job))
+        return kept
+
+    def _remember_deliveries(
+        self, conn: sqlite3.Connection, keyed: list[tuple[int, _EventJob]], results: list[Any]
+    ) -> None:
+        """Record the delivery ids of the events just stored; forget expired ones."""
+        now = now_ms()
+        stored = [
+            (job.event.source_id, job.delivery_key, job.event.id, now)
+            for index, job in keyed
+            if not isinstance(results[index], BaseException)
+        ]
+        if stored:
+            conn.execute(
+                "INSERT INTO delivery_keys (source_id, key, event_id, seen_ms) VALUES "
+                + ",".join(["(?, ?, ?, ?)"] * len(stored))
+                + " ON CONFLICT (source_id, key) DO UPDATE SET event_id = excluded.event_id,"
+                " seen_ms = excluded.seen_ms",
+                [v for row in stored for v in row],
+            )
+        conn.execute(
+            "DELETE FROM delivery_keys WHERE rowid IN"
+            " (SELECT rowid FROM delivery_keys WHERE seen_ms < ? LIMIT 500)",
+            (now - self._window_ms,),
+        )
 
     def _resolve_identity(
         self, conn: sqlite3.Connection, claims: list[tuple[int, ClaimItem]], results: list[Any]
