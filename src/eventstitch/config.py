@@ -61,6 +61,13 @@ def _batch_size(raw: str) -> int:
     return value
 
 
+def _nesting_depth(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 200:  # orjson writes at most 254 levels; stay well inside what can be stored
+        raise ValueError("must be at most 200")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 65535:
@@ -126,9 +133,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "max_nesting_depth",
-        _positive_int,
+        _nesting_depth,
         "32",
-        "Deepest nesting of objects and arrays accepted in a body (400 above).",
+        "Deepest nesting of objects and arrays accepted in a body (400 above; 200 at most).",
     ),
     Setting(
         "queue_size",
@@ -266,7 +273,16 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> C
             values[setting.name] = setting.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{setting.env_name}={raw!r}: {exc}") from exc
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    by_name = {s.name: s for s in SETTINGS}
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            try:  # an override passes the same checks as the environment
+                value = by_name[name].parse(str(value))
+            except ValueError as exc:
+                raise ConfigError(f"{by_name[name].env_name}={value!r}: {exc}") from exc
+        values[name] = value
     if values["query_default_limit"] > values["query_max_limit"]:
         raise ConfigError(f"{PREFIX}QUERY_DEFAULT_LIMIT must not exceed {PREFIX}QUERY_MAX_LIMIT")
     return Config(**values)

@@ -3,10 +3,12 @@ answers 503 with Retry-After and stores nothing for it."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2 as httpx
 from hypothesis import HealthCheck, given, settings
@@ -18,33 +20,41 @@ from tests.conftest import (
     API_TOKEN,
     LiveServer,
     all_events,
+    assert_error_shape,
     create_source,
     make_config,
     start_server,
 )
 
 
-def all_event_ids(http: httpx.Client, source_id: str) -> list[str]:
+def all_event_ids(http: httpx.Client | TestClient, source_id: str) -> list[str]:
     return [e["id"] for e in all_events(http, source_id=source_id)]
 
 
 def test_concurrent_requests_are_each_stored_exactly_once(live_server: LiveServer) -> None:
+    connections, per_connection = 16, 25
     with live_server.client() as http:
         create_source(http, id="hooks")
 
-    def send(n: int) -> str:
+    def send(worker: int) -> list[str]:
+        ids = []
         with httpx.Client(base_url=live_server.url, timeout=10) as http:
-            answer = http.post("/collect/order/hooks", json={"n": n})
-            assert answer.status_code == 200
-            event_id: str = answer.json()["id"]
-            return event_id
+            for n in range(per_connection):
+                answer = http.post("/collect/order/hooks", json={"worker": worker, "n": n})
+                assert answer.status_code == 200, answer.text
+                ids.append(answer.json()["id"])
+        return ids
 
-    with ThreadPoolExecutor(16) as pool:
-        acknowledged = list(pool.map(send, range(400)))
+    with ThreadPoolExecutor(connections) as pool:
+        futures = [pool.submit(send, worker) for worker in range(connections)]
+        acknowledged = [i for future in futures for i in future.result(timeout=120)]
     with live_server.client() as http:
-        stored = all_event_ids(http, "hooks")
-    assert len(set(acknowledged)) == 400
-    assert sorted(stored) == sorted(acknowledged)
+        stored = all_events(http, source_id="hooks")
+    assert len(acknowledged) == connections * per_connection
+    assert len(set(acknowledged)) == len(acknowledged)
+    assert sorted(e["id"] for e in stored) == sorted(acknowledged)
+    sent = {(e["properties"]["worker"], e["properties"]["n"]) for e in stored}
+    assert len(sent) == connections * per_connection
 
 
 def test_a_full_write_queue_answers_503_and_stores_nothing_for_it(tmp_path: Path) -> None:
@@ -52,43 +62,49 @@ def test_a_full_write_queue_answers_503_and_stores_nothing_for_it(tmp_path: Path
     server = start_server(
         data, tmp_path / "server.log", EVENTSTITCH_QUEUE_SIZE="2", EVENTSTITCH_BATCH_SIZE="1"
     )
+    requests, held = 20, 3  # at most one event in the stalled writer and two in the queue
     try:
         with server.client() as http:
             create_source(http, id="hooks")
-        # Hold the database's write lock so that the writer stalls and the queue fills.
-        blocker = sqlite3.connect(data / "eventstitch.db", isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
         answers: list[httpx.Response] = []
-        lock = threading.Lock()
+        answered = threading.Condition()
 
         def send(n: int) -> None:
             with httpx.Client(base_url=server.url, timeout=30) as http:
                 answer = http.post("/collect/order/hooks", json={"n": n})
-            with lock:
+            with answered:
                 answers.append(answer)
+                answered.notify_all()
 
-        threads = [threading.Thread(target=send, args=(n,)) for n in range(20)]
-        for thread in threads:
-            thread.start()
-        deadline = threading.Event()
-        for _ in range(100):  # wait (bounded) until the refusals are in
-            with lock:
-                if sum(a.status_code == 503 for a in answers) >= 10:
-                    break
-            deadline.wait(0.1)
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        # Hold the database's write lock so that the writer stalls (on its busy timeout) and
+        # the queue fills; release it whatever happens.
+        blocker = sqlite3.connect(data / "eventstitch.db", isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            threads = [threading.Thread(target=send, args=(n,)) for n in range(requests)]
+            for thread in threads:
+                thread.start()
+            with answered:  # bounded, and well under the writer's 10 s busy timeout
+                answered.wait_for(lambda: len(answers) >= requests - held, timeout=8)
+                while_blocked = list(answers)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
         for thread in threads:
             thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads)
+
+        # Nothing was acknowledged while nothing could be committed.
+        assert len(while_blocked) >= requests - held
+        assert all(a.status_code == 503 for a in while_blocked)
         refused = [a for a in answers if a.status_code == 503]
         accepted = [a for a in answers if a.status_code == 200]
-        assert len(answers) == 20
-        assert len(refused) >= 10
-        assert len(refused) + len(accepted) == 20
+        assert len(answers) == requests
+        assert len(refused) + len(accepted) == requests
+        assert accepted  # the held requests went through once the lock was released
         for answer in refused:
             assert answer.headers["retry-after"] == "1"
-            assert answer.json()["status"] == 503
-            assert "nothing was stored" in answer.json()["error"]
+            assert "nothing was stored" in assert_error_shape(answer, 503)["error"]
         with server.client() as http:
             stored = all_event_ids(http, "hooks")
             metrics = http.get("/metrics").text
@@ -98,40 +114,76 @@ def test_a_full_write_queue_answers_503_and_stores_nothing_for_it(tmp_path: Path
         server.stop()
 
 
-bodies = st.binary(max_size=300) | st.text(max_size=200).map(str.encode)
-content_types = st.sampled_from(
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+bodies = (
+    st.binary(max_size=300)
+    | st.text(max_size=200).map(str.encode)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.builds(lambda d: b"[" * d + b"]" * d, st.integers(1, 2000))
+)
+charsets = st.sampled_from(
+    ["utf-8", "UTF-16", "latin-1", "ascii", "undefined", "idna", "punycode", "rot13", "bogus", ""]
+)
+media_types = st.sampled_from(
     [
-        None,
         "application/json",
         "text/plain",
         "application/x-www-form-urlencoded",
-        "application/json; charset=utf-16",
+        "application/cloudevents+json",
         "application/xml",
+        "multipart/form-data",
         "image/png",
     ]
-) | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+)
+content_types = (
+    st.none()
+    | media_types
+    | st.builds(lambda media, charset: f"{media}; charset={charset}", media_types, charsets)
+    | st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+)
+event_types = st.sampled_from(["probe", "Page View", "a%2Fb", "%20", "x" * 129, "bad$type"]) | (
+    st.text(max_size=12).map(lambda t: quote(t, safe=""))
+)
 
 
-def test_no_input_makes_collect_answer_5xx(tmp_path: Path) -> None:
-    with TestClient(EventstitchApp(make_config(tmp_path))) as client:
+def test_no_input_makes_collect_answer_5xx_and_every_200_is_stored(tmp_path: Path) -> None:
+    with TestClient(EventstitchApp(make_config(tmp_path)), raise_server_exceptions=False) as client:
         client.headers["Authorization"] = f"Bearer {API_TOKEN}"
         create_source(client, id="hooks")
-        accepted = 0
+        accepted: list[str] = []
 
         @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(bodies, content_types, st.sampled_from(["POST", "GET", "PUT"]))
-        def probe(body: bytes, content_type: str | None, method: str) -> None:
-            nonlocal accepted
+        @given(
+            bodies,
+            content_types,
+            event_types,
+            st.sampled_from(["POST", "POST", "GET", "PUT"]),
+            st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+        )
+        def probe(
+            body: bytes,
+            content_type: str | None,
+            event_type: str,
+            method: str,
+            query: dict[str, str],
+        ) -> None:
             headers = {"content-type": content_type} if content_type else {}
-            answer = client.request(method, "/collect/probe/hooks", content=body, headers=headers)
-            assert answer.status_code < 500, answer.text
+            answer = client.request(
+                method, f"/collect/{event_type}/hooks", content=body, headers=headers, params=query
+            )
             if answer.status_code == 200:
-                accepted += 1
+                assert answer.json()["ok"] is True
+                accepted.append(answer.json()["id"])
             else:
-                error = answer.json()
-                assert set(error) == {"ok", "error", "errors", "status"}
-                assert error["status"] == answer.status_code
+                assert 400 <= answer.status_code < 500, answer.text
+                assert_error_shape(answer, answer.status_code)
 
         probe()
-        total = client.get("/api/insights/counts", params={"source_id": "hooks"}).json()["total"]
-        assert total == accepted
+        assert accepted  # the inputs include plenty of valid ones
+        assert sorted(all_event_ids(client, "hooks")) == sorted(accepted)

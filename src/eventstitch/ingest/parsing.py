@@ -32,7 +32,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{20}")
 _LONG_DIGITS_TEXT = re.compile(r"[0-9]{20}")
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_LOOKING = re.compile(
-    r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private",
+    r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
     re.IGNORECASE,
 )
 
@@ -73,7 +73,16 @@ def parse_body(
     if not body.strip():
         return {}, "empty"
     if media == "application/x-www-form-urlencoded":
-        return parse_form(_decode(body, charset or "utf-8")), "form"
+        charset = charset or "utf-8"
+        text = _decode(body, charset)
+        try:
+            return parse_form(text, encoding=charset), "form"
+        except UnicodeError:  # e.g. 'idna' decodes the text but not percent-escapes
+            raise BadRequest(
+                f"form body's percent-escapes are not valid {clip(charset, 40)}",
+                errors=[{"field": "body", "charset": clip(charset, 40)}],
+                reason="bad_encoding",
+            ) from None
     if media in ("", "text/plain", "application/json") or (
         media.startswith("application/") and media.endswith("+json")
     ):
@@ -161,9 +170,10 @@ def nesting_depth(value: Any, *, stop_after: int | None = None) -> int:
     return deepest
 
 
-def parse_form(text: str) -> dict[str, Any]:
-    """A query string or form body: single keys to strings, repeated keys to lists."""
-    pairs = parse_qs(text, keep_blank_values=True)
+def parse_form(text: str, *, encoding: str = "utf-8") -> dict[str, Any]:
+    """A query string or form body: single keys to strings, repeated keys to lists.
+    Percent-escapes are bytes in `encoding` (a form's declared charset)."""
+    pairs = parse_qs(text, keep_blank_values=True, encoding=encoding)
     return {key: values[0] if len(values) == 1 else values for key, values in pairs.items()}
 
 
