@@ -20,5 +20,5 @@ def migrate() -> None:
     async def call(ctx: AppContext) -> list[int]:
         return await ctx.storage.migrate()
 
-    applied = run(call)
+    applied = run(call, start=False)
     click.echo(f"applied migrations: {applied}" if applied else "schema is up to date")

@@ -166,7 +166,7 @@ def insights(by: str, distinct: str | None, as_json: bool, **filters: Any) -> No
     event_filter = build_filter(**filters)
     try:
         group_by = parse_group_by(by)
-        distinct_path = parse_property_path(distinct) if distinct else None
+        distinct_path = parse_property_path(distinct, field="distinct") if distinct else None
     except BadRequest as exc:
         raise click.BadParameter(exc.message) from None
 

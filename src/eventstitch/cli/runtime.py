@@ -23,12 +23,15 @@ T = TypeVar("T")
 console = Console()
 
 
-def run(call: Callable[[AppContext], Awaitable[T]], **overrides: Any) -> T:
+def run(call: Callable[[AppContext], Awaitable[T]], *, start: bool = True, **overrides: Any) -> T:
     """Open storage, run one service call, close storage; refusals exit with their message.
-    `overrides` replace settings (None means keep the environment's)."""
+    `overrides` replace settings (None means keep the environment's). `start=False` leaves
+    storage unstarted (start would migrate first), for `db migrate` to report what it applied."""
 
     async def main() -> T:
         ctx = AppContext.build(config, open_storage(config))
+        if not start:
+            return await call(ctx)
         await ctx.storage.start()
         try:
             return await call(ctx)

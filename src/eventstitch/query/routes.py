@@ -62,7 +62,8 @@ def _filter(
     responses={200: {"model": EventPage}},
     summary="List events, newest first",
     description="Also filters on `properties.<path>=<value>` (repeatable): strings match exactly, "
-    "numbers numerically, `true`/`false`/`null` as JSON literals.",
+    "a value written as a JSON number matches numbers numerically, `true`/`false`/`null` match "
+    "those JSON literals.",
 )
 async def list_events(
     request: Request,
@@ -130,7 +131,7 @@ async def counts(
         ctx=request.app.state.ctx,
         event_filter=event_filter,
         group_by=parse_group_by(by),
-        distinct=parse_property_path(distinct) if distinct else None,
+        distinct=parse_property_path(distinct, field="distinct") if distinct else None,
     )
     return _json(answer)
 

@@ -89,13 +89,25 @@ def parse_time(name: str, value: str | None) -> int | None:
         ) from None
 
 
-def parse_property_path(name: str) -> PropertyPath:
-    """`properties.customer.email` to ('customer', 'email'); a 400 if it is not such a path."""
+def parse_property_path(name: str, *, field: str | None = None) -> PropertyPath:
+    """`properties.customer.email` to ('customer', 'email'); a 400 if it is not such a path.
+    `field` is the parameter that carried the path as its value (`by`, `distinct`); without
+    it the path is the parameter's own name."""
+
+    def bad(problem: str) -> BadRequest:
+        if field is None:
+            return _bad_param(name, problem)
+        return BadRequest(
+            f"{field} has {clip(name, 40)!r}, which {problem}",
+            errors=[{"field": field, "value": clip(name, 40)}],
+            reason="bad_query",
+        )
+
     if not name.startswith(PROPERTY_PREFIX):
-        raise _bad_param(name, "must start with 'properties.'")
+        raise bad("must start with 'properties.'")
     keys = tuple(name[len(PROPERTY_PREFIX) :].split("."))
     if len(keys) > 32 or not all(_KEY.match(key) for key in keys):
-        raise _bad_param(name, "is not a property path like properties.customer.email")
+        raise bad("is not a property path like properties.customer.email")
     return keys
 
 
@@ -117,7 +129,7 @@ def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
         if part in _DIMENSIONS:
             groups.append(GroupBy(part))  # type: ignore[arg-type]
         elif part.startswith(PROPERTY_PREFIX):
-            groups.append(GroupBy("property", parse_property_path(part)))
+            groups.append(GroupBy("property", parse_property_path(part, field="by")))
         else:
             raise _bad_param(
                 "by",

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, NotFound
+from eventstitch.errors import BadRequest, NotFound, clip
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.query.schemas import TIME_DIMENSIONS, encode_cursor, event_json
 from eventstitch.storage.interfaces import (
@@ -131,7 +131,10 @@ def _page_size(ctx: AppContext, limit: int | None) -> int:
     if not 1 <= limit <= ctx.config.query_max_limit:
         raise BadRequest(
             f"limit must be between 1 and {ctx.config.query_max_limit}",
-            errors=[{"field": "limit", "value": limit, "limit": ctx.config.query_max_limit}],
+            # clipped text: an int beyond 64 bits would not even serialise
+            errors=[
+                {"field": "limit", "value": clip(limit, 40), "limit": ctx.config.query_max_limit}
+            ],
             reason="bad_query",
         )
     return limit
@@ -153,32 +156,43 @@ async def follow(
     recent, _ = await list_page(
         ctx=ctx, event_filter=event_filter, limit=max(backlog, 1), before_id=None
     )
+    newest_ms = recent[0].received_ms if recent else now_ms()
+    # Each poll re-reads a window reaching back before the start: what it holds now is old,
+    # shown as backlog or not. Newer than `recent[0]` is new, even if it committed meanwhile.
+    stored = await _window(ctx, event_filter, newest_ms - _LATE_COMMIT_MS) if recent else []
     seen: deque[str] = deque(maxlen=100_000)
     seen_set: set[str] = set()
-    newest_ms = recent[0].received_ms if recent else now_ms()
-    for event in reversed(recent[:backlog] if backlog else []):
-        yield event
-    for event in recent:
+
+    def mark(event: EventRecord) -> None:
+        if len(seen) == seen.maxlen:
+            seen_set.discard(seen[0])
         seen.append(event.id)
         seen_set.add(event.id)
+
+    for event in [*recent, *(e for e in stored if e.id <= recent[0].id)]:
+        mark(event)
+    for event in reversed(recent[:backlog] if backlog else []):
+        yield event
     while True:
         await asyncio.sleep(interval)
-        window = dataclasses.replace(event_filter, since_ms=newest_ms - _LATE_COMMIT_MS)
-        fresh: list[EventRecord] = []
-        before: str | None = None
-        while True:  # page back through the window so a burst is not cut off
-            page = await ctx.storage.events.list_page(window, limit=500, before_id=before)
-            fresh.extend(e for e in page if e.id not in seen_set)
-            if len(page) < 500:
-                break
-            before = page[-1].id
-        for event in sorted(fresh, key=lambda e: e.id):
-            if len(seen) == seen.maxlen:
-                seen_set.discard(seen[0])
-            seen.append(event.id)
-            seen_set.add(event.id)
+        window = await _window(ctx, event_filter, newest_ms - _LATE_COMMIT_MS)
+        for event in sorted((e for e in window if e.id not in seen_set), key=lambda e: e.id):
+            mark(event)
             newest_ms = max(newest_ms, event.received_ms)
             yield event
+
+
+async def _window(ctx: AppContext, event_filter: EventFilter, since_ms: int) -> list[EventRecord]:
+    """Every matching event received at or after `since_ms`, paged so a burst is not cut off."""
+    window = dataclasses.replace(event_filter, since_ms=since_ms)
+    found: list[EventRecord] = []
+    before: str | None = None
+    while True:
+        page = await ctx.storage.events.list_page(window, limit=500, before_id=before)
+        found.extend(page)
+        if len(page) < 500:
+            return found
+        before = page[-1].id
 
 
 def event_line(event: EventRecord) -> str:

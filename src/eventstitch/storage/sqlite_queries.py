@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from eventstitch.ids import id_floor
@@ -21,8 +22,8 @@ def json_path(path: PropertyPath) -> str:
 
 
 def _literal_match(column: str, path: PropertyPath, value: str) -> tuple[str, list[Any]]:
-    """Equality of a property with a query-string value: strings exactly, numbers numerically,
-    `true`/`false`/`null` as JSON literals."""
+    """Equality of a property with a query-string value: strings exactly, a value written as a
+    JSON number with numbers numerically, `true`/`false`/`null` with those JSON literals."""
     jpath = json_path(path)
     clauses = [f"(json_type({column}, ?) = 'text' AND json_extract({column}, ?) = ?)"]
     params: list[Any] = [jpath, jpath, value]
@@ -38,16 +39,21 @@ def _literal_match(column: str, path: PropertyPath, value: str) -> tuple[str, li
     return "(" + " OR ".join(clauses) + ")", params
 
 
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_INT64 = range(-(2**63), 2**63)
+
+
 def _as_number(value: str) -> int | float | None:
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        number = float(value)
-    except ValueError:
+    """The number a value is written as, in JSON syntax only: `1_000`, ` 5` or `nan` are
+    strings to match exactly, not numbers (Python's int() and float() would take them)."""
+    if not _JSON_NUMBER.fullmatch(value):
         return None
-    return number if number == number and number not in (float("inf"), float("-inf")) else None
+    if len(value) <= 20 and "." not in value and "e" not in value.lower():
+        number = int(value)
+        if number in _INT64:  # SQLite binds 64-bit integers; beyond that compare as a real
+            return number
+    real = float(value)
+    return real if real not in (float("inf"), float("-inf")) else None
 
 
 def where_clause(

@@ -1,0 +1,142 @@
+"""`eventstitch sources`: the same source management as `/api/sources`, as tables or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.cli.conftest import fails, ok, ok_json
+from tests.conftest import assert_error_shape
+
+SOURCE_FIELDS = {
+    "id",
+    "name",
+    "kind",
+    "enabled",
+    "description",
+    "tags",
+    "identification",
+    "traits",
+    "delivery_id_path",
+    "created_at",
+    "updated_at",
+}
+
+
+def test_add_answers_the_new_source_as_json(data_dir: Path) -> None:
+    added = ok_json(
+        "sources", "add", "--name", "Shop", "--id", "shop", "--tag", "eu", "--tag", "b2b",
+        "--description", "orders", "--kind", "tracker",
+    )  # fmt: skip
+    assert set(added) == SOURCE_FIELDS
+    assert added["id"] == "shop"
+    assert added["name"] == "Shop"
+    assert added["kind"] == "tracker"
+    assert added["enabled"] is True
+    assert added["tags"] == ["eu", "b2b"]
+    assert added["description"] == "orders"
+    assert ok_json("sources", "show", "shop") == added
+
+
+def test_add_generates_an_id_and_may_create_it_disabled(data_dir: Path) -> None:
+    added = ok_json("sources", "add", "--name", "Other", "--disabled")
+    assert len(added["id"]) == 36
+    assert added["enabled"] is False
+    assert added["kind"] == "webhook"
+
+
+def test_add_shows_a_table_for_people(data_dir: Path) -> None:
+    shown = ok("sources", "add", "--name", "Shop", "--id", "shop")
+    for word in ("field", "value", "id", "shop", "name", "Shop", "webhook"):
+        assert word in shown
+
+
+def test_list_as_json_and_as_a_table(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Shop", "--id", "shop", "--tag", "eu")
+    ok("sources", "add", "--name", "Forms", "--id", "forms", "--disabled")
+    listed = ok_json("sources", "list")
+    assert set(listed) == {"sources"}
+    by_id = {s["id"]: s for s in listed["sources"]}
+    assert set(by_id) == {"system", "shop", "forms"}
+    assert by_id["shop"]["tags"] == ["eu"]
+    assert by_id["forms"]["enabled"] is False
+    table = ok("sources", "list")
+    for word in ("id", "name", "kind", "enabled", "shop", "Shop", "forms", "Forms", "eu", "no"):
+        assert word in table
+
+
+def test_show_as_a_table(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Shop", "--id", "shop", "--description", "orders")
+    table = ok("sources", "show", "shop")
+    for word in ("description", "orders", "enabled", "True", "created_at"):
+        assert word in table
+
+
+def test_disable_and_enable_with_and_without_json(data_dir: Path) -> None:
+    added = ok_json("sources", "add", "--name", "Shop", "--id", "shop", "--tag", "eu")
+    disabled = ok_json("sources", "disable", "shop")
+    assert disabled["enabled"] is False
+    assert {k: v for k, v in disabled.items() if k not in ("enabled", "updated_at")} == {
+        k: v for k, v in added.items() if k not in ("enabled", "updated_at")
+    }
+    assert "True" in ok("sources", "enable", "shop")
+    assert ok_json("sources", "show", "shop")["enabled"] is True
+    assert "False" in ok("sources", "disable", "shop")
+    assert ok_json("sources", "show", "shop")["enabled"] is False
+    assert ok_json("sources", "enable", "shop")["enabled"] is True
+
+
+def test_remove_then_the_source_is_gone(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Shop", "--id", "shop")
+    assert "removed source shop" in ok("sources", "remove", "shop")
+    assert "shop" not in {s["id"] for s in ok_json("sources", "list")["sources"]}
+    assert "source 'shop' not found" in fails("sources", "show", "shop")
+
+
+@pytest.mark.parametrize("command", ["show", "enable", "disable", "remove"])
+def test_an_unknown_source_exits_1_with_a_message(data_dir: Path, command: str) -> None:
+    error = fails("sources", command, "nowhere")
+    assert error.startswith("error: ")
+    assert "source 'nowhere' not found" in error
+
+
+def test_a_duplicate_id_exits_1_and_keeps_the_first(data_dir: Path) -> None:
+    first = ok_json("sources", "add", "--name", "First", "--id", "shop")
+    error = fails("sources", "add", "--name", "Second", "--id", "shop")
+    assert "source 'shop' exists already" in error
+    assert ok_json("sources", "show", "shop") == first
+
+
+def test_the_system_source_cannot_be_changed(data_dir: Path) -> None:
+    assert "read-only" in fails("sources", "disable", "system")
+    assert "read-only" in fails("sources", "remove", "system")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--name", "x", "--id", "bad id!"],
+        ["--name", ""],
+        ["--name", "x", "--kind", "system"],
+        ["--id", "no-name"],
+    ],
+)
+def test_bad_input_is_a_usage_error_that_creates_nothing(data_dir: Path, args: list[str]) -> None:
+    error = fails("sources", "add", *args, code=2)
+    assert "Error" in error
+    assert [s["id"] for s in ok_json("sources", "list")["sources"]] == ["system"]
+
+
+def test_the_cli_and_http_manage_the_same_sources(data_dir: Path, http: TestClient) -> None:
+    ok("sources", "add", "--name", "Shop", "--id", "shop")
+    assert http.get("/api/sources/shop").json() == ok_json("sources", "show", "shop")
+    assert http.post("/collect/order/shop", json={"n": 1}).status_code == 200
+    ok("sources", "disable", "shop")
+    # The writer re-checks the source inside the commit: refused at once, whatever is cached.
+    assert_error_shape(http.post("/collect/order/shop", json={"n": 2}), 403)
+    ok("sources", "remove", "shop")
+    assert_error_shape(http.post("/collect/order/shop", json={"n": 3}), 404)
+    http.post("/api/sources", json={"id": "made-over-http", "name": "H"})
+    assert ok_json("sources", "show", "made-over-http")["name"] == "H"
