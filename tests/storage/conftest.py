@@ -21,6 +21,7 @@ import pytest
 from eventstitch.config import Config, load_config
 from eventstitch.storage import open_storage
 from eventstitch.storage.interfaces import Storage
+from tests.pg import fresh_database_url
 
 T = TypeVar("T")
 
@@ -37,7 +38,18 @@ def sqlite_config(tmp_path: Path, **overrides: Any) -> Iterator[Config]:
     yield load_config({}, data_dir=tmp_path / "sqlite-data", **overrides)
 
 
-BACKENDS: dict[str, Callable[..., AbstractContextManager[Config]]] = {"sqlite": sqlite_config}
+@contextmanager
+def postgres_config(tmp_path: Path, **overrides: Any) -> Iterator[Config]:
+    """PostgreSQL on a fresh schema (tests/pg.py), dropped afterwards. Skipped when PostgreSQL
+    is unreachable, failed instead under CI=true."""
+    with fresh_database_url() as url:
+        yield load_config({}, data_dir=tmp_path / "postgres-data", database_url=url, **overrides)
+
+
+BACKENDS: dict[str, Callable[..., AbstractContextManager[Config]]] = {
+    "sqlite": sqlite_config,
+    "postgres": postgres_config,
+}
 
 
 @contextmanager

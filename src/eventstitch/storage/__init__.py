@@ -23,4 +23,24 @@ def open_storage(config: Config) -> Storage:
             system_events=config.system_events,
             idempotency_window_ms=config.idempotency_window_seconds * 1000,
         )
-    raise ValueError(f"unsupported database URL scheme {scheme!r}; use sqlite:///path")
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from eventstitch.storage.postgres import PostgresStorage
+        except ImportError as exc:  # psycopg is an optional dependency
+            raise ValueError(
+                f"a PostgreSQL URL needs the driver: pip install 'eventstitch[postgres]' ({exc})"
+            ) from None
+
+        return PostgresStorage(
+            url,
+            queue_size=config.queue_size,
+            batch_size=config.batch_size,
+            query_timeout_ms=config.query_timeout_ms,
+            single_valued=config.identity_single_valued_kinds,
+            system_events=config.system_events,
+            idempotency_window_ms=config.idempotency_window_seconds * 1000,
+        )
+    raise ValueError(
+        f"unsupported database URL scheme {scheme!r};"
+        " use sqlite:///path or postgresql://user@host/database"
+    )

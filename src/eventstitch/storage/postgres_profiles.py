@@ -1,0 +1,92 @@
+"""Profiles on PostgreSQL: reads on the pool, erasure through the writer (identity lock held)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from eventstitch.storage.interfaces import Identifier, MergeRecord, ProfileRecord
+from eventstitch.storage.postgres_queries import pg_text
+
+if TYPE_CHECKING:
+    from eventstitch.storage.postgres import PostgresStorage
+    from eventstitch.storage.postgres_rows import Conn
+
+
+async def profile_row(conn: Conn, profile_id: str) -> ProfileRecord | None:
+    cursor = await conn.execute(
+        "SELECT id, created_ms, updated_ms, traits::text, merged_into FROM profiles WHERE id = %s",
+        (pg_text(profile_id),),
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    cursor = await conn.execute(
+        "SELECT kind, value FROM identifiers WHERE profile_id = %s ORDER BY kind, value",
+        (row[0],),
+    )
+    identifiers = tuple((kind, value) for kind, value in await cursor.fetchall())
+    return ProfileRecord(row[0], row[1], row[2], orjson.loads(row[3]), row[4], identifiers)
+
+
+class PostgresProfiles:
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+
+    async def get(self, profile_id: str) -> ProfileRecord | None:
+        return await self._storage.read(lambda conn: profile_row(conn, profile_id))
+
+    async def find(self, identifier: Identifier) -> ProfileRecord | None:
+        async def select(conn: Conn) -> ProfileRecord | None:
+            cursor = await conn.execute(
+                "SELECT profile_id FROM identifiers WHERE kind = %s AND value = %s",
+                (pg_text(identifier[0]), pg_text(identifier[1])),
+            )
+            row = await cursor.fetchone()
+            return await profile_row(conn, row[0]) if row else None
+
+        return await self._storage.read(select)
+
+    async def merges(self, profile_id: str) -> list[MergeRecord]:
+        async def select(conn: Conn) -> list[MergeRecord]:
+            cursor = await conn.execute(
+                "SELECT survivor, merged, event_id, at_ms, refused_kind FROM profile_merges"
+                " WHERE survivor = %s OR merged = %s ORDER BY id",
+                (pg_text(profile_id), pg_text(profile_id)),
+            )
+            return [MergeRecord(*row) for row in await cursor.fetchall()]
+
+        return await self._storage.read(select)
+
+    async def erase(self, profile_id: str) -> tuple[int, int]:
+        async def remove(conn: Conn) -> tuple[int, int]:
+            cursor = await conn.execute(
+                "SELECT id FROM profiles WHERE merged_into = %s", (pg_text(profile_id),)
+            )
+            ids = [pg_text(profile_id)] + [row[0] for row in await cursor.fetchall()]
+            # The rollup trigger uncounts the deleted events.
+            await conn.execute(
+                "DELETE FROM event_identifiers WHERE event_id IN"
+                " (SELECT id FROM events WHERE profile_id = ANY(%s::text[]))",
+                (ids,),
+            )
+            cursor = await conn.execute(
+                "DELETE FROM events WHERE profile_id = ANY(%s::text[])", (ids,)
+            )
+            events = cursor.rowcount
+            for statement in (
+                "DELETE FROM identifiers WHERE profile_id = ANY(%s::text[])",
+                "DELETE FROM sessions WHERE profile_id = ANY(%s::text[])",
+            ):
+                await conn.execute(statement, (ids,))
+            await conn.execute(
+                "DELETE FROM profile_merges"
+                " WHERE survivor = ANY(%s::text[]) OR merged = ANY(%s::text[])",
+                (ids, ids),
+            )
+            cursor = await conn.execute("DELETE FROM profiles WHERE id = ANY(%s::text[])", (ids,))
+            return cursor.rowcount, events
+
+        result: tuple[int, int] = await self._storage.write(remove, identity=True)
+        return result
