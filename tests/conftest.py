@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config, load_config
+from tests.pg import fresh_database_url
 
 API_TOKEN = "test-token-0123456789"
 
@@ -28,9 +29,26 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     return load_config({}, data_dir=data_dir, api_token=API_TOKEN, **overrides)
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path / "data")
+@pytest.fixture(params=["sqlite", "postgres"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
+    """Settings for an in-process app, once per backend: the API tests that touch storage run
+    on SQLite and on PostgreSQL (a fresh schema, dropped afterwards; see tests/pg.py)."""
+    if request.param == "sqlite":
+        yield make_config(tmp_path / "data")
+        return
+    with fresh_database_url() as url:
+        yield make_config(tmp_path / "data", database_url=url)
+
+
+def point_cli_at(monkeypatch: pytest.MonkeyPatch, config: Config) -> None:
+    """Make `eventstitch` commands in this test use the same store as `config`."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+
+
+def uses_sqlite_file(config: Config) -> bool:
+    """Whether the store is the embedded file (tests that open the file itself need it)."""
+    return not config.database_url
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from eventstitch.cli.main import cli
 from eventstitch.config import Config
-from tests.conftest import create_source, stored_events
+from tests.conftest import create_source, point_cli_at, stored_events
 
 EMAIL_CREATES = [{"path": "email", "kind": "email", "create_profile": True}]
 
@@ -141,7 +141,7 @@ def test_backfill_applies_a_rule_added_later_and_is_safe_to_run_twice(
     assert all(e["profile_id"] is None for e in old)
     patched = client.patch("/api/sources/hooks", json={"identification": EMAIL_CREATES})
     assert patched.status_code == 200
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    point_cli_at(monkeypatch, config)
     for _ in range(2):
         result = CliRunner().invoke(cli, ["identity", "backfill", "--source", "hooks", "--json"])
         assert result.exit_code == 0, result.output

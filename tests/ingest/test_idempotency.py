@@ -6,11 +6,28 @@ import sqlite3
 import threading
 
 import httpx2 as httpx
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
 from eventstitch.config import Config
-from tests.conftest import LiveServer, all_events, assert_error_shape, create_source
+from tests.conftest import (
+    LiveServer,
+    all_events,
+    assert_error_shape,
+    create_source,
+    uses_sqlite_file,
+)
+
+
+def age_delivery_keys(config: Config, by_ms: int) -> None:
+    """Make every remembered delivery id older, as if that much time had passed."""
+    if uses_sqlite_file(config):
+        with sqlite3.connect(config.data_dir / "eventstitch.db") as conn:
+            conn.execute("UPDATE delivery_keys SET seen_ms = seen_ms - ?", (by_ms,))
+        return
+    with psycopg.connect(config.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE delivery_keys SET seen_ms = seen_ms - %s", (by_ms,))
 
 
 @pytest.fixture
@@ -57,8 +74,7 @@ def test_a_payload_path_names_the_delivery_id(hooks: TestClient) -> None:
 def test_an_expired_delivery_id_is_a_new_delivery(hooks: TestClient, config: Config) -> None:
     first = hooks.post("/collect/x/hooks", json={}, headers={"Idempotency-Key": "old"}).json()
     window_ms = config.idempotency_window_seconds * 1000
-    with sqlite3.connect(config.data_dir / "eventstitch.db") as conn:
-        conn.execute("UPDATE delivery_keys SET seen_ms = seen_ms - ?", (window_ms + 1,))
+    age_delivery_keys(config, window_ms + 1)
     again = hooks.post("/collect/x/hooks", json={}, headers={"Idempotency-Key": "old"}).json()
     assert "duplicate" not in again
     assert again["id"] != first["id"]
