@@ -24,6 +24,7 @@ from eventstitch.context import AppContext
 from eventstitch.ids import now_ms
 from eventstitch.query import service
 from eventstitch.query.schemas import parse_group_by
+from eventstitch.storage import open_storage
 from eventstitch.storage.interfaces import EventFilter
 from eventstitch.storage.sqlite import SqliteStorage
 
@@ -44,6 +45,50 @@ SELECT printf('%08x-%04x-7%03x-8%03x-%012x', ms / 65536, ms % 65536, i % 4096, i
        '{"method":"POST"}'
 FROM (SELECT i, ?3 + i * ?4 / ?5 AS ms FROM n)
 """
+
+
+# The same rows for PostgreSQL (generate_series; the rollup triggers count them).
+FILL_POSTGRES = """
+INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,
+                    properties, context)
+SELECT lpad(to_hex(ms / 65536), 8, '0') || '-' || lpad(to_hex(ms %% 65536), 4, '0') || '-7'
+       || lpad(to_hex(i %% 4096), 3, '0') || '-8' || lpad(to_hex(i %% 4096), 3, '0') || '-'
+       || lpad(to_hex(i), 12, '0'),
+       'type-' || (i %% 20), 'source-' || (i %% 5), ms, true, NULL, NULL,
+       jsonb_build_object('user', 'user-' || (i %% 50000), 'plan', CASE i %% 3 WHEN 0 THEN 'free'
+                          WHEN 1 THEN 'pro' ELSE 'team' END, 'amount', i %% 1000),
+       '{"method":"POST"}'::jsonb
+FROM (SELECT i, %(start)s::bigint + i * %(span)s::bigint / %(total)s AS ms
+      FROM generate_series(%(first)s::bigint, %(last)s::bigint - 1) AS i) AS rows
+"""
+
+
+async def build_postgres(url: str, events: int) -> None:
+    """Fill a PostgreSQL store the same way (rows generated inside the server)."""
+    import psycopg
+
+    storage = open_storage(load_config({}, database_url=url))
+    await storage.start()
+    await storage.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        have = int(row[0]) if row else 0
+        if have >= events:
+            print(f"reusing the PostgreSQL store ({have} events)")
+            return
+        if have:
+            raise SystemExit(f"the store holds {have} events, fewer than asked: empty it first")
+        span = 30 * DAY_MS
+        start = now_ms() - span
+        started = time.perf_counter()
+        for first in range(0, events, CHUNK):
+            last = min(first + CHUNK, events)
+            params = {"start": start, "span": span, "total": events, "first": first, "last": last}
+            conn.execute(FILL_POSTGRES, params)
+            rate = last / (time.perf_counter() - started)
+            print(f"  {last} events stored ({rate:.0f}/s)", flush=True)
+        conn.execute("VACUUM ANALYZE events")
+        conn.execute("VACUUM ANALYZE event_counts_hourly")
 
 
 async def build(path: Path, events: int) -> None:
@@ -106,16 +151,19 @@ async def main() -> int:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--db", type=Path, default=HERE / "results" / "insights.db")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--database-url", default="", help="a postgresql:// URL instead")
     args = parser.parse_args()
-    args.db.parent.mkdir(parents=True, exist_ok=True)
-    await build(args.db, args.events)
+    if args.database_url:
+        await build_postgres(args.database_url, args.events)
+        url = args.database_url
+    else:
+        args.db.parent.mkdir(parents=True, exist_ok=True)
+        await build(args.db, args.events)
+        url = f"sqlite:///{args.db}"
     config = load_config(
-        {},
-        database_url=f"sqlite:///{args.db}",
-        query_timeout_ms=120_000,
-        max_insight_buckets=100_000,
+        {}, database_url=url, query_timeout_ms=120_000, max_insight_buckets=100_000
     )
-    storage = SqliteStorage(args.db, query_timeout_ms=config.query_timeout_ms)
+    storage = open_storage(config)
     ctx = AppContext.build(config, storage)
     await storage.start()
     hour = 3_600_000

@@ -116,7 +116,8 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
         "",
         "Where events are stored. Empty means `sqlite:///<data_dir>/eventstitch.db`. "
-        "`sqlite:///path` selects the embedded backend.",
+        "`sqlite:///path` selects the embedded backend, `postgresql://user@host/db` the server "
+        "backend (install the `postgres` extra).",
     ),
     Setting(
         "api_token",
