@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from eventstitch.app import EventstitchApp
 from eventstitch.cli.main import cli
 from tests.conftest import API_TOKEN, all_events, create_source, make_config
+from tests.pg import fresh_database_url
 
 
 def fill(data_dir: Path) -> list[dict[str, object]]:
@@ -100,3 +101,60 @@ def test_import_refuses_a_file_that_is_not_an_export(
     result = CliRunner().invoke(cli, ["import", str(bogus)])
     assert result.exit_code == 1
     assert "not an eventstitch-export" in result.output
+
+
+def identity_store(data_dir: Path) -> dict[str, object]:
+    """A store whose events made profiles, one merged into another."""
+    rules = [
+        {"path": "email", "kind": "email", "create_profile": True},
+        {"path": "phone", "kind": "phone", "create_profile": True},
+    ]
+    with TestClient(EventstitchApp(make_config(data_dir))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        create_source(http, id="hooks", identification=rules)
+        http.post("/collect/a/hooks", json={"email": "a@a.com"})
+        http.post("/collect/b/hooks", json={"phone": "+48601234567"})
+        http.post("/collect/c/hooks", json={"email": "a@a.com", "phone": "+48601234567"})
+        http.post("/collect/d/hooks", json={"email": "b@b.com"})
+        return snapshot(http)
+
+
+def snapshot(http: TestClient) -> dict[str, object]:
+    profiles = {}
+    for identifier in ("email:a@a.com", "email:b@b.com", "phone:+48601234567"):
+        found = http.get("/api/profiles", params={"identifier": identifier}).json()["profiles"]
+        profiles[identifier] = [(p["id"], p["traits"], p["identifiers"]) for p in found]
+    events = [
+        (e["id"], e["profile_id"], e["converted_by"]) for e in all_events(http, source_id="hooks")
+    ]
+    return {"profiles": profiles, "events": events}
+
+
+def test_profiles_travel_with_their_events_sqlite_to_postgres_and_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = tmp_path / "original"
+    before = identity_store(original)
+    runner = CliRunner()
+    first, second = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    assert runner.invoke(cli, ["export", "-o", str(first)]).exit_code == 0
+    with fresh_database_url() as url:
+        moved = runner.invoke(cli, ["import", str(first), "--database-url", url, "--json"])
+        assert moved.exit_code == 0, moved.output
+        report = orjson.loads(moved.stdout)
+        assert report["profiles_new"] == 3  # two live, one merged into the older
+        with TestClient(EventstitchApp(make_config(tmp_path / "pg", database_url=url))) as http:
+            http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+            assert snapshot(http) == before
+        back = runner.invoke(cli, ["export", "-o", str(second), "--database-url", url])
+        assert back.exit_code == 0, back.output
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(tmp_path / "again"))
+    restored = runner.invoke(cli, ["import", str(second), "--json"])
+    assert restored.exit_code == 0, restored.output
+    with TestClient(EventstitchApp(make_config(tmp_path / "again"))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        assert snapshot(http) == before
+    assert orjson.loads(first.read_bytes().splitlines()[-1]) == orjson.loads(
+        second.read_bytes().splitlines()[-1]
+    )

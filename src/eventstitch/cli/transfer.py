@@ -57,6 +57,7 @@ def import_(source_file: BinaryIO, database_url: str | None, as_json: bool) -> N
     else:
         click.echo(
             f"sources: {report.sources_new} new, {report.sources_existing} already there\n"
+            f"profiles: {report.profiles_new} new, {report.profiles_existing} already there\n"
             f"events: {report.events_new} new, {report.events_existing} already there\n"
             f"store now holds {report.target_events} events, checksum {report.target_checksum}"
         )

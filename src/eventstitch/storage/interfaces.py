@@ -298,6 +298,15 @@ class ProfileStore(Protocol):
         """Merges done into or from this profile, and merges refused for it, oldest first."""
         ...
 
+    async def list_page(self, *, limit: int, after_id: str | None) -> list[ProfileRecord]:
+        """Every profile (merged ones too) in id order, after `after_id` when given."""
+        ...
+
+    async def import_batch(self, profiles: list[ProfileRecord]) -> int:
+        """Insert profiles as they are, with their identifiers, skipping profile ids already
+        stored and identifiers already owned. Returns how many profiles were new."""
+        ...
+
     async def erase(self, profile_id: str) -> tuple[int, int]:
         """Delete a profile, the profiles merged into it, their identifiers, sessions and
         events. Returns (profiles removed, events removed)."""

@@ -59,6 +59,44 @@ class PostgresProfiles:
 
         return await self._storage.read(select)
 
+    async def list_page(self, *, limit: int, after_id: str | None) -> list[ProfileRecord]:
+        async def select(conn: Conn) -> list[ProfileRecord]:
+            cursor = await conn.execute(
+                "SELECT id FROM profiles WHERE id > %s ORDER BY id LIMIT %s",
+                (pg_text(after_id or ""), limit),
+            )
+            found = [await profile_row(conn, row[0]) for row in await cursor.fetchall()]
+            return [p for p in found if p is not None]
+
+        return await self._storage.read(select)
+
+    async def import_batch(self, profiles: list[ProfileRecord]) -> int:
+        async def insert(conn: Conn) -> int:
+            new = 0
+            for p in profiles:
+                cursor = await conn.execute(
+                    "INSERT INTO profiles (id, created_ms, updated_ms, traits, merged_into)"
+                    " VALUES (%s, %s, %s, %s::jsonb, %s) ON CONFLICT (id) DO NOTHING",
+                    (
+                        pg_text(p.id),
+                        p.created_ms,
+                        p.updated_ms,
+                        orjson.dumps(p.traits).decode(),
+                        p.merged_into,
+                    ),
+                )
+                new += cursor.rowcount
+                for kind, value in p.identifiers:
+                    await conn.execute(
+                        "INSERT INTO identifiers (kind, value, profile_id, created_ms)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (kind, value) DO NOTHING",
+                        (pg_text(kind), pg_text(value), pg_text(p.id), p.created_ms),
+                    )
+            return new
+
+        result: int = await self._storage.write(insert, identity=True)
+        return result
+
     async def erase(self, profile_id: str) -> tuple[int, int]:
         async def remove(conn: Conn) -> tuple[int, int]:
             cursor = await conn.execute(

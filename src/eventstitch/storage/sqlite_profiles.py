@@ -57,6 +57,40 @@ class SqliteProfiles:
 
         return await self._storage.read(select)
 
+    async def list_page(self, *, limit: int, after_id: str | None) -> list[ProfileRecord]:
+        def select(conn: sqlite3.Connection) -> list[ProfileRecord]:
+            rows = conn.execute(
+                "SELECT id FROM profiles WHERE id > ? ORDER BY id LIMIT ?", (after_id or "", limit)
+            ).fetchall()
+            found = [profile_row(conn, row[0]) for row in rows]
+            return [p for p in found if p is not None]
+
+        return await self._storage.read(select)
+
+    async def import_batch(self, profiles: list[ProfileRecord]) -> int:
+        def insert(conn: sqlite3.Connection) -> int:
+            new = 0
+            for p in profiles:
+                new += conn.execute(
+                    "INSERT INTO profiles (id, created_ms, updated_ms, traits, merged_into)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (
+                        p.id,
+                        p.created_ms,
+                        p.updated_ms,
+                        orjson.dumps(p.traits).decode(),
+                        p.merged_into,
+                    ),
+                ).rowcount
+                conn.executemany(
+                    "INSERT INTO identifiers (kind, value, profile_id, created_ms)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (kind, value) DO NOTHING",
+                    [(kind, value, p.id, p.created_ms) for kind, value in p.identifiers],
+                )
+            return new
+
+        return await self._storage.write(insert)
+
     async def erase(self, profile_id: str) -> tuple[int, int]:
         def remove(conn: sqlite3.Connection) -> tuple[int, int]:
             ids = [profile_id] + [

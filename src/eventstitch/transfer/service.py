@@ -1,6 +1,7 @@
 """Moving a whole store to another backend and back: JSON Lines export and import.
 
-The file is one JSON object a line: a header, the sources, the events (newest first), and a
+The file is one JSON object a line: a header, the sources, the profiles (with their
+identifiers), the events (newest first), and a
 summary with the counts and a checksum. The checksum is a sum of per-event SHA-256 digests
 modulo 2**256, so it does not depend on order and both sides can compute it while streaming.
 """
@@ -24,6 +25,7 @@ from eventstitch.storage.interfaces import (
     DuplicateSource,
     EventFilter,
     EventRecord,
+    ProfileRecord,
     SourceRecord,
 )
 
@@ -57,6 +59,9 @@ class ImportReport:
 
     sources_new: int = 0
     sources_existing: int = 0
+    profiles_new: int = 0
+    profiles_existing: int = 0
+    expected_profiles: int | None = None
     events_new: int = 0
     events_existing: int = 0
     expected_events: int | None = None
@@ -89,6 +94,43 @@ async def iter_events(*, ctx: AppContext, page: int = PAGE) -> AsyncIterator[Eve
         before = events[-1].id
 
 
+async def iter_profiles(*, ctx: AppContext, page: int = PAGE) -> AsyncIterator[ProfileRecord]:
+    """Every profile, merged ones too, in id order, a page at a time."""
+    after: str | None = None
+    while True:
+        profiles = await ctx.storage.profiles.list_page(limit=page, after_id=after)
+        for profile in profiles:
+            yield profile
+        if len(profiles) < page:
+            return
+        after = profiles[-1].id
+
+
+def _profile_json(profile: ProfileRecord) -> dict[str, Any]:
+    return {
+        "id": profile.id,
+        "created_ms": profile.created_ms,
+        "updated_ms": profile.updated_ms,
+        "traits": profile.traits,
+        "merged_into": profile.merged_into,
+        "identifiers": [list(pair) for pair in profile.identifiers],
+    }
+
+
+def _profile_record(data: dict[str, Any], number: int) -> ProfileRecord:
+    try:
+        return ProfileRecord(
+            id=data["id"],
+            created_ms=int(data["created_ms"]),
+            updated_ms=int(data["updated_ms"]),
+            traits=dict(data["traits"]),
+            merged_into=data.get("merged_into"),
+            identifiers=tuple((str(k), str(v)) for k, v in data["identifiers"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(f"line {number}: bad profile ({exc})") from None
+
+
 async def export_lines(
     *, ctx: AppContext, progress: Progress | None = None
 ) -> AsyncIterator[bytes]:
@@ -97,6 +139,10 @@ async def export_lines(
     sources = await ctx.storage.sources.list_all()
     for source in sources:
         yield _line({"kind": "source", "source": SourceOut.of(source).model_dump()})
+    profiles = 0
+    async for profile in iter_profiles(ctx=ctx):
+        profiles += 1
+        yield _line({"kind": "profile", "profile": _profile_json(profile)})
     digest = EventDigest()
     async for event in iter_events(ctx=ctx):
         rendered = event_json(event)
@@ -108,6 +154,7 @@ async def export_lines(
         {
             "kind": "summary",
             "sources": len(sources),
+            "profiles": profiles,
             "events": digest.count,
             "checksum": digest.hexdigest,
         }
@@ -136,12 +183,19 @@ async def import_lines(
                 report.sources_new += 1
             else:
                 report.sources_existing += 1
+        elif kind == "profile":
+            new = await ctx.storage.profiles.import_batch(
+                [_profile_record(item["profile"], number)]
+            )
+            report.profiles_new += new
+            report.profiles_existing += 1 - new
         elif kind == "event":
             pending.append(_event_record(item["event"], number))
             if len(pending) >= PAGE:
                 await _flush(ctx, pending, report, progress)
         elif kind == "summary":
             report.expected_events = int(item["events"])
+            report.expected_profiles = int(item.get("profiles", 0))
             report.expected_checksum = str(item["checksum"])
         else:
             raise BadRequest(f"line {number}: unknown kind {kind!r}")
@@ -161,6 +215,11 @@ async def _verify(ctx: AppContext, report: ImportReport) -> None:
     read = report.events_new + report.events_existing
     if read != report.expected_events:
         report.problems.append(f"the file lists {report.expected_events} events but holds {read}")
+    profiles = report.profiles_new + report.profiles_existing
+    if report.expected_profiles is not None and profiles != report.expected_profiles:
+        report.problems.append(
+            f"the file lists {report.expected_profiles} profiles but holds {profiles}"
+        )
     if report.target_was_empty:
         if digest.count != report.expected_events:
             report.problems.append(
@@ -229,6 +288,8 @@ def _event_record(data: dict[str, Any], number: int) -> EventRecord:
             session_id=data.get("session_id"),
             properties=data["properties"],
             context=data["context"],
+            converted_ms=iso_to_ms(data["converted_at"]) if data.get("converted_at") else None,
+            converted_by=data.get("converted_by"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BadRequest(f"line {number}: bad event ({exc})") from None
