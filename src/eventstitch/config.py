@@ -159,6 +159,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("retry_after_seconds", _positive_int, "1", "Retry-After sent with 503 answers."),
     Setting(
+        "cors_origins",
+        _names,
+        "",
+        "Browser origins allowed to call /collect and /track (comma-separated, or *); empty: "
+        "no CORS headers. /api never answers cross-origin requests.",
+    ),
+    Setting(
         "idempotency_window_seconds",
         _non_negative_int,
         "86400",
@@ -243,6 +250,7 @@ class Config:
     batch_size: int
     sqlite_synchronous: str
     retry_after_seconds: int
+    cors_origins: frozenset[str]
     idempotency_window_seconds: int
     source_cache_seconds: float
     query_default_limit: int

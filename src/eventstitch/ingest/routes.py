@@ -17,9 +17,11 @@ from eventstitch import metrics
 from eventstitch.context import AppContext
 from eventstitch.errors import (
     EventstitchError,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    clip,
     error_body,
 )
 from eventstitch.ingest import service
@@ -88,11 +90,34 @@ def _too_large(limit: int) -> PayloadTooLarge:
     )
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    return [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """`send`, adding `extra` headers to the response start."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
+
+
 class IngestEndpoint:
     """What every ingest route does around its own work: time it, turn refusals into the
     error shape (counted by reason), answer 500 without leaking anything, count acceptances."""
 
     route = ""
+    methods = "POST"
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -101,6 +126,14 @@ class IngestEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        if self.ctx.config.cors_origins:
+            origin = _header(scope, b"origin")
+            if origin is not None:
+                if scope["method"] == "OPTIONS":
+                    await self._preflight(scope, send, origin)
+                    return
+                if self._allows(origin):
+                    send = _with_headers(send, _cors_headers(origin))
         try:
             answer, accepted = await self.handle(scope, receive)
         except EventstitchError as error:
@@ -117,6 +150,32 @@ class IngestEndpoint:
         self._latency.observe(time.perf_counter() - started)
         await send_json(send, 200, orjson.dumps(answer))
 
+    def _allows(self, origin: str) -> bool:
+        origins = self.ctx.config.cors_origins
+        return "*" in origins or origin in origins
+
+    async def _preflight(self, scope: Scope, send: Send, origin: str) -> None:
+        """Answer a browser's CORS preflight: allowed origins get the methods and headers."""
+        if not self._allows(origin):
+            await send_error(
+                send,
+                Forbidden(
+                    f"origin {clip(origin, 80)!r} may not send events here",
+                    errors=[{"field": "origin", "value": clip(origin, 80)}],
+                    reason="cors_origin",
+                ),
+            )
+            return
+        asked = _header(scope, b"access-control-request-headers") or "content-type"
+        headers = [
+            *_cors_headers(origin),
+            (b"access-control-allow-methods", self.methods.encode()),
+            (b"access-control-allow-headers", asked.encode("latin-1")),
+            (b"access-control-max-age", b"600"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
         """The answer to send and how many events were stored; raise to refuse."""
         raise NotImplementedError
@@ -126,6 +185,7 @@ class CollectEndpoint(IngestEndpoint):
     """The webhook bridge; POST reads the body, GET the query string."""
 
     route = "collect"
+    methods = "POST, GET"
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
         request = await self._read(scope, receive)
