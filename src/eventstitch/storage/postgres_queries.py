@@ -7,20 +7,18 @@ string, or that number (numerically), or the JSON literal `true`, `false` or `nu
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from eventstitch.ids import id_floor
 from eventstitch.storage.interfaces import CountQuery, EventFilter, GroupBy, PropertyPath
+from eventstitch.storage.query_rules import (
+    BUCKET_MS,
+    as_number,
+    can_use_rollup,
+)
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-
-_BUCKET_MS = {"minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS}
-_ROLLUP_DIMENSIONS = {"type", "source", "hour", "day"}
 _LITERALS = {"true": True, "false": False, "null": None}
 
 
@@ -56,30 +54,13 @@ def _literal_match(path: PropertyPath, value: str) -> tuple[str, list[Any]]:
     themselves; below the top level an array never contains a bare scalar, so `a=x` does not
     match `{"a": ["x"]}`, as on SQLite."""
     candidates: list[Any] = [pg_text(value)]
-    number = _as_number(value)
+    number = as_number(value)
     if number is not None:
         candidates.append(number)
     if value in _LITERALS:
         candidates.append(_LITERALS[value])
     clauses = ["properties @> %s::jsonb"] * len(candidates)
     return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
-
-
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_INT64 = range(-(2**63), 2**63)
-
-
-def _as_number(value: str) -> int | float | None:
-    """The number a value is written as, in JSON syntax only (as on SQLite: `1_000`, ` 5` or
-    `nan` are strings); integers beyond 64 bits compare as reals, as SQLite binds them."""
-    if not _JSON_NUMBER.fullmatch(value):
-        return None
-    if len(value) <= 20 and "." not in value and "e" not in value.lower():
-        number = int(value)
-        if number in _INT64:
-            return number
-    real = float(value)
-    return real if real not in (float("inf"), float("-inf")) else None
 
 
 def where_clause(
@@ -120,21 +101,6 @@ def where_clause(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def can_use_rollup(event_filter: EventFilter, query: CountQuery) -> bool:
-    """Whether the hourly rollup answers this count exactly."""
-    return (
-        query.distinct is None
-        and all(g.dimension in _ROLLUP_DIMENSIONS for g in query.group_by)
-        and event_filter.profile_id is None
-        and event_filter.converted is None
-        and not event_filter.properties
-        and all(
-            bound is None or bound % HOUR_MS == 0
-            for bound in (event_filter.since_ms, event_filter.until_ms)
-        )
-    )
-
-
 def _path_param(path: PropertyPath) -> list[str]:
     return [pg_text(key) for key in path]
 
@@ -149,7 +115,7 @@ def _dimension_sql(group: GroupBy, *, rollup: bool) -> tuple[str, list[Any]]:
         return "NULLIF(properties #> %s::text[], 'null'::jsonb)", [_path_param(group.path)]
     if group.dimension == "converted_kind":
         return "split_part(converted_by, ':', 1)", []
-    size = _BUCKET_MS[group.dimension]
+    size = BUCKET_MS[group.dimension]
     column = "hour" if rollup else "received_ms"
     return f"({column} - {column} %% {size})", []  # %% is psycopg's literal %
 
@@ -199,7 +165,7 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
     inner += f" GROUP BY {', '.join(keys)}"
     if rollup:  # erased events leave rollup rows at zero; a group of none is no group
         inner += " HAVING SUM(count) > 0"
-    time_keys = [k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in _BUCKET_MS]
+    time_keys = [k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in BUCKET_MS]
     order = (
         [f"{k} ASC" for k in time_keys]
         + ["n DESC"]

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from eventstitch.ids import id_floor
 from eventstitch.storage.interfaces import CountQuery, EventFilter, GroupBy, PropertyPath
-
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
-MINUTE_MS = 60_000
-
-_BUCKET_MS = {"minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS}
-_ROLLUP_DIMENSIONS = {"type", "source", "hour", "day"}
+from eventstitch.storage.query_rules import (
+    BUCKET_MS,
+    as_number,
+    can_use_rollup,
+)
 
 
 def json_path(path: PropertyPath) -> str:
@@ -27,7 +24,7 @@ def _literal_match(column: str, path: PropertyPath, value: str) -> tuple[str, li
     jpath = json_path(path)
     clauses = [f"(json_type({column}, ?) = 'text' AND json_extract({column}, ?) = ?)"]
     params: list[Any] = [jpath, jpath, value]
-    number = _as_number(value)
+    number = as_number(value)
     if number is not None:
         clauses.append(
             f"(json_type({column}, ?) IN ('integer', 'real') AND json_extract({column}, ?) = ?)"
@@ -37,23 +34,6 @@ def _literal_match(column: str, path: PropertyPath, value: str) -> tuple[str, li
         clauses.append(f"json_type({column}, ?) = ?")
         params += [jpath, value]
     return "(" + " OR ".join(clauses) + ")", params
-
-
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_INT64 = range(-(2**63), 2**63)
-
-
-def _as_number(value: str) -> int | float | None:
-    """The number a value is written as, in JSON syntax only: `1_000`, ` 5` or `nan` are
-    strings to match exactly, not numbers (Python's int() and float() would take them)."""
-    if not _JSON_NUMBER.fullmatch(value):
-        return None
-    if len(value) <= 20 and "." not in value and "e" not in value.lower():
-        number = int(value)
-        if number in _INT64:  # SQLite binds 64-bit integers; beyond that compare as a real
-            return number
-    real = float(value)
-    return real if real not in (float("inf"), float("-inf")) else None
 
 
 def where_clause(
@@ -94,21 +74,6 @@ def where_clause(
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def can_use_rollup(event_filter: EventFilter, query: CountQuery) -> bool:
-    """Whether the hourly rollup answers this count exactly."""
-    return (
-        query.distinct is None
-        and all(g.dimension in _ROLLUP_DIMENSIONS for g in query.group_by)
-        and event_filter.profile_id is None
-        and event_filter.converted is None
-        and not event_filter.properties
-        and all(
-            bound is None or bound % HOUR_MS == 0
-            for bound in (event_filter.since_ms, event_filter.until_ms)
-        )
-    )
-
-
 def _dimension_sql(group: GroupBy, *, rollup: bool) -> tuple[str, list[Any]]:
     if group.dimension == "type":
         return "type", []
@@ -118,7 +83,7 @@ def _dimension_sql(group: GroupBy, *, rollup: bool) -> tuple[str, list[Any]]:
         return "json_extract(properties, ?)", [json_path(group.path)]
     if group.dimension == "converted_kind":
         return "substr(converted_by, 1, instr(converted_by, ':') - 1)", []
-    size = _BUCKET_MS[group.dimension]
+    size = BUCKET_MS[group.dimension]
     column = "hour" if rollup else "received_ms"
     return f"({column} - {column} % {size})", []
 
@@ -153,7 +118,7 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
         if rollup:  # erased events leave rollup rows at zero; a group of none is no group
             sql += " HAVING SUM(count) > 0"
         time_keys = [
-            k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in _BUCKET_MS
+            k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in BUCKET_MS
         ]
         order = (
             [f"{k} ASC" for k in time_keys]
