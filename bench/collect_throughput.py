@@ -2,10 +2,15 @@
 beside a no-op endpoint on the same server stack, measured in the same run.
 
     .venv/bin/python bench/collect_throughput.py [--duration 8] [--connections 1,16,64]
+                                                 [--repeat 3]
 
 Needs wrk (`apt-get install wrk`). Starts its own servers on free 127.0.0.1 ports, in a
-temporary data folder, and stops them (by PID) at the end. Prints a Markdown table and writes
-JSON to bench/results/.
+temporary data folder, and stops them (by PID) at the end. For each connection count and each
+repetition it runs wrk against the no-op and then against `/collect`, so that every ratio
+compares two runs made seconds apart. It also accounts for the CPU: the server's, wrk's, and
+what the rest of the machine used meanwhile (a busy neighbour shows up there). At the end it
+checks that every acknowledged event is stored. Prints Markdown tables and writes JSON to
+bench/results/.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +36,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for a throwaway server
 LUA = HERE / "post_event.lua"
+TICKS = os.sysconf("SC_CLK_TCK")
+NOISY = 0.25  # other processes using more than a quarter of a core: the run is flagged
 
 
 def free_port() -> int:
@@ -61,8 +70,38 @@ def api(base: str, method: str, path: str, body: dict[str, Any] | None = None) -
         return json.loads(answer.read())
 
 
-def run_wrk(url: str, connections: int, duration: int) -> dict[str, Any]:
+# -- CPU accounting (Linux /proc) ------------------------------------------------------------
+def busy_ticks() -> int:
+    """CPU ticks the whole machine spent busy (all but idle and iowait), all cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
+def process_ticks(pid: int) -> int:
+    """User and system ticks of a process and its direct children (uvicorn's workers)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(url: str, connections: int, duration: int, servers: list[int]) -> dict[str, Any]:
+    """One wrk run, with where the CPU went meanwhile (in cores: 1.0 is one core busy)."""
     threads = 1 if connections < 4 else 2
+    busy, served, loaded = busy_ticks(), sum(map(process_ticks, servers)), children_cpu_seconds()
+    started = time.monotonic()
     output = subprocess.run(
         [
             "wrk",
@@ -79,28 +118,43 @@ def run_wrk(url: str, connections: int, duration: int) -> dict[str, Any]:
         check=True,
         timeout=duration + 60,
     ).stdout
-    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    elapsed = time.monotonic() - started
+    server_cores = (sum(map(process_ticks, servers)) - served) / TICKS / elapsed
+    wrk_cores = (children_cpu_seconds() - loaded) / elapsed
+    other_cores = (busy_ticks() - busy) / TICKS / elapsed - server_cores - wrk_cores
+    total = int(_find(r"(\d+) requests in", output))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: (.*)", output)
     return {
         "connections": connections,
+        "wrk_threads": threads,
         "requests": total,
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        "p50_ms": _ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
-        "p99_ms": _ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        "rps": float(_find(r"Requests/sec:\s+([\d.]+)", output)),
+        "p50_ms": _ms(_find(r"50%\s+([\d.]+\w+)", output)),
+        "p99_ms": _ms(_find(r"99%\s+([\d.]+\w+)", output)),
+        "server_cores": round(server_cores, 2),
+        "wrk_cores": round(wrk_cores, 2),
+        "other_cores": round(max(other_cores, 0.0), 2),
     }
 
 
+def _find(pattern: str, text: str) -> str:
+    found = re.search(pattern, text)
+    if found is None:
+        raise RuntimeError(f"wrk output without {pattern!r}:\n{text}")
+    return found.group(1)
+
+
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    return int(_find(r"VmHWM:\s+(\d+) kB", status)) / 1024
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -118,12 +172,62 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=15)
 
 
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    memory = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    try:
+        wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        wrk = ""
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model.group(1).strip() if model else "?",
+        "memory_gib": round(int(memory.group(1)) / 1024**2, 1) if memory else None,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "wrk": wrk.split(" Copyright")[0].strip(),
+    }
+
+
+def summarise(rows: list[dict[str, Any]], levels: list[int]) -> list[dict[str, Any]]:
+    """Per connection count: medians over the repetitions (ratios are per pair)."""
+    summary = []
+    for connections in levels:
+        pairs = [r for r in rows if r["collect"]["connections"] == connections]
+        collect = [p["collect"] for p in pairs]
+        noop = [p["noop"] for p in pairs]
+        summary.append(
+            {
+                "connections": connections,
+                "runs": len(pairs),
+                "collect_rps": statistics.median(r["rps"] for r in collect),
+                "collect_rps_range": [
+                    min(r["rps"] for r in collect),
+                    max(r["rps"] for r in collect),
+                ],
+                "collect_p50_ms": statistics.median(r["p50_ms"] for r in collect),
+                "collect_p99_ms": statistics.median(r["p99_ms"] for r in collect),
+                "noop_rps": statistics.median(r["rps"] for r in noop),
+                "noop_p99_ms": statistics.median(r["p99_ms"] for r in noop),
+                "ratio": statistics.median(p["ratio"] for p in pairs),
+                "ratio_range": [min(p["ratio"] for p in pairs), max(p["ratio"] for p in pairs)],
+                "server_cores": statistics.median(r["server_cores"] for r in collect),
+                "wrk_cores": statistics.median(r["wrk_cores"] for r in collect),
+                "other_cores_max": max(r["other_cores"] for r in collect + noop),
+            }
+        )
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     parser.add_argument("--connections", default="1,16,64")
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per level")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
     parser.add_argument(
@@ -137,6 +241,8 @@ def main() -> int:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
     levels = [int(c) for c in args.connections.split(",")]
+    if not 1 <= args.duration <= 120 or not 1 <= args.repeat <= 20 or max(levels) > 1024:
+        parser.error("keep it bounded: duration 1-120 s, repeat 1-20, at most 1024 connections")
     work = Path(tempfile.mkdtemp(prefix="eventstitch-bench-"))
     env = {
         **os.environ,
@@ -162,6 +268,7 @@ def main() -> int:
         env,
         work / "server.log",
     )
+    # The same uvicorn settings as `eventstitch serve` (src/eventstitch/cli/serve.py).
     noop = start(
         [
             sys.executable,
@@ -185,9 +292,12 @@ def main() -> int:
         env,
         work / "noop.log",
     )
-    rows = []
+    es = f"http://127.0.0.1:{es_port}"
+    collect_url = f"{es}/collect/page-view/bench"
+    noop_url = f"http://127.0.0.1:{noop_port}/collect/page-view/bench"
+    rows: list[dict[str, Any]] = []
+    acknowledged = in_flight = 0
     try:
-        es = f"http://127.0.0.1:{es_port}"
         wait_until_up(es + "/health", server)
         wait_until_up(f"http://127.0.0.1:{noop_port}/", noop)
         source: dict[str, Any] = {"id": "bench", "name": "Benchmark"}
@@ -197,53 +307,77 @@ def main() -> int:
                 {"path": "phone", "kind": "phone"},
             ]
         api(es, "POST", "/api/sources", source)
-        for connections in levels:
-            ceiling = run_wrk(
-                f"http://127.0.0.1:{noop_port}/collect/page-view/bench", connections, args.duration
-            )
-            measured = run_wrk(f"{es}/collect/page-view/bench", connections, args.duration)
-            rows.append(
-                {"noop": ceiling, "collect": measured, "ratio": measured["rps"] / ceiling["rps"]}
-            )
-        counts = api(es, "GET", "/api/insights/counts?source_id=bench")
+        for url, pid in ((noop_url, noop.pid), (collect_url, server.pid)):  # warm up, unrecorded
+            warm = run_wrk(url, 16, 2, [pid])
+            if url == collect_url:
+                acknowledged += warm["requests"] - warm["non_2xx"]
+                in_flight += 16
+        for repetition in range(args.repeat):
+            for connections in levels:
+                ceiling = run_wrk(noop_url, connections, args.duration, [noop.pid, server.pid])
+                measured = run_wrk(collect_url, connections, args.duration, [server.pid, noop.pid])
+                acknowledged += measured["requests"] - measured["non_2xx"]
+                in_flight += connections
+                pair = {"repetition": repetition + 1, "noop": ceiling, "collect": measured}
+                pair["ratio"] = measured["rps"] / ceiling["rps"]
+                rows.append(pair)
+                print(
+                    f"  run {repetition + 1}, {connections} connections: /collect"
+                    f" {measured['rps']:.0f}/s, no-op {ceiling['rps']:.0f}/s"
+                    f" ({pair['ratio']:.0%}); other processes"
+                    f" {max(measured['other_cores'], ceiling['other_cores']):.2f} cores",
+                    flush=True,
+                )
+        stored = api(es, "GET", "/api/insights/counts?source_id=bench")["total"]
         rss = peak_rss_mb(server.pid) if args.workers == 1 else None
+        noop_rss = peak_rss_mb(noop.pid)
     finally:
         stop(server)
         stop(noop)
-    acknowledged = sum(r["collect"]["requests"] - r["collect"]["non_2xx"] for r in rows)
     # wrk does not count the requests still in flight when it stops; those may be stored too.
-    in_flight = sum(levels)
-    consistent = acknowledged <= counts["total"] <= acknowledged + in_flight
+    consistent = acknowledged <= stored <= acknowledged + in_flight
+    summary = summarise(rows, levels)
     result = {
-        "machine": {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            "platform": platform.platform(),
-        },
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
         "workers": args.workers,
         "rules": args.rules,
         "database": args.database_url or "sqlite (temp folder, synchronous=FULL)",
         "duration_s": args.duration,
-        "rows": rows,
+        "summary": summary,
+        "runs": rows,
         "acknowledged": acknowledged,
-        "stored": counts["total"],
+        "stored": stored,
         "peak_rss_mb": rss,
+        "noop_peak_rss_mb": noop_rss,
     }
-    print("| connections | /collect req/s | p50 ms | p99 ms | no-op req/s | no-op p99 ms | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for row in rows:
-        c, n = row["collect"], row["noop"]
+    print(f"\nMedians of {args.repeat} pair(s) of {args.duration} s runs:\n")
+    print(
+        "| connections | /collect req/s (min-max) | p50 ms | p99 ms | no-op req/s | no-op p99 ms"
+        " | ratio (min-max) | server cores | wrk cores | other cores (max) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s in summary:
+        low, high = s["collect_rps_range"]
         print(
-            f"| {c['connections']} | {c['rps']:.0f} | {c['p50_ms']:.2f} | {c['p99_ms']:.2f} "
-            f"| {n['rps']:.0f} | {n['p99_ms']:.2f} | {row['ratio']:.0%} |"
+            f"| {s['connections']} | {s['collect_rps']:.0f} ({low:.0f}-{high:.0f})"
+            f" | {s['collect_p50_ms']:.2f} | {s['collect_p99_ms']:.2f} | {s['noop_rps']:.0f}"
+            f" | {s['noop_p99_ms']:.2f} | {s['ratio']:.0%}"
+            f" ({s['ratio_range'][0]:.0%}-{s['ratio_range'][1]:.0%})"
+            f" | {s['server_cores']:.2f} | {s['wrk_cores']:.2f} | {s['other_cores_max']:.2f} |"
+        )
+    noisy = [s["connections"] for s in summary if s["other_cores_max"] > NOISY]
+    if noisy:
+        print(
+            f"\nnote: other processes used more than {NOISY} of a core during some runs at"
+            f" {', '.join(map(str, noisy))} connections; those figures understate both servers"
         )
     print(
-        f"\nacknowledged (2xx) {acknowledged}, stored {counts['total']}, in flight at the end"
+        f"\nacknowledged (2xx) {acknowledged}, stored {stored}, in flight when wrk stopped"
         f" at most {in_flight}: {'every acknowledged event stored' if consistent else 'MISMATCH'}"
     )
     if rss is not None:
-        print(f"peak RSS of the server: {rss:.0f} MB")
+        print(f"peak RSS of the server (VmHWM): {rss:.0f} MB (the no-op: {noop_rss:.0f} MB)")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     path = out / f"collect-{time.strftime('%Y%m%dT%H%M%S')}.json"

@@ -28,8 +28,12 @@ SUPPORTED_MEDIA_TYPES = (
 )
 
 _SPACES = re.compile(r"\s+")
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
-_LONG_DIGITS_TEXT = re.compile(r"[0-9]{20}")
+# A run of 20 digits is found by mapping every digit to "0" and everything else to "." and then
+# searching for twenty "0": two C loops, several times faster than a regular expression.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x2E for i in range(256))
+_DIGITS_AS_ZERO_TEXT = str.maketrans({str(d): "0" for d in range(1, 10)} | {"0": "0"})
+_TWENTY_DIGITS = b"0" * 20
+_TWENTY_DIGITS_TEXT = "0" * 20
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_LOOKING = re.compile(
     r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
@@ -40,6 +44,21 @@ _SECRET_LOOKING = re.compile(
 def normalise_event_type(raw: str) -> str:
     """Lower-case, trim, runs of whitespace to one dash; refuse anything outside
     `[a-z0-9._:-]` (first character a letter or digit, at most 128)."""
+    # Event types repeat from request to request: remember the answers (refusals are not
+    # remembered, and the memory is bounded).
+    value = _EVENT_TYPES.get(raw)
+    if value is None:
+        value = _normalise_event_type(raw)
+        if len(_EVENT_TYPES) >= 4096:
+            _EVENT_TYPES.clear()
+        _EVENT_TYPES[raw] = value
+    return value
+
+
+_EVENT_TYPES: dict[str, str] = {}
+
+
+def _normalise_event_type(raw: str) -> str:
     value = _SPACES.sub("-", raw.strip().lower())
     if not EVENT_TYPE_PATTERN.match(value):
         raise BadRequest(
@@ -126,8 +145,11 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
     brackets = data.count(b"{") + data.count(b"[") if isinstance(data, bytes) else max_depth + 1
     if brackets > max_depth and nesting_depth(value, stop_after=max_depth) > max_depth:
         raise _too_deep(max_depth)
-    pattern = _LONG_DIGITS if isinstance(data, bytes) else _LONG_DIGITS_TEXT
-    if pattern.search(data):  # type: ignore[arg-type]  # the pattern matches data's type
+    if isinstance(data, bytes):
+        long_digits = data.translate(_DIGITS_AS_ZERO).find(_TWENTY_DIGITS) >= 0
+    else:
+        long_digits = data.translate(_DIGITS_AS_ZERO_TEXT).find(_TWENTY_DIGITS_TEXT) >= 0
+    if long_digits:
         _refuse_integers_beyond_64_bits(data)
     return value
 
@@ -179,24 +201,34 @@ def parse_form(text: str, *, encoding: str = "utf-8") -> dict[str, Any]:
 
 def safe_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers for the stored context, minus credentials and anything secret-looking."""
+    return scan_headers(headers)[1]
+
+
+def scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], dict[str, str]]:
+    """One pass over the request headers: the first value of each (by lower-case name, as
+    `RawRequest.header` reads it), and the headers to store in the context (repeated ones
+    joined with ", ", credentials and anything secret-looking left out)."""
+    first: dict[str, str] = {}
     kept: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name = _kept_header_name(raw_name)
-        if name is None:
-            continue
+        name, keep = _header_name(raw_name)
         value = raw_value.decode("latin-1")
-        kept[name] = f"{kept[name]}, {value}" if name in kept else value
-    return kept
+        if name in first:
+            if keep:
+                kept[name] = f"{kept[name]}, {value}"
+            continue
+        first[name] = value
+        if keep:
+            kept[name] = value
+    return first, kept
 
 
 @functools.lru_cache(maxsize=4096)
-def _kept_header_name(raw_name: bytes) -> str | None:
-    """The header's name in lower case, or None when it must not be stored. Header names
-    repeat from request to request, so the answer is remembered (the cache is bounded)."""
+def _header_name(raw_name: bytes) -> tuple[str, bool]:
+    """The header's name in lower case, and whether it may be stored. Header names repeat
+    from request to request, so the answer is remembered (the cache is bounded)."""
     name = raw_name.decode("latin-1").lower()
-    if name in _DROPPED_HEADERS or _SECRET_LOOKING.search(name):
-        return None
-    return name
+    return name, not (name in _DROPPED_HEADERS or _SECRET_LOOKING.search(name))
 
 
 def _decode(body: bytes, charset: str) -> str:

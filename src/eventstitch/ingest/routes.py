@@ -35,7 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 COLLECT_PREFIX = "/collect/"
-_JSON = [(b"content-type", b"application/json")]
+_CONTENT_TYPE_JSON = (b"content-type", b"application/json")
 
 
 class ClientGone(Exception):
@@ -47,8 +47,16 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
     for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise _too_large(limit)
+    if not message.get("more_body", False):
+        return body  # the common case: the whole body in one message
+    chunks = [body]
+    size = len(body)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -65,14 +73,10 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
 async def send_json(
     send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
 ) -> None:
-    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *extra],
-        }
-    )
+    response = [_CONTENT_TYPE_JSON, (b"content-length", b"%d" % len(body))]
+    if headers:
+        response += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": response})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -121,8 +125,7 @@ class IngestEndpoint:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._accepted = metrics.EVENTS_ACCEPTED.labels(self.route)
-        self._latency = metrics.INGEST_SECONDS.labels(self.route)
+        self._stats = metrics.INGEST.route(self.route)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -146,8 +149,7 @@ class IngestEndpoint:
             metrics.EVENTS_REJECTED.labels("internal_error").inc()
             await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
             return
-        self._accepted.inc(accepted)
-        self._latency.observe(time.perf_counter() - started)
+        self._stats.record(accepted, time.perf_counter() - started)
         await send_json(send, 200, orjson.dumps(answer))
 
     def _allows(self, origin: str) -> bool:
@@ -188,25 +190,12 @@ class CollectEndpoint(IngestEndpoint):
     methods = "POST, GET"
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
-        request = await self._read(scope, receive)
-        event, duplicate = await service.collect(ctx=self.ctx, request=request)
-        answer = {
-            "ok": True,
-            "id": event.id,
-            "type": event.type,
-            "profile_less": True,
-            "profile_id": event.profile_id,
-        }
-        if duplicate:
-            answer["duplicate"] = True
-        return answer, 0 if duplicate else 1
-
-    async def _read(self, scope: Scope, receive: Receive) -> WebhookRequest:
-        parts = scope["path"][len(COLLECT_PREFIX) :].split("/")
+        path: str = scope["path"]
+        parts = path[len(COLLECT_PREFIX) :].split("/")
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise NotFound(
                 "expected /collect/{event_type}/{source_id}",
-                errors=[{"field": "path", "value": scope["path"][:120]}],
+                errors=[{"field": "path", "value": path[:120]}],
                 reason="bad_path",
             )
         method = scope["method"]
@@ -222,7 +211,7 @@ class CollectEndpoint(IngestEndpoint):
             else await read_body(receive, headers, self.ctx.config.max_body_bytes)
         )
         client = scope.get("client")
-        return WebhookRequest(
+        request = WebhookRequest(
             method=method,
             event_type=parts[0],
             source_id=parts[1],
@@ -231,6 +220,17 @@ class CollectEndpoint(IngestEndpoint):
             headers=headers,
             client=client[0] if client else None,
         )
+        event, duplicate = await service.collect(ctx=self.ctx, request=request)
+        answer = {
+            "ok": True,
+            "id": event.id,
+            "type": event.type,
+            "profile_less": True,
+            "profile_id": event.profile_id,
+        }
+        if duplicate:
+            answer["duplicate"] = True
+        return answer, 0 if duplicate else 1
 
 
 TRACK_PATH = "/track"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
@@ -16,6 +16,7 @@ from eventstitch.ingest.parsing import (
     parse_form,
     parse_json,
     safe_headers,
+    scan_headers,
     split_content_type,
 )
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
@@ -37,11 +38,11 @@ T = TypeVar("T")
 
 
 DELIVERY_ID_HEADERS = (
-    b"idempotency-key",
-    b"x-event-id",
-    b"x-github-delivery",
-    b"webhook-id",
-    b"x-shopify-webhook-id",
+    "idempotency-key",
+    "x-event-id",
+    "x-github-delivery",
+    "webhook-id",
+    "x-shopify-webhook-id",
 )
 """Headers that carry a sender's delivery id, first found wins (after the source's path)."""
 MAX_DELIVERY_ID = 256
@@ -55,7 +56,8 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
     source = await sources_service.get_accepting(
         ctx=ctx, source_id=request.source_id, kind="webhook"
     )
-    content_type = request.header(b"content-type")
+    headers, kept_headers = scan_headers(request.headers)
+    content_type = headers.get("content-type")
     if request.method == "GET":
         properties: dict[str, Any] = parse_form(request.query_string)
         body_kind = "query"
@@ -77,16 +79,16 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
             "method": request.method,
             "content_type": content_type,
             "body_kind": body_kind,
-            "user_agent": request.header(b"user-agent"),
+            "user_agent": headers.get("user-agent"),
             "client": request.client,
             "query": request.query_string,
-            "headers": safe_headers(request.headers),
+            "headers": kept_headers,
         },
     )
     claim = None
     if source.identification:
         claim = extract(properties, event_type, source.identification, source.traits, ctx.policy)
-    key = delivery_key(ctx, request, properties, source.delivery_id_path)
+    key = delivery_key(ctx, headers, properties, source.delivery_id_path)
     try:
         profile_id = await store(
             ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS, claim=claim, delivery_key=key
@@ -98,16 +100,22 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
 
 
 def delivery_key(
-    ctx: AppContext, request: RawRequest, properties: dict[str, Any], path: tuple[str, ...]
+    ctx: AppContext,
+    headers: Mapping[str, str],
+    properties: dict[str, Any],
+    path: tuple[str, ...],
 ) -> str | None:
-    """The sender's delivery id: at the source's payload path, else in a known header."""
+    """The sender's delivery id: at the source's payload path, else in a known header
+    (`headers`: the first value of each request header, by lower-case name)."""
     if not ctx.config.idempotency_window_seconds:
         return None
     found: Any = lookup(properties, path) if path else None
     if found is None or isinstance(found, dict | list | bool):
-        found = next(
-            (v for name in DELIVERY_ID_HEADERS if (v := request.header(name)) is not None), None
-        )
+        found = None
+        for name in DELIVERY_ID_HEADERS:
+            found = headers.get(name)
+            if found is not None:
+                break
     if found is None:
         return None
     key = str(found).strip()
@@ -120,17 +128,18 @@ def delivery_key(
     return key or None
 
 
-async def store(
+def store(
     *,
     ctx: AppContext,
     event: EventRecord,
     accepted_kinds: frozenset[str],
     claim: Claim | None = None,
     delivery_key: str | None = None,
-) -> str | None:
+) -> Awaitable[str | None]:
     """Append one event durably, turning storage refusals into answers a client understands.
-    Returns the profile the event was linked to, if any; raises DuplicateDelivery."""
-    return await _committed(
+    Resolves to the profile the event was linked to, if any; raises DuplicateDelivery."""
+    # Not a coroutine itself: one coroutine less to create and resume on the hot path.
+    return _committed(
         ctx,
         ctx.storage.events.append(
             event, accepted_kinds=accepted_kinds, claim=claim, delivery_key=delivery_key
@@ -141,20 +150,19 @@ async def store(
 async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
     """Await a storage write; its refusals become answers a client understands: 503 to retry
     (nothing stored), 403 or 404."""
-    retry = {"Retry-After": str(ctx.config.retry_after_seconds)}
     try:
         return await write
     except QueueFull:
         raise Overloaded(
             "the collector is at capacity; nothing was stored, retry later",
             reason="overloaded",
-            headers=retry,
+            headers={"Retry-After": str(ctx.config.retry_after_seconds)},
         ) from None
     except StorageUnavailable:
         raise Overloaded(
             "storage is unavailable; nothing was stored, retry later",
             reason="storage_unavailable",
-            headers=retry,
+            headers={"Retry-After": str(ctx.config.retry_after_seconds)},
         ) from None
     except SourceRefused as refused:
         ctx.sources.forget(refused.source_id)
