@@ -43,8 +43,9 @@ from eventstitch.storage.interfaces import (
 )
 from eventstitch.storage.sqlite_profiles import SqliteProfiles
 from eventstitch.storage.sqlite_queries import count_sql, where_clause
+from eventstitch.storage.sqlite_rows import event_row
 from eventstitch.storage.sqlite_track import reclaim_stored, write_visit
-from eventstitch.storage.sqlite_writer import SqliteWriter, event_row
+from eventstitch.storage.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
 

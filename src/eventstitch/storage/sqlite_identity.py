@@ -7,8 +7,9 @@ profile: the second transaction sees the first one's identifier.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -53,8 +54,25 @@ def many(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[Any, ...
 def resolve(
     conn: sqlite3.Connection, items: Sequence[ClaimItem], resolver: Resolver, *, now_ms: int
 ) -> Plan:
-    """Decide for the batch's claims, then for every stored profile-less event that carries an
-    identifier a profile gained meanwhile (and so on, until nothing changes); write the plan."""
+    """Decide for the claims of stored events, then for every stored profile-less event that
+    carries an identifier a profile gained meanwhile (and so on, until nothing changes); write
+    the plan."""
+    decide(conn, items, resolver)
+    _apply(conn, resolver, now_ms)
+    return resolver.plan
+
+
+def decide(
+    conn: sqlite3.Connection,
+    items: Sequence[ClaimItem],
+    resolver: Resolver,
+    *,
+    unstored: bool = False,
+) -> Plan:
+    """Decide as `resolve` does, reading only. With `unstored`, `items` are events about to be
+    inserted (already linked, so that no UPDATE follows): the retroactive search cannot find
+    them in the table, so those left unlinked are re-examined here when a later claim of the
+    batch gives a profile one of their identifiers."""
     anchors = {item.claim.profile_id for item in items if item.claim.profile_id}
     if anchors:
         resolver.load((), load_profiles(conn, anchors - set(resolver.profiles)))
@@ -65,9 +83,30 @@ def resolve(
             resolver.load(asked, _owners(conn, asked))
         for item in pending:
             resolver.resolve(item)
-        pending = _stored_claims(conn, resolver.take_fresh(), resolver.plan.links.keys())
-    _apply(conn, resolver, now_ms)
+        fresh = resolver.take_fresh()
+        pending = _stored_claims(conn, fresh, resolver.plan.links.keys())
+        if unstored and fresh:
+            pending += _waiting(items, set(fresh), resolver.plan.links.keys())
     return resolver.plan
+
+
+def apply(
+    conn: sqlite3.Connection, resolver: Resolver, *, now_ms: int, inserted: Container[str]
+) -> None:
+    """Write what `decide` planned; the links of events in `inserted` went in with them."""
+    _apply(conn, resolver, now_ms, inserted)
+
+
+def _waiting(
+    items: Sequence[ClaimItem], fresh: set[Identifier], decided: Container[str]
+) -> list[ClaimItem]:
+    """Unlinked events of this batch that carry an identifier which just got an owner, as a
+    stored event would be re-examined (so never creating a profile)."""
+    return [
+        dataclasses.replace(item, stored=True)
+        for item in items
+        if item.event_id not in decided and not fresh.isdisjoint(item.claim.identifiers)
+    ]
 
 
 def _chunks(identifiers: Iterable[Identifier]) -> Iterable[list[Identifier]]:
@@ -164,7 +203,9 @@ def _stored_claims(
     ]
 
 
-def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
+def _apply(
+    conn: sqlite3.Connection, resolver: Resolver, now_ms: int, inserted: Container[str] = ()
+) -> None:
     plan = resolver.plan
     many(
         conn,
@@ -221,6 +262,7 @@ def _apply(conn: sqlite3.Connection, resolver: Resolver, now_ms: int) -> None:
                 f"{link.converted_by[0]}:{link.converted_by[1]}",
             )
             for event_id, link in plan.links.items()
+            if event_id not in inserted
         ],
     )
 

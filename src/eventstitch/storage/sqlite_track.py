@@ -10,7 +10,7 @@ from eventstitch.identity.resolution import ClaimItem, Resolver, system_event
 from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage import sqlite_identity
 from eventstitch.storage.interfaces import SourceRefused, Visit, VisitResult
-from eventstitch.storage.sqlite_writer import insert_events
+from eventstitch.storage.sqlite_rows import insert_events
 
 TRACKER_KINDS = ("tracker",)
 

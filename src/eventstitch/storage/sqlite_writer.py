@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 import sqlite3
 import sys
@@ -25,7 +24,7 @@ import orjson
 from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
-from eventstitch.storage import sqlite_identity
+from eventstitch.storage import sqlite_identity, sqlite_rows
 from eventstitch.storage.interfaces import (
     Claim,
     DuplicateDelivery,
@@ -34,34 +33,16 @@ from eventstitch.storage.interfaces import (
     SourceRefused,
     StorageUnavailable,
 )
+from eventstitch.storage.sqlite_owners import OwnerCache
 
 log = logging.getLogger(__name__)
-
-
-_INSERT_EVENTS = (
-    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
-    " properties, context) VALUES "
-)
-_EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# The source check rides inside the insert: a row goes in only if its source (column3) exists,
-# is enabled and is of a kind listed in column10 (",webhook,"). A source disabled by any process
-# before this statement takes no event from it.
-_CHECKED_INSERT = (
-    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
-    " properties, context)"
-    " SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9"
-    " FROM (VALUES {rows}) AS batch WHERE EXISTS (SELECT 1 FROM sources AS s"
-    " WHERE s.id = batch.column3 AND s.enabled = 1"
-    " AND instr(batch.column10, ',' || s.kind || ',') > 0)"
-)
-_CHECKED_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
 class _EventJob:
     event: EventRecord
     row: tuple[Any, ...]
-    """The bound values of the checked insert (`_CHECKED_VALUES`), JSON already encoded."""
+    """The bound values of the checked insert (`sqlite_rows.CHECKED_VALUES`), JSON encoded."""
     claim: Claim | None
     delivery_key: str | None
     future: asyncio.Future[Any]
@@ -104,6 +85,7 @@ class SqliteWriter:
         self._single_valued = single_valued
         self._system_events = system_events
         self._window_ms = idempotency_window_ms
+        self._owners = OwnerCache()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -145,7 +127,7 @@ class SqliteWriter:
             event.session_id,
             dumps(event.properties).decode(),
             dumps(event.context).decode(),
-            _kinds_param(accepted_kinds),
+            sqlite_rows.kinds_param(accepted_kinds),
         )
         self._submit(_EventJob(event, row, claim, delivery_key, future))
         return future
@@ -197,7 +179,14 @@ class SqliteWriter:
         events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
         calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, _CallJob)]
         try:
-            if calls or any(
+            known = None
+            if not calls and all(job.delivery_key is None for _, job in events):
+                known = self._owners.links((i, job.claim) for i, job in events)
+            if known is not None:
+                # Events alone whose identifiers all belong to profiles known to this writer:
+                # one statement, like events without claims (see `OwnerCache`).
+                written = self._insert_known(conn, events, known, results)
+            elif calls or any(
                 job.claim is not None or job.delivery_key is not None for _, job in events
             ):
                 written = self._commit_transaction(conn, events, calls, results)
@@ -222,29 +211,126 @@ class SqliteWriter:
         calls: list[tuple[int, _CallJob]],
         results: list[Any],
     ) -> int:
-        """Events with claims, or other writes: one explicit transaction for all of it."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            keyed = [(i, job) for i, job in events if job.delivery_key is not None]
-            if keyed:
-                events = self._drop_duplicates(conn, events, keyed, results)
+        """Events with claims or delivery ids, or other writes: one explicit transaction."""
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                written = self._write_events(conn, events, results)
+                if written is None:
+                    # A source changed after identity was decided for its events: undo the
+                    # decisions and decide again for the events that can be stored. Each turn
+                    # leaves out at least one refused event, so this ends.
+                    conn.execute("ROLLBACK")
+                    events = [
+                        (i, job)
+                        for i, job in events
+                        if not isinstance(results[i], SourceRefused | StorageUnavailable)
+                    ]
+                    continue
+                for index, job in calls:
+                    results[index] = _run_in_savepoint(conn, job.call)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return written
+
+    def _write_events(
+        self, conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
+    ) -> int | None:
+        """Write the batch's events inside the open transaction; None when an event with a
+        claim was refused by the source check (the caller rolls back and tries again)."""
+        keyed = [(i, job) for i, job in events if job.delivery_key is not None]
+        if keyed:
+            events = self._drop_duplicates(conn, events, keyed, results)
+        claims = [
+            (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))
+            for i, job in events
+            if job.claim is not None
+        ]
+        if claims:
+            written = self._insert_resolved(conn, events, claims, results)
+            if written is None:
+                return None
+        else:
             written = _insert_checked(conn, events, results)
-            if keyed:
-                self._remember_deliveries(conn, keyed, results)
-            claims = [
-                (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))
-                for i, job in events
-                if job.claim is not None and not isinstance(results[i], BaseException)
-            ]
-            if claims:
-                self._resolve_identity(conn, claims, results)
-            for index, job in calls:
-                results[index] = _run_in_savepoint(conn, job.call)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        if keyed:
+            self._remember_deliveries(conn, keyed, results)
         return written
+
+    def _insert_resolved(
+        self,
+        conn: sqlite3.Connection,
+        events: list[tuple[int, _EventJob]],
+        claims: list[tuple[int, ClaimItem]],
+        results: list[Any],
+    ) -> int | None:
+        """Decide who the events belong to first (see identity), then insert them already
+        linked: fewer statements than inserting, then linking, and each statement costs the
+        writer a turn for the GIL with the busy event loop."""
+        items = [item for _, item in claims]
+        resolver = Resolver(single_valued=self._single_valued, new_profile_id=new_profile_id)
+        plan = sqlite_identity.decide(conn, items, resolver, unstored=True)
+        now = now_ms()
+        linked: dict[int, tuple[str, str]] = {}
+        for index, item in claims:
+            link = plan.links.get(item.event_id)
+            if link is not None:
+                kind, value = link.converted_by
+                linked[index] = (plan.final(link.profile_id), f"{kind}:{value}")
+        rows = [sqlite_rows.linked_row(job.row, linked.get(index), now) for index, job in events]
+        stored = sqlite_rows.insert_rows(
+            conn, sqlite_rows.checked_linked_insert_sql(len(rows)), rows
+        )
+        if stored < len(events):
+            _not_stored(sqlite_rows.explain_refusals(conn, events, results), results)
+            return None
+        inserted = {item.event_id for item in items if item.event_id in plan.links}
+        sqlite_identity.apply(conn, resolver, now_ms=now, inserted=inserted)
+        # Only the events left unlinked need what they carried remembered: a linked event is
+        # never re-examined (the retroactive search looks at events without a profile).
+        sqlite_identity.store_event_identifiers(
+            conn, [item for item in items if item.event_id not in inserted]
+        )
+        for index, _ in claims:
+            results[index] = linked[index][0] if index in linked else None
+        if self._system_events:
+            sqlite_rows.insert_events(conn, plan.system_events())
+        self._owners.learn(resolver)
+        return stored
+
+    def _insert_known(
+        self,
+        conn: sqlite3.Connection,
+        events: list[tuple[int, _EventJob]],
+        known: dict[int, tuple[str, str]],
+        results: list[Any],
+    ) -> int:
+        """Insert events linked to the owners the cache names, in one statement that also
+        checks each owner is still a live profile; events it leaves out for that reason go
+        through the whole transaction (the cache was stale: another process merged or erased)."""
+        now = now_ms()
+        rows = [sqlite_rows.linked_row(job.row, known.get(index), now) for index, job in events]
+        stored = sqlite_rows.insert_rows(
+            conn, sqlite_rows.checked_known_insert_sql(len(rows)), rows
+        )
+        if stored == len(events):
+            for index, _ in events:
+                results[index] = known[index][0] if index in known else None
+            return stored
+        retry = sqlite_rows.explain_refusals(conn, events, results)
+        retried = {index for index, _ in retry}
+        for index, _ in events:
+            if index not in retried and not isinstance(results[index], BaseException):
+                results[index] = known[index][0] if index in known else None
+        self._owners.clear()
+        try:
+            return stored + self._commit_transaction(conn, retry, [], results)
+        except Exception as exc:  # only the retried events failed; the others are stored
+            log.exception("commit of %d writes failed; none of them was stored", len(retry))
+            for index in retried:
+                results[index] = StorageUnavailable(f"the database refused the write: {exc}")
+            return stored
 
     def _drop_duplicates(
         self,
@@ -300,20 +386,6 @@ class SqliteWriter:
             (now - self._window_ms,),
         )
 
-    def _resolve_identity(
-        self, conn: sqlite3.Connection, claims: list[tuple[int, ClaimItem]], results: list[Any]
-    ) -> None:
-        """Link the batch's events to profiles inside the same transaction (see identity)."""
-        items = [item for _, item in claims]
-        sqlite_identity.store_event_identifiers(conn, items)
-        resolver = Resolver(single_valued=self._single_valued, new_profile_id=new_profile_id)
-        plan = sqlite_identity.resolve(conn, items, resolver, now_ms=now_ms())
-        for index, item in claims:
-            link = plan.links.get(item.event_id)
-            results[index] = plan.final(link.profile_id) if link else None
-        if self._system_events:
-            insert_events(conn, plan.system_events())
-
 
 def _insert_checked(
     conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
@@ -322,84 +394,19 @@ def _insert_checked(
     statement; mark the others refused in `results`. Returns how many were stored."""
     if not events:
         return 0
-    params: list[Any] = []
-    add = params.extend
-    for _, job in events:
-        add(job.row)
-    stored = conn.execute(_checked_insert_sql(len(events)), params).rowcount
+    stored = sqlite_rows.insert_rows(
+        conn, sqlite_rows.checked_insert_sql(len(events)), [job.row for _, job in events]
+    )
     if stored < len(events):
-        _explain_refusals(conn, events, results)
+        _not_stored(sqlite_rows.explain_refusals(conn, events, results), results)
     return stored
 
 
-@functools.lru_cache(maxsize=64)
-def _kinds_param(kinds: frozenset[str]) -> str:
-    """The accepted kinds as the checked insert matches them: ",webhook,"."""
-    return "," + ",".join(sorted(kinds)) + ","
-
-
-@functools.lru_cache(maxsize=256)
-def _checked_insert_sql(rows: int) -> str:
-    return _CHECKED_INSERT.format(rows=",".join([_CHECKED_VALUES] * rows))
-
-
-def _explain_refusals(
-    conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
-) -> None:
-    """Which events the checked insert left out, and why (the rare path)."""
-    ids = [job.event.id for _, job in events]
-    stored = {
-        row[0]
-        for row in conn.execute(
-            f"SELECT id FROM events WHERE id IN ({','.join('?' * len(ids))})", ids
-        )
-    }
-    source_ids = list({job.event.source_id for _, job in events})
-    sources = {
-        row[0]: (row[1], bool(row[2]))
-        for row in conn.execute(
-            "SELECT id, kind, enabled FROM sources"
-            f" WHERE id IN ({','.join('?' * len(source_ids))})",
-            source_ids,
-        )
-    }
-    for index, job in events:
-        event = job.event
-        if event.id in stored:
-            continue
-        source = sources.get(event.source_id)
-        if source is None:
-            results[index] = SourceRefused(event.source_id, "unknown_source")
-        elif not source[1]:
-            results[index] = SourceRefused(event.source_id, "disabled_source")
-        else:
-            results[index] = SourceRefused(event.source_id, "wrong_source_kind")
-
-
-def insert_events(conn: sqlite3.Connection, events: list[EventRecord]) -> None:
-    """Insert events as they are (no source check), in the current transaction; the rollup
-    triggers count them."""
-    if not events:
-        return
-    conn.execute(
-        _INSERT_EVENTS + ",".join([_EVENT_VALUES] * len(events)),
-        [value for event in events for value in event_row(event)],
-    )
-
-
-def event_row(event: EventRecord) -> tuple[Any, ...]:
-    """The bound values of one event row (columns as in `_INSERT_EVENTS`)."""
-    return (
-        event.id,
-        event.type,
-        event.source_id,
-        event.received_ms,
-        int(event.profile_less),
-        event.profile_id,
-        event.session_id,
-        orjson.dumps(event.properties).decode(),
-        orjson.dumps(event.context).decode(),
-    )
+def _not_stored(events: list[tuple[int, _EventJob]], results: list[Any]) -> None:
+    """Left out by an insert whose checks their source passes: cannot happen with the checks
+    of `sqlite_rows.CHECKED_INSERT`, but an event not stored must never be answered as stored."""
+    for index, _ in events:
+        results[index] = StorageUnavailable("the event was not stored; retry")
 
 
 SWITCH_INTERVAL_S = 0.0002
