@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -30,12 +29,14 @@ from typing import Any
 from collect_throughput import (
     HERE,
     NOISY,
-    TOKEN,
     api,
+    checked_levels,
     free_port,
+    load_arguments,
     machine,
     peak_rss_mb,
     run_wrk,
+    server_env,
     start,
     stop,
     wait_until_up,
@@ -51,25 +52,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
-    parser.add_argument("--connections", default="16,64")
-    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per level")
-    parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
+    load_arguments(parser, duration=6, connections="16,64")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    levels = [int(c) for c in args.connections.split(",")]
-    if not 1 <= args.duration <= 120 or not 1 <= args.repeat <= 20 or max(levels) > 1024:
-        parser.error("keep it bounded: duration 1-120 s, repeat 1-20, at most 1024 connections")
+    levels = checked_levels(parser, args)
     work = Path(tempfile.mkdtemp(prefix="eventstitch-bench-"))
-    env = {
-        **os.environ,
-        "EVENTSTITCH_DATA_DIR": str(work / "data"),
-        "EVENTSTITCH_API_TOKEN": TOKEN,
-        "EVENTSTITCH_LOG_LEVEL": "warning",
-        "EVENTSTITCH_DATABASE_URL": args.database_url,
-    }
+    env = server_env(work, args.database_url)
     port = free_port()
     server = start(
         [sys.executable, "-m", "eventstitch", "serve", "--host", "127.0.0.1", "--port", str(port)],

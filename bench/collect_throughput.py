@@ -221,15 +221,39 @@ def summarise(rows: list[dict[str, Any]], levels: list[int]) -> list[dict[str, A
     return summary
 
 
+def load_arguments(parser: argparse.ArgumentParser, *, duration: int, connections: str) -> None:
+    """The options every load benchmark here takes."""
+    parser.add_argument("--duration", type=int, default=duration, help="seconds per wrk run")
+    parser.add_argument("--connections", default=connections)
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per level")
+    parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
+
+
+def checked_levels(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """The connection counts, once the run is known to be bounded."""
+    levels = [int(c) for c in args.connections.split(",")]
+    if not 1 <= args.duration <= 120 or not 1 <= args.repeat <= 20 or max(levels) > 1024:
+        parser.error("keep it bounded: duration 1-120 s, repeat 1-20, at most 1024 connections")
+    return levels
+
+
+def server_env(work: Path, database_url: str) -> dict[str, str]:
+    """The environment of a benchmarked server: its own data folder and a known token."""
+    return {
+        **os.environ,
+        "EVENTSTITCH_DATA_DIR": str(work / "data"),
+        "EVENTSTITCH_API_TOKEN": TOKEN,
+        "EVENTSTITCH_LOG_LEVEL": "warning",
+        "EVENTSTITCH_DATABASE_URL": database_url,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
-    parser.add_argument("--connections", default="1,16,64")
-    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs per level")
+    load_arguments(parser, duration=8, connections="1,16,64")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
     parser.add_argument(
         "--rules",
         action="store_true",
@@ -240,17 +264,9 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
-    levels = [int(c) for c in args.connections.split(",")]
-    if not 1 <= args.duration <= 120 or not 1 <= args.repeat <= 20 or max(levels) > 1024:
-        parser.error("keep it bounded: duration 1-120 s, repeat 1-20, at most 1024 connections")
+    levels = checked_levels(parser, args)
     work = Path(tempfile.mkdtemp(prefix="eventstitch-bench-"))
-    env = {
-        **os.environ,
-        "EVENTSTITCH_DATA_DIR": str(work / "data"),
-        "EVENTSTITCH_API_TOKEN": TOKEN,
-        "EVENTSTITCH_LOG_LEVEL": "warning",
-        "EVENTSTITCH_DATABASE_URL": args.database_url,
-    }
+    env = server_env(work, args.database_url)
     es_port, noop_port = free_port(), free_port()
     server = start(
         [

@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
@@ -116,19 +114,7 @@ class SqliteWriter:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # The row is built here, on the request's thread, where the event is still in the
         # CPU's cache: the writer then holds the GIL (and the event loop waits) only to bind.
-        dumps = orjson.dumps
-        row = (
-            event.id,
-            event.type,
-            event.source_id,
-            event.received_ms,
-            int(event.profile_less),
-            event.profile_id,
-            event.session_id,
-            dumps(event.properties).decode(),
-            dumps(event.context).decode(),
-            sqlite_rows.kinds_param(accepted_kinds),
-        )
+        row = (*sqlite_rows.event_row(event), sqlite_rows.kinds_param(accepted_kinds))
         self._submit(_EventJob(event, row, claim, delivery_key, future))
         return future
 
