@@ -124,11 +124,9 @@ def _verified(
         now=time.time(),
     )
     kept_headers.pop(signatures.signature_header(rule), None)
-    return (
-        signatures.strip_token(request.query_string)
-        if rule.preset == "token"
-        else (request.query_string)
-    )
+    if rule.preset == "token":
+        return signatures.strip_token(request.query_string)
+    return request.query_string
 
 
 def delivery_key(
