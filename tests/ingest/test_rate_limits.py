@@ -65,11 +65,11 @@ def test_a_burst_lets_exactly_burst_requests_in_and_stores_only_those(
 
 
 def test_the_bucket_refills_at_the_rate(client: TestClient) -> None:
-    create_source(client, id="hooks", rate_limit={"per_second": 20, "burst": 1})
+    create_source(client, id="hooks", rate_limit={"per_second": 5, "burst": 1})
     statuses = [a.status_code for a in burst(client, "/collect/order/hooks", 30)]
     assert statuses[0] == 200
-    assert 429 in statuses  # 30 requests outrun one token every 50 ms
-    time.sleep(0.15)  # three tokens' worth; the burst of one caps it at one
+    assert 429 in statuses  # 30 requests outrun one token every 200 ms
+    time.sleep(0.3)  # one and a half tokens' worth; the burst of one caps it at one
     assert [a.status_code for a in burst(client, "/collect/order/hooks", 1)] == [200]
     assert len(all_events(client, source_id="hooks")) == statuses.count(200) + 1
 
