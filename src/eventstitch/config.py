@@ -180,6 +180,21 @@ SETTINGS: tuple[Setting, ...] = (
         "re-checks every source inside the commit, so a disabled source never gets an event in.",
     ),
     Setting(
+        "rate_limit_per_second",
+        _non_negative_float,
+        "0",
+        "Requests per second each source may send to /collect or /track, unless the source has "
+        "its own rate_limit; over it: 429 with Retry-After. 0: no limit. Each process keeps its "
+        "own buckets, so with N workers a source may get up to N times this.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        _non_negative_int,
+        "0",
+        "Requests a source may send at once before the rate applies. 0: the rate rounded up "
+        "(at least 1).",
+    ),
+    Setting(
         "query_default_limit", _positive_int, "50", "Events per page when `limit` is not given."
     ),
     Setting("query_max_limit", _positive_int, "1000", "Largest `limit` accepted on `/api/events`."),
@@ -253,6 +268,8 @@ class Config:
     cors_origins: frozenset[str]
     idempotency_window_seconds: int
     source_cache_seconds: float
+    rate_limit_per_second: float
+    rate_limit_burst: int
     query_default_limit: int
     query_max_limit: int
     query_timeout_ms: int

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from eventstitch.config import Config
 from eventstitch.identity.rules import Policy
 from eventstitch.sources.cache import SourceCache
-from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.interfaces import RateLimit, Storage
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class AppContext:
         return cls(
             config,
             storage,
-            SourceCache(storage, ttl_seconds=config.source_cache_seconds),
+            SourceCache(
+                storage,
+                ttl_seconds=config.source_cache_seconds,
+                default_limit=RateLimit(config.rate_limit_per_second, config.rate_limit_burst),
+            ),
             Policy.from_config(config),
         )

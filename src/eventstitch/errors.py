@@ -79,6 +79,13 @@ class Unprocessable(EventstitchError):
     reason = "validation_failed"
 
 
+class TooManyRequests(EventstitchError):
+    """A source is over its rate limit: retry after the seconds in Retry-After, nothing stored."""
+
+    status = 429
+    reason = "rate_limited"
+
+
 class Overloaded(EventstitchError):
     """The write queue is full or storage is briefly unavailable: retry later, nothing stored."""
 

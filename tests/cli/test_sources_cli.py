@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from eventstitch.cli.main import cli
 from tests.cli.conftest import fails, ok, ok_json
 from tests.conftest import assert_error_shape
 
@@ -20,6 +23,8 @@ SOURCE_FIELDS = {
     "identification",
     "traits",
     "delivery_id_path",
+    "signature",
+    "rate_limit",
     "created_at",
     "updated_at",
 }
@@ -140,3 +145,56 @@ def test_the_cli_and_http_manage_the_same_sources(data_dir: Path, http: TestClie
     assert_error_shape(http.post("/collect/order/shop", json={"n": 3}), 404)
     http.post("/api/sources", json={"id": "made-over-http", "name": "H"})
     assert ok_json("sources", "show", "made-over-http")["name"] == "H"
+
+
+SECRET = "It's a Secret to Everybody"
+
+
+def test_sign_shows_hints_only_and_unsign_removes_the_rule(
+    data_dir: Path, http: TestClient
+) -> None:
+    ok("sources", "add", "--name", "Hub", "--id", "gh")
+    signed = ok_json("sources", "sign", "gh", "--preset", "github", "--secret", SECRET)
+    assert signed["signature"]["secret_hints"] == ["...body"]
+    assert SECRET not in ok("sources", "show", "gh")
+    refused = http.post("/collect/push/gh", content=b"Hello, World!")
+    assert_error_shape(refused, 401)
+    digest = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    accepted = http.post(
+        "/collect/push/gh",
+        content=b"Hello, World!",
+        headers={"X-Hub-Signature-256": f"sha256={digest}", "content-type": "text/plain"},
+    )
+    assert accepted.status_code == 400  # past the signature: the body is not JSON
+    assert "malformed JSON" in accepted.json()["error"]
+    assert ok_json("sources", "unsign", "gh")["signature"] is None
+
+
+def test_sign_reads_secrets_from_stdin_and_refuses_a_bad_rule(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Gen", "--id", "gen")
+    result = CliRunner().invoke(
+        cli,
+        ["sources", "sign", "gen", "--preset", "hmac", "--header", "X-Sig", "--algorithm",
+         "sha512", "--encoding", "base64", "--prefix", "sha512=", "--secrets-from-stdin",
+         "--json"],
+        input="first-secret-0123456789\nsecond-secret-0123456789\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)["signature"]
+    assert shown["secret_count"] == 2
+    assert (shown["header"], shown["algorithm"], shown["encoding"]) == ("x-sig", "sha512", "base64")
+    refused = fails(
+        "sources", "sign", "gen", "--preset", "github", "--secret", "short-secret", code=2
+    )
+    assert "at least 16 characters" in refused
+    assert "short-secret" not in refused  # a refused secret is not echoed back
+
+
+def test_limit_sets_unlimited_and_default(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Shop", "--id", "shop")
+    limited = ok_json("sources", "limit", "shop", "--per-second", "50", "--burst", "100")
+    assert limited["rate_limit"] == {"per_second": 50.0, "burst": 100}
+    assert ok_json("sources", "limit", "shop", "--unlimited")["rate_limit"]["per_second"] == 0
+    assert ok_json("sources", "limit", "shop", "--default")["rate_limit"] is None
+    assert "one of" in fails("sources", "limit", "shop", code=2)
+    assert "one of" in fails("sources", "limit", "shop", "--unlimited", "--default", code=2)

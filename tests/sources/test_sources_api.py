@@ -22,6 +22,8 @@ SOURCE_FIELDS = {
     "identification",
     "traits",
     "delivery_id_path",
+    "signature",
+    "rate_limit",
     "created_at",
     "updated_at",
 }

@@ -28,6 +28,8 @@ from eventstitch.storage.interfaces import (
     GroupBy,
     IdentificationRule,
     QueueFull,
+    RateLimit,
+    SignatureRule,
     SourceRecord,
     SourceRefused,
     Storage,
@@ -141,6 +143,16 @@ def test_a_source_round_trips_every_field(storage: Storage, run: Run) -> None:
         ),
         traits={"name": ("customer", "name"), "plan": ("plan",)},
         delivery_id_path=("meta", "delivery"),
+        signature=SignatureRule(
+            "hmac",
+            ("sëcret-ünï-0123456789", "second-secret-abcdef"),
+            "x-sig",
+            "sha512",
+            "base64",
+            "sha512=",
+            60,
+        ),
+        rate_limit=RateLimit(per_second=2.5, burst=7),
     )
     assert run(storage.sources.create(full)) == full
     assert run(storage.sources.get("shop.eu_1-a")) == full
@@ -167,6 +179,10 @@ def test_list_returns_every_source(storage: Storage, run: Run) -> None:
         {"traits": {"plan": ("plan",)}},
         {"delivery_id_path": ("id",)},
         {"name": "Both", "tags": ()},
+        {"signature": SignatureRule("github", ("a-secret-of-16-chars",))},
+        {"signature": SignatureRule("stripe", ("whsec_one", "whsec_two"), tolerance_seconds=30)},
+        {"rate_limit": RateLimit(per_second=0.5, burst=3)},
+        {"rate_limit": RateLimit(per_second=0)},
     ],
 )
 def test_update_changes_only_the_fields_given_and_sets_updated_time(
@@ -177,6 +193,22 @@ def test_update_changes_only_the_fields_given_and_sets_updated_time(
     expected = dataclasses.replace(original, **changes, updated_ms=5000)
     assert changed == expected
     assert run(storage.sources.get("hooks")) == expected
+
+
+def test_signature_and_rate_limit_are_cleared_by_none_and_kept_by_other_changes(
+    storage: Storage, run: Run
+) -> None:
+    signed = source(
+        signature=SignatureRule("token", ("token-secret-0123456789",), "x-webhook-token"),
+        rate_limit=RateLimit(per_second=10, burst=20),
+    )
+    run(storage.sources.create(signed))
+    renamed = run(storage.sources.update("hooks", {"name": "Renamed"}, 2000))
+    assert renamed == dataclasses.replace(signed, name="Renamed", updated_ms=2000)
+    cleared = run(storage.sources.update("hooks", {"signature": None, "rate_limit": None}, 3000))
+    assert cleared is not None
+    assert (cleared.signature, cleared.rate_limit) == (None, None)
+    assert run(storage.sources.get("hooks")) == cleared
 
 
 def test_update_of_a_missing_source_answers_none_and_creates_nothing(

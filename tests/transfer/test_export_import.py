@@ -158,3 +158,40 @@ def test_profiles_travel_with_their_events_sqlite_to_postgres_and_back(
     assert orjson.loads(first.read_bytes().splitlines()[-1]) == orjson.loads(
         second.read_bytes().splitlines()[-1]
     )
+
+
+def test_a_signed_limited_source_is_restored_working_with_its_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export is a backup: it holds the signing secrets, so the restored source verifies
+    the same deliveries; identification, traits and the delivery id path come along too."""
+    secret = "It's a Secret to Everybody"
+    digest = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    signed = {"X-Hub-Signature-256": f"sha256={digest}", "content-type": "application/json"}
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    with TestClient(EventstitchApp(make_config(original))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        before = create_source(
+            http,
+            id="gh",
+            signature={"preset": "github", "secrets": [secret]},
+            rate_limit={"per_second": 5, "burst": 10},
+            identification=[{"path": "email", "kind": "email"}],
+            traits={"name": "customer.name"},
+            delivery_id_path="meta.id",
+        )
+    dump = tmp_path / "dump.jsonl"
+    runner = CliRunner()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    assert runner.invoke(cli, ["export", "-o", str(dump)]).exit_code == 0
+    assert secret in dump.read_text()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(copy))
+    imported = runner.invoke(cli, ["import", str(dump)])
+    assert imported.exit_code == 0, imported.output
+    with TestClient(EventstitchApp(make_config(copy))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        assert http.get("/api/sources/gh").json() == before
+        assert (
+            http.post("/collect/x/gh", content=b"Hello, World!", headers=signed).status_code == 400
+        )
+        assert http.post("/collect/x/gh", json={}).status_code == 401

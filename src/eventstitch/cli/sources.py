@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 import orjson
+from pydantic import ValidationError
 
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
 from eventstitch.context import AppContext
@@ -110,8 +112,12 @@ def show(source_id: str, as_json: bool) -> None:
 def _update(source_id: str, changes: dict[str, Any], as_json: bool) -> None:
     try:
         patch = SourcePatch.model_validate(changes)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    except ValidationError as exc:
+        # Without the input values: a refused secret must not be echoed back.
+        problems = exc.errors(include_input=False, include_url=False)
+        raise click.BadParameter(
+            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
+        ) from None
 
     async def call(ctx: AppContext) -> SourceRecord:
         return await service.update(ctx=ctx, source_id=source_id, patch=patch)
@@ -181,6 +187,89 @@ def enable(source_id: str, as_json: bool) -> None:
 def disable(source_id: str, as_json: bool) -> None:
     """Stop a source from accepting events (effective at once in every worker)."""
     _update(source_id, {"enabled": False}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@click.option(
+    "--preset",
+    required=True,
+    type=click.Choice(["github", "stripe", "shopify", "standard_webhooks", "hmac", "token"]),
+)
+@click.option("--secret", "secrets", multiple=True, help="Repeat for a second one while rotating.")
+@click.option(
+    "--secrets-from-stdin",
+    is_flag=True,
+    help="Read the secrets from standard input, one a line (keeps them out of shell history).",
+)
+@click.option("--header", default=None, help="hmac: the signature header; token: its header.")
+@click.option("--algorithm", type=click.Choice(["sha1", "sha256", "sha512"]), default=None)
+@click.option("--encoding", type=click.Choice(["hex", "base64"]), default=None)
+@click.option("--prefix", default=None, help="hmac: text before the signature, e.g. sha256=.")
+@click.option("--tolerance", "tolerance_seconds", type=int, default=None, help="Seconds.")
+@json_option
+def sign(
+    source_id: str,
+    preset: str,
+    secrets: tuple[str, ...],
+    secrets_from_stdin: bool,
+    header: str | None,
+    algorithm: str | None,
+    encoding: str | None,
+    prefix: str | None,
+    tolerance_seconds: int | None,
+    as_json: bool,
+) -> None:
+    """Require signed deliveries on a webhook source (replaces its signature rule)."""
+    given = list(secrets)
+    if secrets_from_stdin:
+        stdin = sys.stdin.read()
+        given += [line.strip() for line in stdin.splitlines() if line.strip()]
+    options = {
+        "header": header,
+        "algorithm": algorithm,
+        "encoding": encoding,
+        "prefix": prefix,
+        "tolerance_seconds": tolerance_seconds,
+    }
+    rule = {"preset": preset, "secrets": given, **{k: v for k, v in options.items() if v}}
+    _update(source_id, {"signature": rule}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@json_option
+def unsign(source_id: str, as_json: bool) -> None:
+    """Stop requiring signatures on a source."""
+    _update(source_id, {"signature": None}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
+@click.option("--per-second", type=float, default=None, help="Requests per second.")
+@click.option("--burst", type=int, default=0, help="Requests at once; 0: the rate rounded up.")
+@click.option("--unlimited", is_flag=True, help="No limit for this source, whatever the default.")
+@click.option("--default", "use_default", is_flag=True, help="Use the default of the settings.")
+@json_option
+def limit(
+    source_id: str,
+    per_second: float | None,
+    burst: int,
+    unlimited: bool,
+    use_default: bool,
+    as_json: bool,
+) -> None:
+    """Set a source's own rate limit (PATCH rate_limit)."""
+    if sum([per_second is not None, unlimited, use_default]) != 1:
+        raise click.UsageError("give one of --per-second, --unlimited or --default")
+    rate_limit: dict[str, Any] | None
+    if use_default:
+        rate_limit = None
+    elif unlimited:
+        rate_limit = {"per_second": 0}
+    else:
+        rate_limit = {"per_second": per_second, "burst": burst}
+    _update(source_id, {"rate_limit": rate_limit}, as_json)
 
 
 @sources.command()

@@ -36,7 +36,9 @@ _ANSWER = {
     },
 }
 _REFUSALS = {str(code): _ERROR for code in (400, 403, 404, 405, 413, 415)} | {
-    "503": {**_ERROR, "description": "Queue full or storage unavailable; see Retry-After."}
+    "401": {**_ERROR, "description": "The source requires a signature and this one is not valid."},
+    "429": {**_ERROR, "description": "The source is over its rate limit; see Retry-After."},
+    "503": {**_ERROR, "description": "Queue full or storage unavailable; see Retry-After."},
 }
 
 COLLECT_PATHS: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
@@ -22,11 +23,13 @@ from eventstitch.ingest.parsing import (
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.ingest.tracking import parse_track_payload
 from eventstitch.sources import service as sources_service
+from eventstitch.sources import signatures
 from eventstitch.storage.interfaces import (
     Claim,
     DuplicateDelivery,
     EventRecord,
     QueueFull,
+    SourceRecord,
     SourceRefused,
     StorageUnavailable,
     Visit,
@@ -57,9 +60,11 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
         ctx=ctx, source_id=request.source_id, kind="webhook"
     )
     headers, kept_headers = scan_headers(request.headers)
+    query_string = _verified(source, request, headers, kept_headers)
+    sources_service.admit(ctx=ctx, source=source)
     content_type = headers.get("content-type")
     if request.method == "GET":
-        properties: dict[str, Any] = parse_form(request.query_string)
+        properties: dict[str, Any] = parse_form(query_string)
         body_kind = "query"
     else:
         properties, body_kind = parse_body(
@@ -81,7 +86,7 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
             "body_kind": body_kind,
             "user_agent": headers.get("user-agent"),
             "client": request.client,
-            "query": request.query_string,
+            "query": query_string,
             "headers": kept_headers,
         },
     )
@@ -97,6 +102,31 @@ async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRec
         original = await ctx.storage.events.get(duplicate.original_event_id)
         return original or dataclasses.replace(event, id=duplicate.original_event_id), True
     return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
+
+
+def _verified(
+    source: SourceRecord,
+    request: WebhookRequest,
+    headers: Mapping[str, str],
+    kept_headers: dict[str, str],
+) -> str:
+    """Check the delivery's signature over the raw body, before anything parses it (401 if
+    bad); answer the query string to use, and drop from `kept_headers` what carried a secret."""
+    rule = source.signature
+    if rule is None:
+        return request.query_string
+    signatures.verify(
+        rule,
+        source_id=source.id,
+        body=request.body,
+        headers=headers,
+        query_string=request.query_string,
+        now=time.time(),
+    )
+    kept_headers.pop(signatures.signature_header(rule), None)
+    if rule.preset == "token":
+        return signatures.strip_token(request.query_string)
+    return request.query_string
 
 
 def delivery_key(
@@ -190,6 +220,7 @@ async def track(*, ctx: AppContext, request: RawRequest) -> tuple[VisitResult, l
     source = await sources_service.get_accepting(
         ctx=ctx, source_id=payload.source_id, kind="tracker"
     )
+    sources_service.admit(ctx=ctx, source=source)
     base_context: dict[str, Any] = {
         "user_agent": request.header(b"user-agent"),
         "client": request.client,

@@ -1,23 +1,72 @@
-"""A per-process copy of sources for the ingest hot path.
+"""A per-process copy of sources for the ingest hot path, and each source's rate-limit bucket.
 
 Reading a source on every request would cost a database round trip; the copy is trusted for a
 short time (`EVENTSTITCH_SOURCE_CACHE_SECONDS`) and forgotten at once when this process changes a
 source. Correctness does not rest on it: the writer re-checks each event's source inside the
 commit, so an event for a source disabled in another process is refused, not stored.
+
+Buckets live here because their lifetime is a source's: one per existing, limited source, kept
+across re-reads of the copy, dropped when the source is gone or no longer limited. They are per
+process: with N workers a source may get up to N times its limit (documented).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
-from eventstitch.storage.interfaces import SourceRecord, Storage
+from eventstitch.storage.interfaces import RateLimit, SourceRecord, Storage
+
+
+class TokenBucket:
+    """`burst` requests at once, refilled at `rate` a second. Only the event loop's thread
+    touches it and `take` never awaits, so it needs no lock."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """Take one token: 0.0 if there was one, else the seconds until there will be."""
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self.stamp = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return 0.0
+        self.tokens = tokens
+        return (1.0 - tokens) / self.rate
+
+    def change(self, rate: float, burst: int, now: float) -> None:
+        """Apply a changed limit: what was earned at the old rate is kept, up to the new burst."""
+        self.tokens = min(self.tokens + (now - self.stamp) * self.rate, float(burst))
+        self.stamp = now
+        self.rate = rate
+        self.burst = burst
+
+
+def effective_limit(limit: RateLimit | None, default: RateLimit) -> tuple[float, int] | None:
+    """(rate, burst) in force for a source, or None when it is unlimited."""
+    chosen = default if limit is None else limit
+    if chosen.per_second <= 0:
+        return None
+    return chosen.per_second, chosen.burst or max(1, math.ceil(chosen.per_second))
 
 
 class SourceCache:
-    def __init__(self, storage: Storage, *, ttl_seconds: float) -> None:
+    def __init__(
+        self, storage: Storage, *, ttl_seconds: float, default_limit: RateLimit | None = None
+    ) -> None:
         self._storage = storage
         self._ttl = ttl_seconds
+        self._default = default_limit or RateLimit(per_second=0)
         self._entries: dict[str, tuple[float, SourceRecord | None]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     async def get(self, source_id: str) -> SourceRecord | None:
         """The source, from the copy if fresh, else from storage (a miss is remembered too)."""
@@ -29,7 +78,25 @@ class SourceCache:
         if len(self._entries) > 10_000:  # unknown ids from scanners must not grow memory
             self._entries.clear()
         self._entries[source_id] = (now, source)
+        self._refresh_bucket(source_id, source, now)
         return source
 
+    def bucket(self, source_id: str) -> TokenBucket | None:
+        """The rate-limit bucket of a source read through `get`, or None when unlimited."""
+        return self._buckets.get(source_id)
+
     def forget(self, source_id: str) -> None:
+        # The bucket stays: a changed limit is applied to it on the next read, and dropping it
+        # would hand a fresh burst to a source on every change.
         self._entries.pop(source_id, None)
+
+    def _refresh_bucket(self, source_id: str, source: SourceRecord | None, now: float) -> None:
+        limit = effective_limit(source.rate_limit, self._default) if source else None
+        if limit is None:
+            self._buckets.pop(source_id, None)
+            return
+        bucket = self._buckets.get(source_id)
+        if bucket is None:
+            self._buckets[source_id] = TokenBucket(limit[0], limit[1], now)
+        elif bucket.rate != limit[0] or bucket.burst != limit[1]:
+            bucket.change(limit[0], limit[1], now)

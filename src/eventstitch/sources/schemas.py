@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eventstitch.ids import ms_to_iso
-from eventstitch.storage.interfaces import IdentificationRule, SourceRecord
+from eventstitch.sources import signatures
+from eventstitch.storage.interfaces import (
+    IdentificationRule,
+    RateLimit,
+    SignatureRule,
+    SourceRecord,
+)
 
 SOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PAYLOAD_PATH_PATTERN = r"^[^.\s]{1,128}(\.[^.\s]{1,128}){0,15}$"
@@ -56,6 +62,118 @@ def rules_out(rules: tuple[IdentificationRule, ...]) -> list[IdentificationRuleI
     ]
 
 
+Secret = Annotated[
+    str,
+    Field(
+        min_length=16,
+        max_length=512,
+        pattern=r"^[!-~]([ -~]*[!-~])?$",
+        description="Printable ASCII, 16 to 512 characters, no space at either end.",
+    ),
+]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
+Preset = Literal["github", "stripe", "shopify", "standard_webhooks", "hmac", "token"]
+_PRESET_OPTIONS = {
+    "hmac": {"header", "algorithm", "encoding", "prefix"},
+    "token": {"header"},
+    "stripe": {"tolerance_seconds"},
+    "standard_webhooks": {"tolerance_seconds"},
+}
+SECRET_HINT_CHARS = 4
+
+
+class SignatureIn(BaseModel):
+    """How deliveries to a webhook source are signed; the secrets are never shown again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Preset
+    secrets: list[Secret] = Field(
+        min_length=1, max_length=2, description="One, or two while rotating: either verifies."
+    )
+    header: HeaderName | None = Field(
+        None, description="hmac: required. token: defaults to X-Webhook-Token."
+    )
+    algorithm: Literal["sha1", "sha256", "sha512"] | None = Field(None, description="hmac only.")
+    encoding: Literal["hex", "base64"] | None = Field(None, description="hmac only.")
+    prefix: str | None = Field(
+        None, max_length=32, pattern=r"^[!-~]*$", description="hmac only, e.g. sha256=."
+    )
+    tolerance_seconds: int | None = Field(
+        None, ge=1, le=86400, description="stripe, standard_webhooks: default 300."
+    )
+
+    @model_validator(mode="after")
+    def _fits_preset(self) -> SignatureIn:
+        given = {
+            name
+            for name in self.model_fields_set - {"preset", "secrets"}
+            if getattr(self, name) is not None
+        }
+        stray = given - _PRESET_OPTIONS.get(self.preset, set())
+        if stray:
+            raise ValueError(f"{', '.join(sorted(stray))}: not an option of {self.preset}")
+        if self.preset == "hmac" and self.header is None:
+            raise ValueError("the hmac preset needs the header that carries the signature")
+        if self.preset == "standard_webhooks":
+            for secret in self.secrets:
+                signatures.standard_webhooks_key(secret)
+        return self
+
+    def record(self) -> SignatureRule:
+        return SignatureRule(
+            preset=self.preset,
+            secrets=tuple(self.secrets),
+            header=(self.header or "").lower(),
+            algorithm=self.algorithm or "sha256",
+            encoding=self.encoding or "hex",
+            prefix=self.prefix or "",
+            tolerance_seconds=self.tolerance_seconds or 300,
+        )
+
+
+class SignatureOut(BaseModel):
+    """A source's signature rule as shown: a hint of each secret, never the secret."""
+
+    preset: str
+    header: str
+    algorithm: str | None
+    encoding: str | None
+    prefix: str | None
+    tolerance_seconds: int | None
+    secret_count: int
+    secret_hints: list[str] = Field(description="The last characters of each secret.")
+
+    @classmethod
+    def of(cls, rule: SignatureRule) -> SignatureOut:
+        options = _PRESET_OPTIONS.get(rule.preset, set())
+        hmac = rule.preset == "hmac"
+        return cls(
+            preset=rule.preset,
+            header=signatures.signature_header(rule),
+            algorithm=rule.algorithm if hmac else None,
+            encoding=rule.encoding if hmac else None,
+            prefix=rule.prefix if hmac else None,
+            tolerance_seconds=rule.tolerance_seconds if "tolerance_seconds" in options else None,
+            secret_count=len(rule.secrets),
+            secret_hints=["..." + s[-SECRET_HINT_CHARS:] for s in rule.secrets],
+        )
+
+
+class RateLimitIn(BaseModel):
+    """A source's own rate limit, in requests per second."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_second: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, description="0: unlimited.")
+    burst: int = Field(
+        0, ge=0, le=1_000_000, description="Requests at once; 0: the rate rounded up."
+    )
+
+    def record(self) -> RateLimit:
+        return RateLimit(per_second=self.per_second, burst=self.burst)
+
+
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -72,6 +190,8 @@ class SourceCreate(BaseModel):
     delivery_id_path: PayloadPath | None = Field(
         None, description="Payload path of the sender's delivery id (Stripe: `id`)."
     )
+    signature: SignatureIn | None = Field(None, description="Webhook sources: require signing.")
+    rate_limit: RateLimitIn | None = Field(None, description="None: the default of the settings.")
 
 
 class SourcePatch(BaseModel):
@@ -87,6 +207,8 @@ class SourcePatch(BaseModel):
     identification: list[IdentificationRuleIn] | None = Field(None, max_length=50)
     traits: dict[TraitName, PayloadPath] | None = None
     delivery_id_path: PayloadPath | None = Field(None, description="null clears it.")
+    signature: SignatureIn | None = Field(None, description="Replaces the rule; null removes it.")
+    rate_limit: RateLimitIn | None = Field(None, description="null: the default of the settings.")
 
 
 class SourceOut(BaseModel):
@@ -99,6 +221,8 @@ class SourceOut(BaseModel):
     identification: list[IdentificationRuleIn]
     traits: dict[str, str]
     delivery_id_path: str | None
+    signature: SignatureOut | None
+    rate_limit: RateLimitIn | None
     created_at: str
     updated_at: str
 
@@ -114,6 +238,12 @@ class SourceOut(BaseModel):
             identification=rules_out(source.identification),
             traits={name: ".".join(path) for name, path in source.traits.items()},
             delivery_id_path=".".join(source.delivery_id_path) or None,
+            signature=SignatureOut.of(source.signature) if source.signature else None,
+            rate_limit=RateLimitIn(
+                per_second=source.rate_limit.per_second, burst=source.rate_limit.burst
+            )
+            if source.rate_limit
+            else None,
             created_at=ms_to_iso(source.created_ms),
             updated_at=ms_to_iso(source.updated_ms),
         )

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
 from typing import Any
 
 from eventstitch import system
 from eventstitch.context import AppContext
-from eventstitch.errors import Conflict, Forbidden, NotFound, Unprocessable
+from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from eventstitch.ids import now_ms
 from eventstitch.sources.schemas import SourceCreate, SourcePatch
-from eventstitch.storage.interfaces import DuplicateSource, SourceRecord
+from eventstitch.storage.interfaces import DuplicateSource, SignatureRule, SourceRecord
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
@@ -30,7 +32,10 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         delivery_id_path=tuple(source_in.delivery_id_path.split("."))
         if source_in.delivery_id_path
         else (),
+        signature=source_in.signature.record() if source_in.signature else None,
+        rate_limit=source_in.rate_limit.record() if source_in.rate_limit else None,
     )
+    _refuse_unsigned_kind(record.kind, record.signature)
     try:
         created = await ctx.storage.sources.create(record)
     except DuplicateSource:
@@ -65,8 +70,14 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     if "delivery_id_path" in patch.model_fields_set:
         path = patch.delivery_id_path
         changes["delivery_id_path"] = tuple(path.split(".")) if path else ()
-    if None in changes.values():
-        field = next(k for k, v in changes.items() if v is None)
+    for key in ("signature", "rate_limit"):  # null is meaningful here: unsigned, the default
+        if key in patch.model_fields_set:
+            value = getattr(patch, key)
+            changes[key] = value.record() if value is not None else None
+    if None in (v for k, v in changes.items() if k not in ("signature", "rate_limit")):
+        field = next(
+            k for k, v in changes.items() if v is None and k not in ("signature", "rate_limit")
+        )
         raise Unprocessable(f"{field} may not be null", errors=[{"field": field}])
     if "identification" in changes:
         changes["identification"] = tuple(rule.record() for rule in patch.identification or ())
@@ -74,7 +85,11 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
         changes["traits"] = {n: tuple(p.split(".")) for n, p in (patch.traits or {}).items()}
     if "tags" in changes:
         changes["tags"] = tuple(changes["tags"])
-    await _refuse_system(ctx, source_id)
+    current = await _refuse_system(ctx, source_id)
+    if current is not None:
+        _refuse_unsigned_kind(
+            changes.get("kind", current.kind), changes.get("signature", current.signature)
+        )
     updated = await ctx.storage.sources.update(source_id, changes, now_ms())
     ctx.sources.forget(source_id)
     if updated is None:
@@ -113,12 +128,37 @@ async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> Source
     return source
 
 
+def admit(*, ctx: AppContext, source: SourceRecord) -> None:
+    """Take one request from the source's rate-limit bucket, or refuse with 429."""
+    bucket = ctx.sources.bucket(source.id)
+    if bucket is None:
+        return
+    wait = bucket.take(time.monotonic())
+    if wait:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"source {source.id!r} is over its rate limit of {bucket.rate:g} requests per"
+            f" second (burst {bucket.burst}); nothing was stored, retry in {seconds} s",
+            errors=[{"field": "rate_limit", "per_second": bucket.rate, "burst": bucket.burst}],
+            headers={"Retry-After": str(seconds)},
+        )
+
+
 SYSTEM_SOURCE_ID = "system"
 
 
-async def _refuse_system(ctx: AppContext, source_id: str) -> None:
+async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None:
     source = await ctx.storage.sources.get(source_id)
     if source is not None and source.kind == "system":
         raise Forbidden(
             f"source {source_id!r} is Eventstitch's own and read-only", reason="read_only_source"
+        )
+    return source
+
+
+def _refuse_unsigned_kind(kind: str, signature: SignatureRule | None) -> None:
+    if signature is not None and kind != "webhook":
+        raise Unprocessable(
+            f"signature applies to webhook sources only, not {kind} sources",
+            errors=[{"field": "signature"}],
         )

@@ -32,6 +32,32 @@ class IdentificationRule:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureRule:
+    """How a webhook source's deliveries are signed, and the secrets that may have signed them."""
+
+    preset: str
+    """github, stripe, shopify, standard_webhooks, hmac or token."""
+    secrets: tuple[str, ...]
+    """One, or two while a secret is being rotated: either verifies."""
+    header: str = ""
+    """Lower-case header name (hmac and token presets; the others have their own)."""
+    algorithm: str = "sha256"
+    encoding: str = "hex"
+    prefix: str = ""
+    tolerance_seconds: int = 300
+    """How far a signed timestamp may be from now (stripe, standard_webhooks)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A source's own request rate limit; `per_second` 0 means unlimited."""
+
+    per_second: float
+    burst: int = 0
+    """Requests allowed at once; 0: the rate rounded up, at least 1."""
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRecord:
     """An event source as stored."""
 
@@ -48,6 +74,9 @@ class SourceRecord:
     """Profile trait name to payload path."""
     delivery_id_path: tuple[str, ...] = ()
     """Where the payload carries the sender's delivery id (Stripe's `id`), if anywhere."""
+    signature: SignatureRule | None = None
+    rate_limit: RateLimit | None = None
+    """None: the default of the settings."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,12 @@ import orjson
 from psycopg import errors as pg_errors
 
 from eventstitch.storage.codec import (
+    rate_limit_from_json,
+    rate_limit_to_json,
     rules_from_json,
     rules_to_json,
+    signature_from_json,
+    signature_to_json,
     source_field_to_json,
     traits_from_json,
     traits_to_json,
@@ -24,12 +28,13 @@ if TYPE_CHECKING:
 
 _SOURCE_COLUMNS = (
     "id, name, kind, enabled, description, tags::text, created_ms, updated_ms,"
-    " identification::text, traits::text, delivery_id_path"
+    " identification::text, traits::text, delivery_id_path, signature::text, rate_limit::text"
 )
 _SOURCE_INSERT = (
     "INSERT INTO sources (id, name, kind, enabled, description, tags, created_ms, updated_ms,"
-    " identification, traits, delivery_id_path)"
-    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s)"
+    " identification, traits, delivery_id_path, signature, rate_limit)"
+    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb, %s, %s::jsonb,"
+    " %s::jsonb)"
 )
 _SOURCE_FIELDS = (
     "name",
@@ -40,8 +45,10 @@ _SOURCE_FIELDS = (
     "identification",
     "traits",
     "delivery_id_path",
+    "signature",
+    "rate_limit",
 )
-_JSON_SOURCE_FIELDS = ("tags", "identification", "traits")
+_JSON_SOURCE_FIELDS = ("tags", "identification", "traits", "signature", "rate_limit")
 
 
 def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
@@ -57,7 +64,13 @@ def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
         identification=rules_from_json(orjson.loads(row[8])),
         traits=traits_from_json(orjson.loads(row[9])),
         delivery_id_path=tuple(row[10].split(".")) if row[10] else (),
+        signature=signature_from_json(orjson.loads(row[11])) if row[11] else None,
+        rate_limit=rate_limit_from_json(orjson.loads(row[12])) if row[12] else None,
     )
+
+
+def _jsonb_or_null(value: Any) -> str | None:
+    return None if value is None else jsonb_text(value)
 
 
 def _pg_value(value: Any) -> Any:
@@ -86,6 +99,8 @@ class PostgresSources:
                     jsonb_text(rules_to_json(source.identification)),
                     jsonb_text(traits_to_json(source.traits)),
                     pg_text(".".join(source.delivery_id_path)),
+                    _jsonb_or_null(signature_to_json(source.signature)),
+                    _jsonb_or_null(rate_limit_to_json(source.rate_limit)),
                 ),
             )
             return source
@@ -124,7 +139,7 @@ class PostgresSources:
             f"{key} = %s::jsonb" if key in _JSON_SOURCE_FIELDS else f"{key} = %s" for key in changes
         ]
         values = [
-            jsonb_text(source_field_to_json(key, v))
+            _jsonb_or_null(source_field_to_json(key, v))
             if key in _JSON_SOURCE_FIELDS
             else _pg_value(source_field_to_json(key, v))
             for key, v in changes.items()

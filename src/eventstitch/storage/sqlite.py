@@ -21,8 +21,12 @@ import orjson
 from eventstitch.identity.resolution import ClaimItem
 from eventstitch.ids import now_ms
 from eventstitch.storage.codec import (
+    rate_limit_from_json,
+    rate_limit_to_json,
     rules_from_json,
     rules_to_json,
+    signature_from_json,
+    signature_to_json,
     source_field_to_json,
     traits_from_json,
     traits_to_json,
@@ -55,7 +59,7 @@ _EVENT_COLUMNS = (
 )
 _SOURCE_COLUMNS = (
     "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits,"
-    " delivery_id_path"
+    " delivery_id_path, signature, rate_limit"
 )
 _SOURCE_FIELDS = (
     "name",
@@ -66,8 +70,10 @@ _SOURCE_FIELDS = (
     "identification",
     "traits",
     "delivery_id_path",
+    "signature",
+    "rate_limit",
 )
-_JSON_SOURCE_FIELDS = ("tags", "identification", "traits")
+_JSON_SOURCE_FIELDS = ("tags", "identification", "traits", "signature", "rate_limit")
 
 
 def path_from_url(url: str) -> Path:
@@ -115,7 +121,13 @@ def _source_from_row(row: tuple[Any, ...]) -> SourceRecord:
         identification=rules_from_json(orjson.loads(row[8])),
         traits=traits_from_json(orjson.loads(row[9])),
         delivery_id_path=tuple(row[10].split(".")) if row[10] else (),
+        signature=signature_from_json(orjson.loads(row[11])) if row[11] else None,
+        rate_limit=rate_limit_from_json(orjson.loads(row[12])) if row[12] else None,
     )
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
 
 
 def _event_from_row(row: tuple[Any, ...]) -> EventRecord:
@@ -289,7 +301,7 @@ class SqliteSources:
             try:
                 conn.execute(
                     f"INSERT INTO sources ({_SOURCE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         source.id,
                         source.name,
@@ -302,6 +314,8 @@ class SqliteSources:
                         orjson.dumps(rules_to_json(source.identification)).decode(),
                         orjson.dumps(traits_to_json(source.traits)).decode(),
                         ".".join(source.delivery_id_path),
+                        _json_or_null(signature_to_json(source.signature)),
+                        _json_or_null(rate_limit_to_json(source.rate_limit)),
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -333,7 +347,7 @@ class SqliteSources:
         if unknown:
             raise ValueError(f"not source fields: {sorted(unknown)}")
         values = {
-            key: orjson.dumps(source_field_to_json(key, v)).decode()
+            key: _json_or_null(source_field_to_json(key, v))
             if key in _JSON_SOURCE_FIELDS
             else (int(v) if key == "enabled" else source_field_to_json(key, v))
             for key, v in changes.items()

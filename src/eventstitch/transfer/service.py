@@ -20,6 +20,14 @@ from eventstitch.errors import BadRequest
 from eventstitch.ids import iso_to_ms
 from eventstitch.query.schemas import event_json
 from eventstitch.sources.schemas import SourceOut
+from eventstitch.storage.codec import (
+    rate_limit_from_json,
+    rate_limit_to_json,
+    rules_from_json,
+    signature_from_json,
+    signature_to_json,
+    traits_from_json,
+)
 from eventstitch.storage.interfaces import (
     CountQuery,
     DuplicateSource,
@@ -138,7 +146,7 @@ async def export_lines(
     yield _line({"kind": "header", "format": FORMAT, "version": VERSION})
     sources = await ctx.storage.sources.list_all()
     for source in sources:
-        yield _line({"kind": "source", "source": SourceOut.of(source).model_dump()})
+        yield _line({"kind": "source", "source": _source_json(source)})
     profiles = 0
     async for profile in iter_profiles(ctx=ctx):
         profiles += 1
@@ -260,8 +268,19 @@ def _parse_line(raw: bytes, number: int) -> dict[str, Any]:
     return item
 
 
+def _source_json(source: SourceRecord) -> dict[str, Any]:
+    """A source as exported: as the API shows it, but with its signing secrets, since an
+    export is a backup that must restore a working source (docs/reliability.md)."""
+    return {
+        **SourceOut.of(source).model_dump(),
+        "signature": signature_to_json(source.signature),
+        "rate_limit": rate_limit_to_json(source.rate_limit),
+    }
+
+
 def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
     try:
+        delivery_id_path = data.get("delivery_id_path")
         return SourceRecord(
             id=data["id"],
             name=data["name"],
@@ -271,8 +290,13 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
             tags=tuple(data.get("tags", ())),
             created_ms=iso_to_ms(data["created_at"]),
             updated_ms=iso_to_ms(data["updated_at"]),
+            identification=rules_from_json(data.get("identification") or []),
+            traits=traits_from_json(data.get("traits") or {}),
+            delivery_id_path=tuple(delivery_id_path.split(".")) if delivery_id_path else (),
+            signature=signature_from_json(data.get("signature")),
+            rate_limit=rate_limit_from_json(data.get("rate_limit")),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequest(f"line {number}: bad source ({exc})") from None
 
 
