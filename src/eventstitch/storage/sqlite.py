@@ -43,6 +43,7 @@ from eventstitch.storage.interfaces import (
 )
 from eventstitch.storage.sqlite_profiles import SqliteProfiles
 from eventstitch.storage.sqlite_queries import count_sql, where_clause
+from eventstitch.storage.sqlite_rejections import SqliteRejections
 from eventstitch.storage.sqlite_track import reclaim_stored, write_visit
 from eventstitch.storage.sqlite_writer import SqliteWriter, event_row
 
@@ -170,6 +171,7 @@ class SqliteStorage:
         self.sources = SqliteSources(self)
         self.events = SqliteEvents(self)
         self.profiles = SqliteProfiles(self)
+        self.rejections = SqliteRejections(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
