@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from eventstitch.config import Config
 from eventstitch.identity.rules import Policy
+from eventstitch.rejections.buffer import RejectionBuffer
 from eventstitch.sources.cache import SourceCache
 from eventstitch.storage.interfaces import Storage
 
@@ -16,6 +17,8 @@ class AppContext:
     storage: Storage
     sources: SourceCache
     policy: Policy
+    rejections: RejectionBuffer
+    """Refused ingest requests on their way to storage (started by the app, not the CLI)."""
 
     @classmethod
     def build(cls, config: Config, storage: Storage) -> AppContext:
@@ -24,4 +27,5 @@ class AppContext:
             storage,
             SourceCache(storage, ttl_seconds=config.source_cache_seconds),
             Policy.from_config(config),
+            RejectionBuffer(config, storage),
         )
