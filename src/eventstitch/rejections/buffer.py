@@ -116,9 +116,12 @@ class RejectionBuffer:
                 await task
         await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, *, unless_busy: bool = False) -> None:
         """Write everything waiting now (a listing calls this so it shows this process's own
-        latest refusals). Failures are logged and counted, never raised."""
+        latest refusals; `unless_busy`: not while events queue for the writer, which would
+        keep the listing waiting). Failures are logged and counted, never raised."""
+        if unless_busy and self._writer_busy():
+            return
         if self._writing is None:
             self._writing = asyncio.Lock()
         async with self._writing:
@@ -135,16 +138,18 @@ class RejectionBuffer:
         delay = self._config.rejections_flush_ms / 1000
         await self._prune()
         while True:
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), PRUNE_SECONDS)
+            except TimeoutError:  # nothing came: apply the age bound all the same
+                if not self._writer_busy():
+                    await self._prune()
+                continue
             self._wake.clear()
             await asyncio.sleep(delay)  # let a burst gather: one write serves all of it
             if self._writer_busy():  # events first: look again after the next interval
                 self._wake.set()
                 continue
             await self.flush()
-            if not self._pending:
-                await self._prune()
 
     def _writer_busy(self) -> bool:
         """Whether events wait for the writer: then refusals wait for their turn."""

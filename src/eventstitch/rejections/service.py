@@ -42,7 +42,8 @@ async def list_page(
 ) -> RejectionPage:
     """One page of rejections, newest first, the next page's cursor, and the drop totals."""
     size = _page_size(ctx, limit)
-    await ctx.rejections.flush()  # so this process's own latest refusals are listed too
+    # So this process's own latest refusals are listed too (when events do not queue).
+    await ctx.rejections.flush(unless_busy=True)
     found = await ctx.storage.rejections.list_page(
         rejection_filter, limit=size + 1, before_id=before_id
     )
@@ -54,7 +55,7 @@ async def list_page(
 
 async def get(*, ctx: AppContext, rejection_id: str) -> RejectionRecord:
     """One rejection with its body, or NotFound."""
-    await ctx.rejections.flush()
+    await ctx.rejections.flush(unless_busy=True)
     record = await ctx.storage.rejections.get(rejection_id)
     if record is None:
         raise NotFound(f"rejection {clip(rejection_id)!r} not found", reason="unknown_rejection")

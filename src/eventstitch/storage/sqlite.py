@@ -278,6 +278,13 @@ class SqliteStorage:
             raise result
         return result
 
+    async def write_when_idle(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `call` in a transaction of its own once no event waits for the writer."""
+        result: T | BaseException = await self._writer.submit_when_idle(call)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
 
 class SqliteSources:
     """Sources on SQLite; writes go through the writer so they serialise with events."""

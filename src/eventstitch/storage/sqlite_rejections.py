@@ -1,4 +1,4 @@
-"""Rejections on SQLite: written through the writer (its next transaction), read on readers.
+"""Rejections on SQLite: written by the writer when no event waits, read on reader threads.
 
 Each write inserts a batch, deletes what the bounds no longer allow and adds the deletions to
 the drop totals in the same transaction, so the table never holds more than its bounds for
@@ -67,7 +67,8 @@ class SqliteRejections:
                 conn.executemany(_ADD_DROPS, drops)
             return deleted
 
-        return await self._storage.write(apply)
+        # Refused requests wait for the events: never in the same transaction as one.
+        return await self._storage.write_when_idle(apply)
 
     async def get(self, rejection_id: str) -> RejectionRecord | None:
         def select(conn: sqlite3.Connection) -> RejectionRecord | None:
