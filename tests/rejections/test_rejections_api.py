@@ -272,3 +272,27 @@ def test_the_rejection_routes_are_guarded_and_listed(config: Config) -> None:
         ("POST", "/api/rejections/x/replay"),
     ]:
         assert expected in routes
+
+
+def test_the_count_bound_keeps_the_newest_and_the_answer_counts_the_rest(tmp_path: Path) -> None:
+    with TestClient(EventstitchApp(make_config(tmp_path, rejections_max_rows=3))) as client:
+        client.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        for n in range(5):
+            client.post(f"/collect/order/nope-{n}", json={})
+            client.get("/api/rejections")  # written one by one, so each write applies the bound
+        page = client.get("/api/rejections").json()
+        assert [r["source_id"] for r in page["rejections"]] == ["nope-4", "nope-3", "nope-2"]
+        assert page["dropped"] == {"max_rows": 2}
+        assert page["dropped_total"] == 2
+
+
+def test_a_replay_answers_exactly_what_ingest_answers(hooks: TestClient) -> None:
+    hooks.post("/collect/order/off", json={"n": 1})
+    [kept] = rejections(hooks)
+    hooks.patch("/api/sources/off", json={"enabled": True})
+    direct = hooks.post("/collect/order/off", json={"n": 2}).json()
+    replayed = hooks.post(f"/api/rejections/{kept['id']}/replay").json()
+    assert set(replayed) == set(direct)
+    assert {k: v for k, v in replayed.items() if k != "id"} == {
+        k: v for k, v in direct.items() if k != "id"
+    }
