@@ -296,3 +296,14 @@ def test_a_replay_answers_exactly_what_ingest_answers(hooks: TestClient) -> None
     assert {k: v for k, v in replayed.items() if k != "id"} == {
         k: v for k, v in direct.items() if k != "id"
     }
+
+
+def test_a_refused_get_is_replayed_from_its_query_string(hooks: TestClient) -> None:
+    assert_error_shape(hooks.get("/collect/visit/later?page=home&tag=a&tag=b"), 404)
+    [kept] = rejections(hooks)
+    assert kept["method"] == "GET"
+    create_source(hooks, id="later")
+    answer = hooks.post(f"/api/rejections/{kept['id']}/replay").json()
+    event = hooks.get(f"/api/events/{answer['id']}").json()
+    assert event["properties"] == {"page": "home", "tag": ["a", "b"]}
+    assert event["context"]["method"] == "GET"
