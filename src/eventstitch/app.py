@@ -32,6 +32,7 @@ from eventstitch.ingest.routes import (
     TrackEndpoint,
 )
 from eventstitch.query.routes import router as query_router
+from eventstitch.rejections.routes import router as rejections_router
 from eventstitch.sources.routes import router as sources_router
 from eventstitch.storage import open_storage
 
@@ -86,6 +87,7 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
     api.include_router(sources_router, dependencies=guarded)
     api.include_router(query_router, dependencies=guarded)
     api.include_router(profiles_router, dependencies=guarded)
+    api.include_router(rejections_router, dependencies=guarded)
     api.include_router(ops.router)
     api.add_exception_handler(EventstitchError, _domain_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
@@ -118,8 +120,10 @@ class EventstitchApp:
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
+        self.ctx.rejections.start()
 
     async def shutdown(self) -> None:
+        await self.ctx.rejections.close()  # writes what waits, so storage must still be open
         await self.ctx.storage.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -173,6 +173,44 @@ SETTINGS: tuple[Setting, ...] = (
         "delivery_id_path) is remembered per source: a retry within it is stored once. 0: off.",
     ),
     Setting(
+        "rejections_max_rows",
+        _positive_int,
+        "10000",
+        "Refused ingest requests kept for inspection and replay at most; the oldest go first.",
+    ),
+    Setting(
+        "rejections_max_age_seconds",
+        _positive_int,
+        "604800",
+        "How long a refused request is kept (default 7 days).",
+    ),
+    Setting(
+        "rejections_max_body_bytes",
+        _non_negative_int,
+        "65536",
+        "Most bytes of a refused request's body kept (the original size is recorded, and a "
+        "truncated body cannot be replayed); 0 keeps no bodies.",
+    ),
+    Setting(
+        "rejections_buffer_size",
+        _positive_int,
+        "1000",
+        "Refused requests waiting in memory to be written at most; beyond it (or beyond "
+        "EVENTSTITCH_REJECTIONS_BUFFER_BYTES) they are dropped and counted.",
+    ),
+    Setting(
+        "rejections_buffer_bytes",
+        _positive_int,
+        "8388608",
+        "Bytes (bodies, headers, query strings) of refused requests waiting in memory at most.",
+    ),
+    Setting(
+        "rejections_flush_ms",
+        _positive_int,
+        "250",
+        "How long refused requests gather in memory before one write stores them together.",
+    ),
+    Setting(
         "source_cache_seconds",
         _non_negative_float,
         "1.0",
@@ -267,6 +305,12 @@ class Config:
     retry_after_seconds: int
     cors_origins: frozenset[str]
     idempotency_window_seconds: int
+    rejections_max_rows: int
+    rejections_max_age_seconds: int
+    rejections_max_body_bytes: int
+    rejections_buffer_size: int
+    rejections_buffer_bytes: int
+    rejections_flush_ms: int
     source_cache_seconds: float
     rate_limit_per_second: float
     rate_limit_burst: int

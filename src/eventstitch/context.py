@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from eventstitch.config import Config
 from eventstitch.identity.rules import Policy
+from eventstitch.rejections.buffer import RejectionBuffer
 from eventstitch.sources.cache import SourceCache
 from eventstitch.storage.interfaces import RateLimit, Storage
 
@@ -16,6 +17,8 @@ class AppContext:
     storage: Storage
     sources: SourceCache
     policy: Policy
+    rejections: RejectionBuffer
+    """Refused ingest requests on their way to storage (started by the app, not the CLI)."""
 
     @classmethod
     def build(cls, config: Config, storage: Storage) -> AppContext:
@@ -28,4 +31,5 @@ class AppContext:
                 default_limit=RateLimit(config.rate_limit_per_second, config.rate_limit_burst),
             ),
             Policy.from_config(config),
+            RejectionBuffer(config, storage),
         )

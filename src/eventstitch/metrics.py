@@ -24,6 +24,29 @@ EVENTS_REJECTED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+# Refusals themselves are counted by EVENTS_REJECTED; these say what became of their records.
+REJECTIONS_RECORDED = Counter(
+    "eventstitch_rejections_recorded",
+    "Refused ingest requests written to the rejections table.",
+    registry=REGISTRY,
+)
+REJECTIONS_DROPPED = Counter(
+    "eventstitch_rejections_dropped",
+    "Refused requests not kept, or removed to keep the bounds, by cause: buffer_full, "
+    "max_rows, max_age, error.",
+    ["cause"],
+    registry=REGISTRY,
+)
+REJECTIONS_BUFFERED = Gauge(
+    "eventstitch_rejections_buffered",
+    "Refused requests waiting in memory to be written.",
+    registry=REGISTRY,
+)
+REJECTIONS_BUFFER_PEAK = Gauge(
+    "eventstitch_rejections_buffer_peak",
+    "The most refused requests that waited in memory at once since the process started.",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "eventstitch_write_queue_depth",
     "Events waiting for the writer.",

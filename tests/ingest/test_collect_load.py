@@ -108,8 +108,10 @@ def test_a_full_write_queue_answers_503_and_stores_nothing_for_it(tmp_path: Path
         with server.client() as http:
             stored = all_event_ids(http, "hooks")
             metrics = http.get("/metrics").text
+            kept = http.get("/api/rejections").json()["rejections"]
         assert sorted(stored) == sorted(a.json()["id"] for a in accepted)
         assert 'eventstitch_events_rejected_total{reason="overloaded"}' in metrics
+        assert kept == []  # overload refusals are counted, never written (docs/reliability.md)
     finally:
         server.stop()
 

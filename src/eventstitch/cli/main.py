@@ -8,6 +8,7 @@ from eventstitch import __version__
 from eventstitch.cli.db import db
 from eventstitch.cli.events import events, insights
 from eventstitch.cli.profiles import identity, profiles
+from eventstitch.cli.rejections import rejections
 from eventstitch.cli.serve import serve
 from eventstitch.cli.settings import config
 from eventstitch.cli.sources import sources
@@ -20,7 +21,19 @@ def cli() -> None:
     """Eventstitch: a self-hosted event collector."""
 
 
-for command in (serve, sources, events, insights, profiles, identity, db, config, export, import_):
+for command in (
+    serve,
+    sources,
+    events,
+    insights,
+    rejections,
+    profiles,
+    identity,
+    db,
+    config,
+    export,
+    import_,
+):
     cli.add_command(command)
 
 

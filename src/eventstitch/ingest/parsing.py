@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from eventstitch.errors import BadRequest, UnsupportedMediaType, clip
+from eventstitch.errors import BadRequest, NotFound, UnsupportedMediaType, clip
 
 EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 NON_OBJECT_KEY = "_body"
@@ -39,6 +39,21 @@ _SECRET_LOOKING = re.compile(
     r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
     re.IGNORECASE,
 )
+
+
+COLLECT_PREFIX = "/collect/"
+
+
+def split_collect_path(path: str) -> tuple[str, str]:
+    """`/collect/{event_type}/{source_id}` as (event type, source id), else a 404."""
+    parts = path[len(COLLECT_PREFIX) :].split("/")
+    if len(parts) != 2 or not parts[0] or not parts[1]:
+        raise NotFound(
+            "expected /collect/{event_type}/{source_id}",
+            errors=[{"field": "path", "value": path[:120]}],
+            reason="bad_path",
+        )
+    return parts[0], parts[1]
 
 
 def normalise_event_type(raw: str) -> str:

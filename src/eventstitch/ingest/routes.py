@@ -19,13 +19,17 @@ from eventstitch.errors import (
     EventstitchError,
     Forbidden,
     MethodNotAllowed,
-    NotFound,
     PayloadTooLarge,
     clip,
     error_body,
 )
 from eventstitch.ingest import service
+from eventstitch.ingest.answers import collect_answer, track_answer
+from eventstitch.ingest.parsing import COLLECT_PREFIX as COLLECT_PREFIX
+from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.rejections import capture
+from eventstitch.rejections.capture import REFUSED_BODY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,7 +38,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
-COLLECT_PREFIX = "/collect/"
 _CONTENT_TYPE_JSON = (b"content-type", b"application/json")
 
 
@@ -141,6 +144,7 @@ class IngestEndpoint:
             answer, accepted = await self.handle(scope, receive)
         except EventstitchError as error:
             await send_error(send, error)
+            capture.keep(ctx=self.ctx, route=self.route, scope=scope, error=error)
             return
         except ClientGone:
             return
@@ -190,14 +194,7 @@ class CollectEndpoint(IngestEndpoint):
     methods = "POST, GET"
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
-        path: str = scope["path"]
-        parts = path[len(COLLECT_PREFIX) :].split("/")
-        if len(parts) != 2 or not parts[0] or not parts[1]:
-            raise NotFound(
-                "expected /collect/{event_type}/{source_id}",
-                errors=[{"field": "path", "value": path[:120]}],
-                reason="bad_path",
-            )
+        event_type, source_id = split_collect_path(scope["path"])
         method = scope["method"]
         if method not in ("POST", "GET"):
             raise MethodNotAllowed(
@@ -213,24 +210,19 @@ class CollectEndpoint(IngestEndpoint):
         client = scope.get("client")
         request = WebhookRequest(
             method=method,
-            event_type=parts[0],
-            source_id=parts[1],
+            event_type=event_type,
+            source_id=source_id,
             body=body,
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             client=client[0] if client else None,
         )
-        event, duplicate = await service.collect(ctx=self.ctx, request=request)
-        answer = {
-            "ok": True,
-            "id": event.id,
-            "type": event.type,
-            "profile_less": True,
-            "profile_id": event.profile_id,
-        }
-        if duplicate:
-            answer["duplicate"] = True
-        return answer, 0 if duplicate else 1
+        try:
+            event, duplicate = await service.collect(ctx=self.ctx, request=request)
+        except EventstitchError:
+            scope[REFUSED_BODY] = body
+            raise
+        return collect_answer(event, duplicate), 0 if duplicate else 1
 
 
 TRACK_PATH = "/track"
@@ -257,16 +249,9 @@ class TrackEndpoint(IngestEndpoint):
             headers=headers,
             client=client[0] if client else None,
         )
-        result, events = await service.track(ctx=self.ctx, request=request)
-        answer = {
-            "ok": True,
-            "source": {"id": events[0].source_id},
-            "profile": {"id": result.profile_id} if result.profile_id else None,
-            "session": {"id": result.session_id} if result.session_id else None,
-            "profile_less": events[0].profile_less,
-            "events": [
-                {"id": e.id, "type": e.type, "profile_id": p}
-                for e, p in zip(events, result.event_profiles, strict=True)
-            ],
-        }
-        return answer, len(events)
+        try:
+            result, events = await service.track(ctx=self.ctx, request=request)
+        except EventstitchError:
+            scope[REFUSED_BODY] = body
+            raise
+        return track_answer(result, events), len(events)

@@ -51,17 +51,23 @@ DELIVERY_ID_HEADERS = (
 MAX_DELIVERY_ID = 256
 
 
-async def collect(*, ctx: AppContext, request: WebhookRequest) -> tuple[EventRecord, bool]:
+async def collect(
+    *, ctx: AppContext, request: WebhookRequest, replay: bool = False
+) -> tuple[EventRecord, bool]:
     """Store one profile-less event from the webhook bridge; return it once it is durable,
     with the profile its identifiers linked it to, if any, and whether it was a repeated
-    delivery (then nothing new was stored and the event is the one stored first)."""
+    delivery (then nothing new was stored and the event is the one stored first). A `replay`
+    of a quarantined request, vouched for by an operator, skips signature and rate limit."""
     event_type = normalise_event_type(request.event_type)
     source = await sources_service.get_accepting(
         ctx=ctx, source_id=request.source_id, kind="webhook"
     )
     headers, kept_headers = scan_headers(request.headers)
-    query_string = _verified(source, request, headers, kept_headers)
-    sources_service.admit(ctx=ctx, source=source)
+    if replay:
+        query_string = request.query_string
+    else:
+        query_string = _verified(source, request, headers, kept_headers)
+        sources_service.admit(ctx=ctx, source=source)
     content_type = headers.get("content-type")
     if request.method == "GET":
         properties: dict[str, Any] = parse_form(query_string)
@@ -206,8 +212,11 @@ async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
         ) from None
 
 
-async def track(*, ctx: AppContext, request: RawRequest) -> tuple[VisitResult, list[EventRecord]]:
-    """Store a tracker call: its events, its profile and session (unless profile-less)."""
+async def track(
+    *, ctx: AppContext, request: RawRequest, replay: bool = False
+) -> tuple[VisitResult, list[EventRecord]]:
+    """Store a tracker call: its events, its profile and session (unless profile-less); a
+    `replay` of a quarantined one skips the rate limit."""
     query = parse_form(request.query_string)
     payload = parse_track_payload(
         parse_json(
@@ -220,7 +229,8 @@ async def track(*, ctx: AppContext, request: RawRequest) -> tuple[VisitResult, l
     source = await sources_service.get_accepting(
         ctx=ctx, source_id=payload.source_id, kind="tracker"
     )
-    sources_service.admit(ctx=ctx, source=source)
+    if not replay:
+        sources_service.admit(ctx=ctx, source=source)
     base_context: dict[str, Any] = {
         "user_agent": request.header(b"user-agent"),
         "client": request.client,

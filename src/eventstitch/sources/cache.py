@@ -81,6 +81,11 @@ class SourceCache:
         self._refresh_bucket(source_id, source, now)
         return source
 
+    def peek(self, source_id: str) -> SourceRecord | None:
+        """The copy held of a source, fresh or not, without reading storage."""
+        entry = self._entries.get(source_id)
+        return entry[1] if entry is not None else None
+
     def bucket(self, source_id: str) -> TokenBucket | None:
         """The rate-limit bucket of a source read through `get`, or None when unlimited."""
         return self._buckets.get(source_id)

@@ -6,7 +6,7 @@ database URL's scheme. Nothing here knows SQL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -191,6 +191,50 @@ class CountResult:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RejectionRecord:
+    """One refused ingest request as kept for inspection and replay. `received_ms` is the time
+    in the UUIDv7 `id`; `body` is None when a listing left it out; `body_size` is None when
+    the body was never read (refused before it, or while reading it with no Content-Length)."""
+
+    id: str
+    received_ms: int
+    route: str
+    reason: str
+    status: int
+    message: str
+    errors: list[dict[str, Any]]
+    source_id: str | None
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    client: str | None
+    body: bytes | None
+    body_size: int | None
+    body_truncated: bool
+    replayed_ms: int | None = None
+    replayed_event_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionFilter:
+    """Which rejections a listing covers; every field narrows, empty means all."""
+
+    reasons: tuple[str, ...] = ()
+    source_ids: tuple[str, ...] = ()
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionBounds:
+    """How many rejections are kept at most, and the oldest receipt time kept."""
+
+    max_rows: int
+    min_received_ms: int
+
+
 class StorageError(Exception):
     """Base of what a backend may raise to a service."""
 
@@ -292,6 +336,41 @@ class EventStore(Protocol):
         ...
 
 
+class RejectionStore(Protocol):
+    async def add(
+        self,
+        rejections: Sequence[RejectionRecord],
+        *,
+        bounds: RejectionBounds,
+        lost: Mapping[str, int],
+    ) -> dict[str, int]:
+        """Insert rejections (ids already stored are skipped), then delete those older than
+        the bounds allow and the oldest beyond `max_rows`, and add what was deleted and `lost`
+        (dropped before reaching storage, by cause) to the drop totals, all in one transaction.
+        Returns what was deleted now by cause (`max_age`, `max_rows`)."""
+        ...
+
+    async def get(self, rejection_id: str) -> RejectionRecord | None: ...
+
+    async def list_page(
+        self, rejection_filter: RejectionFilter, *, limit: int, before_id: str | None
+    ) -> list[RejectionRecord]:
+        """Newest first, ids strictly below `before_id` when given; bodies left out."""
+        ...
+
+    async def dropped(self) -> dict[str, int]:
+        """Rejections not kept since the table was created, by cause."""
+        ...
+
+    async def claim_replay(self, rejection_id: str, *, at_ms: int) -> bool:
+        """Mark a rejection replayed unless it is already; False if it was (or is gone)."""
+        ...
+
+    async def finish_replay(self, rejection_id: str, *, event_ids: tuple[str, ...] | None) -> None:
+        """Record the events a claimed replay stored, or give the claim back (None)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Visit:
     """One `/track` call: events of one source for one profile and session, or profile-less.
@@ -351,6 +430,9 @@ class Storage(Protocol):
 
     @property
     def profiles(self) -> ProfileStore: ...
+
+    @property
+    def rejections(self) -> RejectionStore: ...
 
     async def start(self) -> None:
         """Open connections, run pending migrations, start the writer."""

@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from eventstitch.storage.interfaces import QueryTimeout, StorageUnavailable
 from eventstitch.storage.postgres_events import PostgresEvents
 from eventstitch.storage.postgres_profiles import PostgresProfiles
+from eventstitch.storage.postgres_rejections import PostgresRejections
 from eventstitch.storage.postgres_rows import Conn
 from eventstitch.storage.postgres_sources import PostgresSources
 from eventstitch.storage.postgres_writer import PostgresWriter, WriteCall
@@ -100,6 +101,7 @@ class PostgresStorage:
         self.sources = PostgresSources(self)
         self.events = PostgresEvents(self)
         self.profiles = PostgresProfiles(self)
+        self.rejections = PostgresRejections(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

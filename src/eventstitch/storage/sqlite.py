@@ -47,6 +47,7 @@ from eventstitch.storage.interfaces import (
 )
 from eventstitch.storage.sqlite_profiles import SqliteProfiles
 from eventstitch.storage.sqlite_queries import count_sql, where_clause
+from eventstitch.storage.sqlite_rejections import SqliteRejections
 from eventstitch.storage.sqlite_rows import event_row
 from eventstitch.storage.sqlite_track import reclaim_stored, write_visit
 from eventstitch.storage.sqlite_writer import SqliteWriter
@@ -183,6 +184,7 @@ class SqliteStorage:
         self.sources = SqliteSources(self)
         self.events = SqliteEvents(self)
         self.profiles = SqliteProfiles(self)
+        self.rejections = SqliteRejections(self)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -285,6 +287,13 @@ class SqliteStorage:
     async def write(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """Run `call` inside the writer's next transaction and return its result."""
         result: T | BaseException = await self._writer.submit_call(call)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def write_when_idle(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `call` in a transaction of its own once no event waits for the writer."""
+        result: T | BaseException = await self._writer.submit_when_idle(call)
         if isinstance(result, BaseException):
             raise result
         return result

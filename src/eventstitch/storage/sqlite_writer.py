@@ -3,7 +3,8 @@
 Requests hand their events to a bounded queue and await a future. The writer takes whatever is
 waiting (up to the batch size), re-checks the sources, inserts the events and their rollup counts
 in one `BEGIN IMMEDIATE` transaction, commits, and only then resolves the futures: one fsync
-serves many requests, and no request is answered before its event is durable.
+serves many requests, and no request is answered before its event is durable. Low-priority
+writes (refused requests) wait in a lane of their own and run only when no event is queued.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class _CallJob:
 
 _Job = _EventJob | _CallJob
 _STOP = object()
+_IDLE_JOBS = 16  # low-priority writes waiting at most; their callers batch anyway
 
 
 class SqliteWriter:
@@ -75,6 +77,8 @@ class SqliteWriter:
         # A deque rather than queue.Queue: appending and popping are single C calls, with no
         # lock and condition per item; the writer is woken only when it sleeps.
         self._pending: collections.deque[Any] = collections.deque()
+        # Low-priority writes (refused requests): run alone, only when no event waits.
+        self._idle: collections.deque[_CallJob] = collections.deque()
         self._queue_size = queue_size
         self._admit = threading.Lock()  # the size check and the append, as one step
         self._wake = threading.Event()
@@ -123,6 +127,18 @@ class SqliteWriter:
         self._submit(_CallJob(call, future))
         return future
 
+    def submit_when_idle(self, call: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
+        """A write that waits until no event is queued, then commits in a transaction of its
+        own: it never shares a batch with events, so it never delays one."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        with self._admit:
+            if len(self._idle) >= _IDLE_JOBS:
+                raise QueueFull("too many low-priority writes are waiting")
+            self._idle.append(_CallJob(call, future))
+        if self._sleeping:
+            self._wake.set()
+        return future
+
     def _submit(self, job: _Job) -> None:
         with self._admit:
             if len(self._pending) >= self._queue_size:
@@ -140,9 +156,12 @@ class SqliteWriter:
             stopping = False
             while not stopping:
                 if not pending:
+                    if self._idle:
+                        self._commit(conn, [self._idle.popleft()])
+                        continue
                     self._sleeping = True
                     self._wake.clear()
-                    if not pending:
+                    if not pending and not self._idle:
                         self._wake.wait()
                     self._sleeping = False
                     continue
@@ -157,6 +176,9 @@ class SqliteWriter:
                 if batch:
                     self._commit(conn, batch)
         finally:
+            leftovers = list(self._idle)
+            self._idle.clear()
+            _resolve(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:

@@ -1,0 +1,37 @@
+"""The answers of the ingest routes, shared by the routes and by the replay of a rejection
+(which answers what the ingest answer would have been)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventstitch.storage.interfaces import EventRecord, VisitResult
+
+
+def collect_answer(event: EventRecord, duplicate: bool) -> dict[str, Any]:
+    """The answer of the webhook bridge for a stored (or repeated) delivery."""
+    answer: dict[str, Any] = {
+        "ok": True,
+        "id": event.id,
+        "type": event.type,
+        "profile_less": True,
+        "profile_id": event.profile_id,
+    }
+    if duplicate:
+        answer["duplicate"] = True
+    return answer
+
+
+def track_answer(result: VisitResult, events: list[EventRecord]) -> dict[str, Any]:
+    """The answer of `/track` for a stored visit."""
+    return {
+        "ok": True,
+        "source": {"id": events[0].source_id},
+        "profile": {"id": result.profile_id} if result.profile_id else None,
+        "session": {"id": result.session_id} if result.session_id else None,
+        "profile_less": events[0].profile_less,
+        "events": [
+            {"id": e.id, "type": e.type, "profile_id": p}
+            for e, p in zip(events, result.event_profiles, strict=True)
+        ],
+    }

@@ -1,0 +1,200 @@
+"""Refused requests waiting in memory to be written: bounded, written in batches by one task.
+
+A refusal must never slow an accepted event, and a flood of bad requests must not grow memory
+or crowd the writer. So the request only appends its record here (or, when the buffer is full
+by count or by bytes, drops it and counts the drop); one background task per process writes
+what gathered every EVENTSTITCH_REJECTIONS_FLUSH_MS, in small batches, and waits while the
+event writer's queue is more than half full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import threading
+
+from eventstitch import metrics
+from eventstitch.config import Config
+from eventstitch.ids import now_ms
+from eventstitch.storage.interfaces import RejectionBounds, RejectionRecord, Storage
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 200
+BATCH_BYTES = 1 << 20
+"""One write takes at most this much: a SQLite write shares the writer's transaction with
+events, so it is kept small enough not to hold them up noticeably."""
+PRUNE_SECONDS = 60.0
+"""How often the age bound is applied when no refusal arrives to trigger a write."""
+_OVERHEAD = 256  # bytes a record costs besides its variable parts (an estimate)
+
+
+def weight(record: RejectionRecord) -> int:
+    """The bytes a buffered record holds, near enough to bound memory by."""
+    headers = sum(len(k) + len(v) for k, v in record.headers.items())
+    return (
+        _OVERHEAD
+        + len(record.body or b"")
+        + len(record.query)
+        + len(record.path)
+        + len(record.message)
+        + headers
+    )
+
+
+class RejectionBuffer:
+    """This process's refused requests on their way to the rejections table."""
+
+    def __init__(self, config: Config, storage: Storage) -> None:
+        self._config = config
+        self._storage = storage
+        self._pending: collections.deque[tuple[RejectionRecord, int]] = collections.deque()
+        self._bytes = 0
+        self._lock = threading.Lock()  # the size checks and the append, as one step
+        self._lost: collections.Counter[str] = collections.Counter()
+        """Drops not yet added to the stored totals (sent with the next write)."""
+        self._wake: asyncio.Event | None = None
+        self._writing: asyncio.Lock | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.peak = 0
+
+    def depth(self) -> int:
+        """Records waiting now."""
+        return len(self._pending)
+
+    def size_bytes(self) -> int:
+        """Bytes waiting now (as `weight` counts them)."""
+        return self._bytes
+
+    def offer(self, record: RejectionRecord) -> bool:
+        """Queue a record to be written; False (and counted) when the buffer is full."""
+        size = weight(record)
+        grew = False
+        with self._lock:
+            if (
+                len(self._pending) >= self._config.rejections_buffer_size
+                or self._bytes + size > self._config.rejections_buffer_bytes
+            ):
+                self._lost["buffer_full"] += 1
+                full = True
+            else:
+                self._pending.append((record, size))
+                self._bytes += size
+                grew = len(self._pending) > self.peak
+                self.peak = max(self.peak, len(self._pending))
+                full = False
+        if full:
+            metrics.REJECTIONS_DROPPED.labels("buffer_full").inc()
+            return False
+        metrics.REJECTIONS_BUFFERED.set(len(self._pending))
+        if grew:
+            metrics.REJECTIONS_BUFFER_PEAK.set(self.peak)
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    def lose(self, cause: str) -> None:
+        """Count a refusal that could not even be captured (its record failed to build)."""
+        with self._lock:
+            self._lost[cause] += 1
+        metrics.REJECTIONS_DROPPED.labels(cause).inc()
+
+    def start(self) -> None:
+        """Start the writing task on the running event loop."""
+        self._wake = asyncio.Event()
+        self._writing = asyncio.Lock()
+        self._task = asyncio.create_task(self._run(), name="eventstitch-rejections")
+
+    async def close(self) -> None:
+        """Stop the task and write what is still waiting."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+
+    async def flush(self, *, unless_busy: bool = False) -> None:
+        """Write everything waiting now (a listing calls this so it shows this process's own
+        latest refusals; `unless_busy`: not while events queue for the writer, which would
+        keep the listing waiting). Failures are logged and counted, never raised."""
+        if unless_busy and self._writer_busy():
+            return
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        async with self._writing:
+            while True:
+                batch = self._take()
+                if not batch and not self._lost:
+                    return
+                await self._write(batch)
+                if not batch:
+                    return
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        delay = self._config.rejections_flush_ms / 1000
+        await self._prune()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), PRUNE_SECONDS)
+            except TimeoutError:  # nothing came: apply the age bound all the same
+                if not self._writer_busy():
+                    await self._prune()
+                continue
+            self._wake.clear()
+            await asyncio.sleep(delay)  # let a burst gather: one write serves all of it
+            if self._writer_busy():  # events first: look again after the next interval
+                self._wake.set()
+                continue
+            await self.flush()
+
+    def _writer_busy(self) -> bool:
+        """Whether events wait for the writer: then refusals wait for their turn."""
+        return self._storage.queue_depth() > self._config.queue_size // 2
+
+    async def _prune(self) -> None:
+        assert self._writing is not None
+        async with self._writing:
+            await self._write([])
+
+    def _take(self) -> list[RejectionRecord]:
+        batch: list[RejectionRecord] = []
+        size = 0
+        with self._lock:
+            while self._pending and len(batch) < BATCH_ROWS and size < BATCH_BYTES:
+                record, weight_ = self._pending.popleft()
+                batch.append(record)
+                size += weight_
+            self._bytes -= size
+        metrics.REJECTIONS_BUFFERED.set(len(self._pending))
+        return batch
+
+    async def _write(self, batch: list[RejectionRecord]) -> None:
+        with self._lock:
+            lost = dict(self._lost)
+            self._lost.clear()
+        bounds = RejectionBounds(
+            max_rows=self._config.rejections_max_rows,
+            min_received_ms=now_ms() - self._config.rejections_max_age_seconds * 1000,
+        )
+        try:
+            deleted = await self._storage.rejections.add(batch, bounds=bounds, lost=lost)
+        except Exception as exc:  # never raised to a request: the refusal was answered already
+            log.warning(
+                "could not write %d refused requests (or apply the bounds): %s", len(batch), exc
+            )
+            with self._lock:
+                self._lost.update(lost)
+                if batch:
+                    self._lost["error"] += len(batch)
+            if batch:
+                metrics.REJECTIONS_DROPPED.labels("error").inc(len(batch))
+            return
+        if batch:
+            metrics.REJECTIONS_RECORDED.inc(len(batch))
+        for cause, n in deleted.items():
+            if n:
+                metrics.REJECTIONS_DROPPED.labels(cause).inc(n)

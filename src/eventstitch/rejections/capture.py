@@ -1,0 +1,115 @@
+"""Turning a refused ingest request into a rejection record and handing it to the buffer.
+
+Called by the ingest routes after the refusal was answered; it cannot change the answer, and
+nothing it does may raise: a failure is logged and counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+
+from eventstitch.context import AppContext
+from eventstitch.errors import EventstitchError, clip
+from eventstitch.ids import new_event_id
+from eventstitch.ingest.parsing import COLLECT_PREFIX, safe_headers
+from eventstitch.sources import signatures
+from eventstitch.storage.interfaces import RejectionRecord
+
+log = logging.getLogger(__name__)
+
+REFUSED_BODY = "eventstitch.refused_body"
+"""Where an ingest route leaves the body it read (in the ASGI scope) when the request is
+refused after reading it: only then, so an accepted request pays nothing for it."""
+
+
+def keep(
+    *, ctx: AppContext, route: str, scope: MutableMapping[str, Any], error: EventstitchError
+) -> None:
+    """Record a refused request (4xx only: overload refusals are not written, see
+    docs/reliability.md); never raises."""
+    if error.status >= 500:
+        return
+    try:
+        record = refused(
+            route=route, scope=scope, error=error, max_body=ctx.config.rejections_max_body_bytes
+        )
+    except Exception:
+        log.exception("could not capture a refused request for the rejections table")
+        ctx.rejections.lose("error")
+        return
+    ctx.rejections.offer(_scrubbed(ctx, record))
+
+
+def _scrubbed(ctx: AppContext, record: RejectionRecord) -> RejectionRecord:
+    """The record without what may carry a source's secret: the `token` query parameter
+    always, and the header a signed source reads its signature from (a custom name need not
+    look secret to the header filter)."""
+    headers = record.headers
+    source = ctx.sources.peek(record.source_id) if record.source_id else None
+    if source is not None and source.signature is not None:
+        name = signatures.signature_header(source.signature)
+        headers = {k: v for k, v in headers.items() if k != name}
+    return dataclasses.replace(record, query=signatures.strip_token(record.query), headers=headers)
+
+
+def refused(
+    *, route: str, scope: MutableMapping[str, Any], error: EventstitchError, max_body: int
+) -> RejectionRecord:
+    """The record of one refused request, its body cut to `max_body` bytes."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    body: bytes | None = scope.get(REFUSED_BODY)
+    path: str = scope.get("path", "")
+    if body is None:
+        kept, size = b"", None
+        truncated = error.status == 413  # refused for its size: what was sent is not here
+        if truncated:
+            size = _content_length(headers)
+    else:
+        kept, size, truncated = body[:max_body], len(body), len(body) > max_body
+    client = scope.get("client")
+    rejection_id, received_ms = new_event_id()
+    return RejectionRecord(
+        id=rejection_id,
+        received_ms=received_ms,
+        route=route,
+        reason=error.reason,
+        status=error.status,
+        message=error.message,
+        errors=error.errors,
+        source_id=_source_id(route, path, kept if not truncated else b""),
+        method=str(scope.get("method", "")),
+        path=path,
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=safe_headers(headers),
+        client=client[0] if client else None,
+        body=kept,
+        body_size=size,
+        body_truncated=truncated,
+    )
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _source_id(route: str, path: str, body: bytes) -> str | None:
+    """The source the request named, if it named one: in the path of the webhook bridge, in
+    the payload of /track (read only when the whole body was kept)."""
+    if route == "collect":
+        parts = path[len(COLLECT_PREFIX) :].split("/")
+        return clip(parts[1], 200) if len(parts) == 2 and parts[1] else None
+    try:
+        payload = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    source = payload.get("source") if isinstance(payload, dict) else None
+    found = source.get("id") if isinstance(source, dict) else None
+    return clip(found, 200) if isinstance(found, str) and found else None
