@@ -486,12 +486,6 @@ def test_events_filters_show_converted_and_profile_less_events(client: TestClien
     assert stored_events(client, profile_less="false") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (docs/api.md:124 says converted=false means profile-less events not linked "
-    "yet): storage/sqlite_queries.py:73 only tests converted_ms IS NULL, so tracked events that "
-    "have a profile, and system events, are listed as not converted",
-)
 def test_converted_false_lists_only_profile_less_events_still_waiting(
     client: TestClient,
 ) -> None:
@@ -502,6 +496,16 @@ def test_converted_false_lists_only_profile_less_events_still_waiting(
     waiting = stored_events(client, converted="false", source_id=["shop", "forms", "web"])
 
     assert {e["id"] for e in waiting} == set(ids["unconverted"])
+
+
+def test_converted_false_leaves_out_system_events(client: TestClient) -> None:
+    _mixed_traffic(client)
+    assert system_events(client, "profile-created")
+
+    waiting = stored_events(client, converted="false")
+
+    assert all(e["source_id"] != "system" for e in waiting)
+    assert all(e["profile_less"] and e["profile_id"] is None for e in waiting)
 
 
 def test_conversion_insights_by_source_show_rate_and_identifier_kinds(
