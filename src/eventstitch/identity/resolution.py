@@ -17,11 +17,11 @@ A profile never takes a second value of a single-valued kind; that identifier st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstitch.ids import new_event_id
+from eventstitch.ids import id_floor, new_event_id
 from eventstitch.storage.interfaces import Claim, EventRecord, Identifier
 
 
@@ -139,6 +139,48 @@ def system_event(event_type: str, properties: dict[str, Any]) -> EventRecord:
         properties=properties,
         context={"origin": "eventstitch"},
     )
+
+
+PROFILE_HAPPENINGS = ("profile-created", "profiles-merged", "profile-merge-refused")
+"""System event types that name profiles (and, on creation, their identifiers)."""
+
+
+_CLOCK_SLACK_MS = 3_600_000
+
+
+def happenings_since(created_ms: int) -> str:
+    """The lowest event id a happening about a profile created at `created_ms` can have: it is
+    recorded after the profile exists (with an hour's slack for a clock stepped back), so an
+    erasure reads only the system events since, not all of them."""
+    return id_floor(max(0, created_ms - _CLOCK_SLACK_MS))
+
+
+def redacted(
+    event_type: str, properties: Mapping[str, Any], erased: Container[str]
+) -> dict[str, Any] | None:
+    """A profile happening's properties with erased profiles taken out, or None when it names
+    none of them. The event itself stays, so counts of creations and merges still add up; it
+    no longer says who, nor which (deleted) event caused it, and says that it was erased."""
+    if event_type == "profile-created" and properties.get("profile_id") in erased:
+        return {"profile_id": None, "identifiers": [], "erased": True}
+    if event_type == "profiles-merged" and (
+        properties.get("survivor") in erased or properties.get("merged") in erased
+    ):
+        return {"survivor": None, "merged": None, "event_id": None, "erased": True}
+    profiles = properties.get("profiles")
+    if (
+        event_type == "profile-merge-refused"
+        and isinstance(profiles, list)
+        and any(p in erased for p in profiles)
+    ):
+        # The other profile is someone else, who keeps their id here.
+        return {
+            "profiles": [None if p in erased else p for p in profiles],
+            "kind": properties.get("kind"),
+            "event_id": None,
+            "erased": True,
+        }
+    return None
 
 
 class Resolver:
