@@ -292,12 +292,6 @@ def test_retroactively_linked_event_copies_its_traits(client: TestClient) -> Non
     assert profile(client, order["profile_id"])["traits"] == {"name": "Ann"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: resolution.py:203 picks converted_by after the event's new identifiers were "
-    "attached to the profile, so it names the email the event brought, not the phone the "
-    "profile already held and that linked it (and insights count it under the wrong kind)",
-)
 def test_converted_by_names_the_identifier_the_profile_already_held(client: TestClient) -> None:
     create_source(client, id="calls", identification=[{**PHONE_RULE, "create_profile": True}])
     create_source(client, id="shop", identification=[EMAIL_RULE, PHONE_RULE])

@@ -12,6 +12,8 @@ The rules, in order, for one claim:
 3. Several owners: merge them into the oldest (creation time, then id), unless two of them hold
    different values of a single-valued kind: then they stay apart, the refusal is recorded, and
    the event goes to the oldest.
+An event that already belongs to a profile (a tracked one, or a linked one a backfill re-reads)
+stays with it, or with the profile it was merged into: its row is not relinked.
 A profile never takes a second value of a single-valued kind; that identifier stays unowned.
 """
 
@@ -222,9 +224,11 @@ class Resolver:
         if item.event_id in self.plan.links:
             return self.plan.links[item.event_id]
         claim = item.claim
-        anchor = [self.plan.final(claim.profile_id)] if claim.profile_id else []
+        anchor = self.plan.final(claim.profile_id) if claim.profile_id else None
+        if anchor not in self.profiles:
+            anchor = None
         owners = _unique(
-            [p for p in anchor if p in self.profiles]
+            ([anchor] if anchor else [])
             + [self.owner[i] for i in claim.identifiers if i in self.owner]
         )
         if not owners:
@@ -233,21 +237,28 @@ class Resolver:
             target = self._create(item.received_ms)
         else:
             ordered = sorted((self.profiles[p] for p in owners), key=lambda p: (p.created_ms, p.id))
-            target = ordered[0]
             for other in ordered[1:]:
-                self._merge(target, other, item)
+                self._merge(ordered[0], other, item)
+            # The event's row already names its profile and is only updated when it has none:
+            # where a guard kept that profile apart from the oldest owner, the event stays.
+            target = self.profiles[self.plan.final(anchor)] if anchor else ordered[0]
+        # What linked the event is an identifier the profile held before this event; one it
+        # brings along is only the reason when the profile is new.
+        by = self._held_by(claim, target)
         for identifier in claim.identifiers:
             if identifier not in self.owner:
                 self._attach(target, identifier)
+        if by is None:
+            by = self._held_by(claim, target) or claim.identifiers[0]
         if claim.traits:
             target.traits.update(claim.traits)
             self.plan.touched.add(target.id)
-        by = next((i for i in claim.identifiers if self.owner.get(i) == target.id), None)
-        if by is None:  # every identifier went elsewhere or was refused; link by the first
-            by = claim.identifiers[0]
         link = Link(target.id, by)
         self.plan.links[item.event_id] = link
         return link
+
+    def _held_by(self, claim: Claim, profile: ProfileState) -> Identifier | None:
+        return next((i for i in claim.identifiers if self.owner.get(i) == profile.id), None)
 
     def _create(self, created_ms: int) -> ProfileState:
         profile = ProfileState(self.new_profile_id(), created_ms)
