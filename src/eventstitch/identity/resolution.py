@@ -196,6 +196,9 @@ class Resolver:
         self.known: set[Identifier] = set()
         self.plan = Plan()
         self._fresh: list[Identifier] = []
+        self.refused_before: set[tuple[str, str, frozenset[str]]] = set()
+        """Refusals already recorded, as (event id, kind, the two profiles): a backfill that
+        meets the same event again must not log its refusal twice."""
 
     def unknown(self, identifiers: Iterable[Identifier]) -> set[Identifier]:
         """Identifiers whose owner the backend has not told us yet."""
@@ -283,9 +286,12 @@ class Resolver:
         for kind in self.single_valued:
             mine, theirs = survivor.values_of(kind), other.values_of(kind)
             if mine and theirs and mine != theirs:
-                self.plan.refused.append(
-                    RefusedMerge((survivor.id, other.id), kind, item.event_id, item.received_ms)
-                )
+                seen = (item.event_id, kind, frozenset((survivor.id, other.id)))
+                if seen not in self.refused_before:
+                    self.refused_before.add(seen)
+                    self.plan.refused.append(
+                        RefusedMerge((survivor.id, other.id), kind, item.event_id, item.received_ms)
+                    )
                 return
         for kind, values in other.identifiers.items():
             survivor.identifiers.setdefault(kind, set()).update(values)
