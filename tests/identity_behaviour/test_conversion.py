@@ -271,12 +271,6 @@ def test_retroactive_linking_follows_a_chain_of_identifiers(client: TestClient) 
     assert identifiers(profile(client, profile_id)) == {"phone:+48601234567", "email:b@b.com"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sqlite_identity.py:135 rebuilds a stored event's claim from its identifiers "
-    "only, so an event linked retroactively never copies its traits to the profile, although "
-    "docs/identity.md says traits are copied to the profile the event is linked to",
-)
 def test_retroactively_linked_event_copies_its_traits(client: TestClient) -> None:
     create_source(
         client,
@@ -289,6 +283,26 @@ def test_retroactively_linked_event_copies_its_traits(client: TestClient) -> Non
 
     order = collect(client, "shop", {"email": "a@a.com", "total": 10})
 
+    assert profile(client, order["profile_id"])["traits"] == {"name": "Ann"}
+
+
+def test_an_older_event_linked_retroactively_keeps_the_newer_events_trait_value(
+    client: TestClient,
+) -> None:
+    create_source(client, id="forms", identification=[PHONE_RULE], traits={"name": "name"})
+    create_source(
+        client,
+        id="shop",
+        identification=[EMAIL_RULE, PHONE_RULE],
+        traits={"name": "name"},
+    )
+    old_form = collect(client, "forms", {"phone": "+48601234567", "name": "Ann (old form)"})
+    order = collect(client, "shop", {"email": "a@a.com", "name": "Ann"})
+
+    # The profile learns the phone now, which links the older form retroactively.
+    collect(client, "shop", {"email": "a@a.com", "phone": "+48601234567"})
+
+    assert event(client, old_form["id"])["profile_id"] == order["profile_id"]
     assert profile(client, order["profile_id"])["traits"] == {"name": "Ann"}
 
 
@@ -378,12 +392,6 @@ def test_backfill_twice_gives_the_same_result(
     assert len({e["profile_id"] for e in after_second if e["profile_id"]}) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: identity/service.py:104 pages events newest first, sqlite_track.py:111 "
-    "resolves them in that order and resolution.py:201 lets each later (older) event's trait "
-    "overwrite: after a backfill a profile shows its oldest value, not the newest",
-)
 def test_backfill_keeps_the_newest_events_trait_value(
     client: TestClient, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:

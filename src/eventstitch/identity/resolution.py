@@ -15,6 +15,8 @@ The rules, in order, for one claim:
 An event that already belongs to a profile (a tracked one, or a linked one a backfill re-reads)
 stays with it, or with the profile it was merged into: its row is not relinked.
 A profile never takes a second value of a single-valued kind; that identifier stays unowned.
+A trait keeps the value of the newest event that carried it, whatever order events reach the
+profile in (a backfill reads newest first; a stored event may be linked after newer ones).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class ProfileState:
     created_ms: int
     identifiers: dict[str, set[str]] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
+    trait_events: dict[str, str] = field(default_factory=dict)
+    """Per trait, the id of the event its value came from (ids sort by receipt time)."""
 
     def values_of(self, kind: str) -> set[str]:
         return self.identifiers.get(kind, set())
@@ -253,15 +257,22 @@ class Resolver:
                 self._attach(target, identifier)
         if by is None:
             by = self._held_by(claim, target) or claim.identifiers[0]
-        if claim.traits:
-            target.traits.update(claim.traits)
-            self.plan.touched.add(target.id)
+        self._take_traits(target, claim.traits, item.event_id)
         link = Link(target.id, by)
         self.plan.links[item.event_id] = link
         return link
 
     def _held_by(self, claim: Claim, profile: ProfileState) -> Identifier | None:
         return next((i for i in claim.identifiers if self.owner.get(i) == profile.id), None)
+
+    def _take_traits(self, profile: ProfileState, traits: Mapping[str, Any], event_id: str) -> None:
+        """Copy an event's traits, except where the profile holds a newer event's value."""
+        for trait, value in traits.items():
+            if profile.trait_events.get(trait, "") > event_id:
+                continue
+            profile.traits[trait] = value
+            profile.trait_events[trait] = event_id
+            self.plan.touched.add(profile.id)
 
     def _create(self, created_ms: int) -> ProfileState:
         profile = ProfileState(self.new_profile_id(), created_ms)
@@ -298,7 +309,10 @@ class Resolver:
             for value in values:
                 self.owner[(kind, value)] = survivor.id
         for trait, value in other.traits.items():
-            survivor.traits.setdefault(trait, value)  # the survivor's own values win
+            if trait not in survivor.traits:  # the survivor's own values win
+                survivor.traits[trait] = value
+                if trait in other.trait_events:
+                    survivor.trait_events[trait] = other.trait_events[trait]
         self.plan.touched.add(survivor.id)
         self.plan.touched.discard(other.id)
         self.plan.redirect[other.id] = survivor.id

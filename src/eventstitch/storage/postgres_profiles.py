@@ -112,11 +112,12 @@ class PostgresProfiles:
             ids = [pg_text(profile_id)] + [row[0] for row in await cursor.fetchall()]
             await _redact_happenings(conn, ids)
             # The rollup trigger uncounts the deleted events.
-            await conn.execute(
-                "DELETE FROM event_identifiers WHERE event_id IN"
-                " (SELECT id FROM events WHERE profile_id = ANY(%s::text[]))",
-                (ids,),
-            )
+            for table in ("event_identifiers", "event_traits"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE event_id IN"
+                    " (SELECT id FROM events WHERE profile_id = ANY(%s::text[]))",
+                    (ids,),
+                )
             cursor = await conn.execute(
                 "DELETE FROM events WHERE profile_id = ANY(%s::text[])", (ids,)
             )

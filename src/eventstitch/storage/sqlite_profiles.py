@@ -122,10 +122,11 @@ class SqliteProfiles:
 
 def _erase_events(conn: sqlite3.Connection, where: str, params: list[Any]) -> int:
     """Delete events (the rollup triggers uncount them) and what they carried."""
-    conn.execute(
-        f"DELETE FROM event_identifiers WHERE event_id IN (SELECT id FROM events WHERE {where})",
-        params,
-    )
+    for table in ("event_identifiers", "event_traits"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE event_id IN (SELECT id FROM events WHERE {where})",
+            params,
+        )
     return int(conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount)
 
 
