@@ -271,12 +271,6 @@ def test_retroactive_linking_follows_a_chain_of_identifiers(client: TestClient) 
     assert identifiers(profile(client, profile_id)) == {"phone:+48601234567", "email:b@b.com"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: sqlite_identity.py:135 rebuilds a stored event's claim from its identifiers "
-    "only, so an event linked retroactively never copies its traits to the profile, although "
-    "docs/identity.md says traits are copied to the profile the event is linked to",
-)
 def test_retroactively_linked_event_copies_its_traits(client: TestClient) -> None:
     create_source(
         client,
@@ -292,12 +286,26 @@ def test_retroactively_linked_event_copies_its_traits(client: TestClient) -> Non
     assert profile(client, order["profile_id"])["traits"] == {"name": "Ann"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: resolution.py:203 picks converted_by after the event's new identifiers were "
-    "attached to the profile, so it names the email the event brought, not the phone the "
-    "profile already held and that linked it (and insights count it under the wrong kind)",
-)
+def test_an_older_event_linked_retroactively_keeps_the_newer_events_trait_value(
+    client: TestClient,
+) -> None:
+    create_source(client, id="forms", identification=[PHONE_RULE], traits={"name": "name"})
+    create_source(
+        client,
+        id="shop",
+        identification=[EMAIL_RULE, PHONE_RULE],
+        traits={"name": "name"},
+    )
+    old_form = collect(client, "forms", {"phone": "+48601234567", "name": "Ann (old form)"})
+    order = collect(client, "shop", {"email": "a@a.com", "name": "Ann"})
+
+    # The profile learns the phone now, which links the older form retroactively.
+    collect(client, "shop", {"email": "a@a.com", "phone": "+48601234567"})
+
+    assert event(client, old_form["id"])["profile_id"] == order["profile_id"]
+    assert profile(client, order["profile_id"])["traits"] == {"name": "Ann"}
+
+
 def test_converted_by_names_the_identifier_the_profile_already_held(client: TestClient) -> None:
     create_source(client, id="calls", identification=[{**PHONE_RULE, "create_profile": True}])
     create_source(client, id="shop", identification=[EMAIL_RULE, PHONE_RULE])
@@ -384,12 +392,6 @@ def test_backfill_twice_gives_the_same_result(
     assert len({e["profile_id"] for e in after_second if e["profile_id"]}) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: identity/service.py:104 pages events newest first, sqlite_track.py:111 "
-    "resolves them in that order and resolution.py:201 lets each later (older) event's trait "
-    "overwrite: after a backfill a profile shows its oldest value, not the newest",
-)
 def test_backfill_keeps_the_newest_events_trait_value(
     client: TestClient, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -486,12 +488,6 @@ def test_events_filters_show_converted_and_profile_less_events(client: TestClien
     assert stored_events(client, profile_less="false") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (docs/api.md:124 says converted=false means profile-less events not linked "
-    "yet): storage/sqlite_queries.py:73 only tests converted_ms IS NULL, so tracked events that "
-    "have a profile, and system events, are listed as not converted",
-)
 def test_converted_false_lists_only_profile_less_events_still_waiting(
     client: TestClient,
 ) -> None:
@@ -502,6 +498,16 @@ def test_converted_false_lists_only_profile_less_events_still_waiting(
     waiting = stored_events(client, converted="false", source_id=["shop", "forms", "web"])
 
     assert {e["id"] for e in waiting} == set(ids["unconverted"])
+
+
+def test_converted_false_leaves_out_system_events(client: TestClient) -> None:
+    _mixed_traffic(client)
+    assert system_events(client, "profile-created")
+
+    waiting = stored_events(client, converted="false")
+
+    assert all(e["source_id"] != "system" for e in waiting)
+    assert all(e["profile_less"] and e["profile_id"] is None for e in waiting)
 
 
 def test_conversion_insights_by_source_show_rate_and_identifier_kinds(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
@@ -231,12 +230,6 @@ def test_another_single_valued_kind_can_be_configured(tmp_path: Path) -> None:
         assert find(client, "email:b@b.com") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a backfill re-resolves the already linked event and resolution.py:233 "
-    "records the same refusal again (sqlite_identity.py _apply inserts it), so every backfill "
-    "adds a duplicate to the profile's merges and another profile-merge-refused system event",
-)
 def test_backfill_twice_does_not_log_the_same_refusal_again(client: TestClient) -> None:
     older, _ = _two_profiles(
         client, {"email": "a@a.com", "user_id": "u1"}, {"email": "b@b.com", "user_id": "u2"}

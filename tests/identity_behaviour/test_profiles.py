@@ -203,12 +203,6 @@ def test_erasure_removes_tracked_sessions_too(client: TestClient) -> None:
     assert stored_events(client, source_id="web")[0]["id"] == again["events"][0]["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: erasure (storage/sqlite_profiles.py:60-76) deletes the profile's events but "
-    "not the profile-created/profiles-merged system events that resolution.py:96 wrote with "
-    "its identifiers, so the erased email is still readable through the events API",
-)
 def test_erasure_leaves_the_persons_identifiers_nowhere_in_the_events_api(
     shop: TestClient,
 ) -> None:
@@ -219,6 +213,48 @@ def test_erasure_leaves_the_persons_identifiers_nowhere_in_the_events_api(
     everything = stored_events(shop)
     assert "forget.me@a.com" not in str(everything)
     assert answer["profile_id"] not in str(everything)
+
+
+def test_erasure_redacts_the_persons_merges_and_refusals_but_keeps_the_events(
+    client: TestClient,
+) -> None:
+    create_source(
+        client,
+        id="hooks",
+        identification=[*RULES, {"path": "user_id", "kind": "user_id"}],
+    )
+    ann = collect(client, "hooks", {"email": "ann@a.com", "user_id": "u1"})
+    annie = collect(client, "hooks", {"email": "annie@a.com"})
+    bob = collect(client, "hooks", {"email": "bob@b.com", "user_id": "u2"})
+    collect(client, "hooks", {"email": "ann@a.com", "other_email": "annie@a.com"})
+    collect(client, "hooks", {"email": "bob@b.com", "other_email": "ann@a.com"})
+    counts_before = {
+        t: len(system_events(client, t))
+        for t in ("profile-created", "profiles-merged", "profile-merge-refused")
+    }
+
+    client.delete(f"/api/profiles/{ann['profile_id']}")
+
+    everything = str(stored_events(client))
+    for gone in ("ann@a.com", "annie@a.com", ann["profile_id"], annie["profile_id"]):
+        assert gone not in everything
+    assert "bob@b.com" in everything
+    counts_after = {t: len(system_events(client, t)) for t in counts_before}
+    assert (
+        counts_after
+        == counts_before
+        == {
+            "profile-created": 3,
+            "profiles-merged": 1,
+            "profile-merge-refused": 1,
+        }
+    )
+    [merged] = system_events(client, "profiles-merged")
+    assert merged["properties"]["erased"] is True
+    [refused] = system_events(client, "profile-merge-refused")
+    assert refused["properties"]["kind"] == "user_id"
+    assert bob["profile_id"] in refused["properties"]["profiles"]
+    assert None in refused["properties"]["profiles"]
 
 
 # -- CLI -----------------------------------------------------------------------------------

@@ -281,12 +281,6 @@ def test_collect_refuses_a_tracker_source(web: TestClient) -> None:
     _nothing_stored(web)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when a guard refuses to merge the visit's profile into an older owner, "
-    "sqlite_track.py:68 answers the older owner as the event's profile while the stored event "
-    "keeps the visit's profile (sqlite_identity.py:185 only links events with no profile)",
-)
 def test_track_answer_names_the_profile_the_event_is_stored_with(web: TestClient) -> None:
     user_id = {"path": "user_id", "kind": "user_id"}
     web.patch("/api/sources/hooks", json={"identification": [EMAIL_RULE, user_id]})

@@ -12,16 +12,20 @@ The rules, in order, for one claim:
 3. Several owners: merge them into the oldest (creation time, then id), unless two of them hold
    different values of a single-valued kind: then they stay apart, the refusal is recorded, and
    the event goes to the oldest.
+An event that already belongs to a profile (a tracked one, or a linked one a backfill re-reads)
+stays with it, or with the profile it was merged into: its row is not relinked.
 A profile never takes a second value of a single-valued kind; that identifier stays unowned.
+A trait keeps the value of the newest event that carried it, whatever order events reach the
+profile in (a backfill reads newest first; a stored event may be linked after newer ones).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventstitch.ids import new_event_id
+from eventstitch.ids import id_floor, new_event_id
 from eventstitch.storage.interfaces import Claim, EventRecord, Identifier
 
 
@@ -33,6 +37,8 @@ class ProfileState:
     created_ms: int
     identifiers: dict[str, set[str]] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
+    trait_events: dict[str, str] = field(default_factory=dict)
+    """Per trait, the id of the event its value came from (ids sort by receipt time)."""
 
     def values_of(self, kind: str) -> set[str]:
         return self.identifiers.get(kind, set())
@@ -141,6 +147,48 @@ def system_event(event_type: str, properties: dict[str, Any]) -> EventRecord:
     )
 
 
+PROFILE_HAPPENINGS = ("profile-created", "profiles-merged", "profile-merge-refused")
+"""System event types that name profiles (and, on creation, their identifiers)."""
+
+
+_CLOCK_SLACK_MS = 3_600_000
+
+
+def happenings_since(created_ms: int) -> str:
+    """The lowest event id a happening about a profile created at `created_ms` can have: it is
+    recorded after the profile exists (with an hour's slack for a clock stepped back), so an
+    erasure reads only the system events since, not all of them."""
+    return id_floor(max(0, created_ms - _CLOCK_SLACK_MS))
+
+
+def redacted(
+    event_type: str, properties: Mapping[str, Any], erased: Container[str]
+) -> dict[str, Any] | None:
+    """A profile happening's properties with erased profiles taken out, or None when it names
+    none of them. The event itself stays, so counts of creations and merges still add up; it
+    no longer says who, nor which (deleted) event caused it, and says that it was erased."""
+    if event_type == "profile-created" and properties.get("profile_id") in erased:
+        return {"profile_id": None, "identifiers": [], "erased": True}
+    if event_type == "profiles-merged" and (
+        properties.get("survivor") in erased or properties.get("merged") in erased
+    ):
+        return {"survivor": None, "merged": None, "event_id": None, "erased": True}
+    profiles = properties.get("profiles")
+    if (
+        event_type == "profile-merge-refused"
+        and isinstance(profiles, list)
+        and any(p in erased for p in profiles)
+    ):
+        # The other profile is someone else, who keeps their id here.
+        return {
+            "profiles": [None if p in erased else p for p in profiles],
+            "kind": properties.get("kind"),
+            "event_id": None,
+            "erased": True,
+        }
+    return None
+
+
 class Resolver:
     """Holds the owners known so far and the plan being built; one per write transaction."""
 
@@ -152,6 +200,9 @@ class Resolver:
         self.known: set[Identifier] = set()
         self.plan = Plan()
         self._fresh: list[Identifier] = []
+        self.refused_before: set[tuple[str, str, frozenset[str]]] = set()
+        """Refusals already recorded, as (event id, kind, the two profiles): a backfill that
+        meets the same event again must not log its refusal twice."""
 
     def unknown(self, identifiers: Iterable[Identifier]) -> set[Identifier]:
         """Identifiers whose owner the backend has not told us yet."""
@@ -180,9 +231,11 @@ class Resolver:
         if item.event_id in self.plan.links:
             return self.plan.links[item.event_id]
         claim = item.claim
-        anchor = [self.plan.final(claim.profile_id)] if claim.profile_id else []
+        anchor = self.plan.final(claim.profile_id) if claim.profile_id else None
+        if anchor not in self.profiles:
+            anchor = None
         owners = _unique(
-            [p for p in anchor if p in self.profiles]
+            ([anchor] if anchor else [])
             + [self.owner[i] for i in claim.identifiers if i in self.owner]
         )
         if not owners:
@@ -191,21 +244,35 @@ class Resolver:
             target = self._create(item.received_ms)
         else:
             ordered = sorted((self.profiles[p] for p in owners), key=lambda p: (p.created_ms, p.id))
-            target = ordered[0]
             for other in ordered[1:]:
-                self._merge(target, other, item)
+                self._merge(ordered[0], other, item)
+            # The event's row already names its profile and is only updated when it has none:
+            # where a guard kept that profile apart from the oldest owner, the event stays.
+            target = self.profiles[self.plan.final(anchor)] if anchor else ordered[0]
+        # What linked the event is an identifier the profile held before this event; one it
+        # brings along is only the reason when the profile is new.
+        by = self._held_by(claim, target)
         for identifier in claim.identifiers:
             if identifier not in self.owner:
                 self._attach(target, identifier)
-        if claim.traits:
-            target.traits.update(claim.traits)
-            self.plan.touched.add(target.id)
-        by = next((i for i in claim.identifiers if self.owner.get(i) == target.id), None)
-        if by is None:  # every identifier went elsewhere or was refused; link by the first
-            by = claim.identifiers[0]
+        if by is None:
+            by = self._held_by(claim, target) or claim.identifiers[0]
+        self._take_traits(target, claim.traits, item.event_id)
         link = Link(target.id, by)
         self.plan.links[item.event_id] = link
         return link
+
+    def _held_by(self, claim: Claim, profile: ProfileState) -> Identifier | None:
+        return next((i for i in claim.identifiers if self.owner.get(i) == profile.id), None)
+
+    def _take_traits(self, profile: ProfileState, traits: Mapping[str, Any], event_id: str) -> None:
+        """Copy an event's traits, except where the profile holds a newer event's value."""
+        for trait, value in traits.items():
+            if profile.trait_events.get(trait, "") > event_id:
+                continue
+            profile.traits[trait] = value
+            profile.trait_events[trait] = event_id
+            self.plan.touched.add(profile.id)
 
     def _create(self, created_ms: int) -> ProfileState:
         profile = ProfileState(self.new_profile_id(), created_ms)
@@ -230,16 +297,22 @@ class Resolver:
         for kind in self.single_valued:
             mine, theirs = survivor.values_of(kind), other.values_of(kind)
             if mine and theirs and mine != theirs:
-                self.plan.refused.append(
-                    RefusedMerge((survivor.id, other.id), kind, item.event_id, item.received_ms)
-                )
+                seen = (item.event_id, kind, frozenset((survivor.id, other.id)))
+                if seen not in self.refused_before:
+                    self.refused_before.add(seen)
+                    self.plan.refused.append(
+                        RefusedMerge((survivor.id, other.id), kind, item.event_id, item.received_ms)
+                    )
                 return
         for kind, values in other.identifiers.items():
             survivor.identifiers.setdefault(kind, set()).update(values)
             for value in values:
                 self.owner[(kind, value)] = survivor.id
         for trait, value in other.traits.items():
-            survivor.traits.setdefault(trait, value)  # the survivor's own values win
+            if trait not in survivor.traits:  # the survivor's own values win
+                survivor.traits[trait] = value
+                if trait in other.trait_events:
+                    survivor.trait_events[trait] = other.trait_events[trait]
         self.plan.touched.add(survivor.id)
         self.plan.touched.discard(other.id)
         self.plan.redirect[other.id] = survivor.id

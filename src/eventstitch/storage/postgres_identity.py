@@ -48,6 +48,20 @@ async def store_event_identifiers(conn: Conn, items: Sequence[ClaimItem]) -> Non
             " ON CONFLICT DO NOTHING",
             columns(rows, 4),
         )
+    # Traits too: an event linked later copies them then. Only events without a profile can
+    # be linked later; a backfill re-reading one replaces them with what the current rules say.
+    traits = [
+        (item.event_id, _json(dict(item.claim.traits)))
+        for item in items
+        if item.claim.traits and item.claim.profile_id is None
+    ]
+    if traits:
+        await conn.execute(
+            "INSERT INTO event_traits (event_id, traits)"
+            " SELECT id, traits::jsonb FROM unnest(%s::text[], %s::text[]) AS u(id, traits)"
+            " ON CONFLICT (event_id) DO UPDATE SET traits = excluded.traits",
+            columns(traits, 2),
+        )
 
 
 async def resolve(
@@ -78,17 +92,17 @@ async def _owners(conn: Conn, identifiers: set[Identifier]) -> list[ProfileState
     """The profiles owning any of `identifiers`, each with all its identifiers, in one query."""
     profiles: dict[str, ProfileState] = {}
     cursor = await conn.execute(
-        "SELECT p.id, p.created_ms, p.traits::text, held.kind, held.value"
+        "SELECT p.id, p.created_ms, p.traits::text, p.trait_events::text, held.kind, held.value"
         " FROM identifiers AS asked JOIN profiles AS p ON p.id = asked.profile_id"
         " JOIN identifiers AS held ON held.profile_id = p.id"
         " WHERE (asked.kind, asked.value) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
         _pairs(identifiers),
     )
-    for profile_id, created_ms, traits, kind, value in await cursor.fetchall():
+    for profile_id, created_ms, traits, trait_events, kind, value in await cursor.fetchall():
         profile = profiles.get(profile_id)
         if profile is None:
             profile = profiles[profile_id] = ProfileState(
-                profile_id, created_ms, {}, orjson.loads(traits)
+                profile_id, created_ms, {}, orjson.loads(traits), orjson.loads(trait_events)
             )
         profile.identifiers.setdefault(kind, set()).add(value)
     return list(profiles.values())
@@ -100,10 +114,12 @@ async def load_profiles(conn: Conn, profile_ids: set[str]) -> list[ProfileState]
     if not ids:
         return []
     cursor = await conn.execute(
-        "SELECT id, created_ms, traits::text FROM profiles WHERE id = ANY(%s::text[])", (ids,)
+        "SELECT id, created_ms, traits::text, trait_events::text FROM profiles"
+        " WHERE id = ANY(%s::text[])",
+        (ids,),
     )
     profiles = {
-        row[0]: ProfileState(row[0], row[1], {}, orjson.loads(row[2]))
+        row[0]: ProfileState(row[0], row[1], {}, orjson.loads(row[2]), orjson.loads(row[3]))
         for row in await cursor.fetchall()
     }
     cursor = await conn.execute(
@@ -142,11 +158,19 @@ async def _stored_claims(conn: Conn, fresh: list[Identifier], decided: Any) -> l
     )
     for event_id, kind, value, position in await cursor.fetchall():
         carried[event_id].append((position, (kind, value)))
+    cursor = await conn.execute(
+        "SELECT event_id, traits::text FROM event_traits WHERE event_id = ANY(%s::text[])",
+        (list(found),),
+    )
+    traits = {event_id: orjson.loads(text) for event_id, text in await cursor.fetchall()}
     return [
         ClaimItem(
             event_id,
             found[event_id],
-            Claim(identifiers=tuple(i for _, i in sorted(carried[event_id]))),
+            Claim(
+                identifiers=tuple(i for _, i in sorted(carried[event_id])),
+                traits=traits.get(event_id, {}),
+            ),
             stored=True,
         )
         for event_id in sorted(found)  # oldest first, as they arrived
@@ -161,12 +185,19 @@ async def _apply(conn: Conn, resolver: Resolver, now_ms: int) -> None:
     plan = resolver.plan
     if plan.created:
         await conn.execute(
-            "INSERT INTO profiles (id, created_ms, updated_ms, traits)"
-            " SELECT id, created_ms, %s, traits::jsonb"
-            " FROM unnest(%s::text[], %s::int8[], %s::text[]) AS u(id, created_ms, traits)",
+            "INSERT INTO profiles (id, created_ms, updated_ms, traits, trait_events)"
+            " SELECT id, created_ms, %s, traits::jsonb, trait_events::jsonb"
+            " FROM unnest(%s::text[], %s::int8[], %s::text[], %s::text[])"
+            " AS u(id, created_ms, traits, trait_events)",
             [
                 now_ms,
-                *columns([(p.id, p.created_ms, _json(p.traits)) for p in plan.created.values()], 3),
+                *columns(
+                    [
+                        (p.id, p.created_ms, _json(p.traits), _json(p.trait_events))
+                        for p in plan.created.values()
+                    ],
+                    4,
+                ),
             ],
         )
     for merge in plan.merges:
@@ -212,15 +243,16 @@ async def _apply(conn: Conn, resolver: Resolver, now_ms: int) -> None:
             ],
         )
     touched = [
-        (p, _json(resolver.profiles[p].traits))
+        (p, _json(resolver.profiles[p].traits), _json(resolver.profiles[p].trait_events))
         for p in sorted(plan.touched)
         if p in resolver.profiles and p not in plan.created
     ]
     if touched:
         await conn.execute(
-            "UPDATE profiles SET traits = u.traits::jsonb, updated_ms = %s"
-            " FROM unnest(%s::text[], %s::text[]) AS u(id, traits) WHERE profiles.id = u.id",
-            [now_ms, *columns(touched, 2)],
+            "UPDATE profiles SET traits = u.traits::jsonb, trait_events = u.trait_events::jsonb,"
+            " updated_ms = %s FROM unnest(%s::text[], %s::text[], %s::text[])"
+            " AS u(id, traits, trait_events) WHERE profiles.id = u.id",
+            [now_ms, *columns(touched, 3)],
         )
     links = [
         (event_id, plan.final(link.profile_id), f"{link.converted_by[0]}:{link.converted_by[1]}")

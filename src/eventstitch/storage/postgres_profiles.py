@@ -6,8 +6,15 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from eventstitch.identity.resolution import (
+    PROFILE_HAPPENINGS,
+    SYSTEM_SOURCE_ID,
+    happenings_since,
+    redacted,
+)
 from eventstitch.storage.interfaces import Identifier, MergeRecord, ProfileRecord
 from eventstitch.storage.postgres_queries import pg_text
+from eventstitch.storage.postgres_rows import columns
 
 if TYPE_CHECKING:
     from eventstitch.storage.postgres import PostgresStorage
@@ -103,12 +110,14 @@ class PostgresProfiles:
                 "SELECT id FROM profiles WHERE merged_into = %s", (pg_text(profile_id),)
             )
             ids = [pg_text(profile_id)] + [row[0] for row in await cursor.fetchall()]
+            await _redact_happenings(conn, ids)
             # The rollup trigger uncounts the deleted events.
-            await conn.execute(
-                "DELETE FROM event_identifiers WHERE event_id IN"
-                " (SELECT id FROM events WHERE profile_id = ANY(%s::text[]))",
-                (ids,),
-            )
+            for table in ("event_identifiers", "event_traits"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE event_id IN"
+                    " (SELECT id FROM events WHERE profile_id = ANY(%s::text[]))",
+                    (ids,),
+                )
             cursor = await conn.execute(
                 "DELETE FROM events WHERE profile_id = ANY(%s::text[])", (ids,)
             )
@@ -128,3 +137,33 @@ class PostgresProfiles:
 
         result: tuple[int, int] = await self._storage.write(remove, identity=True)
         return result
+
+
+async def _redact_happenings(conn: Conn, ids: list[str]) -> None:
+    """Take erased profiles out of the system events that name them (see `redacted`)."""
+    cursor = await conn.execute(
+        "SELECT MIN(created_ms) FROM profiles WHERE id = ANY(%s::text[])", (ids,)
+    )
+    row = await cursor.fetchone()
+    if row is None or row[0] is None:
+        return
+    cursor = await conn.execute(
+        "SELECT id, type, properties::text FROM events WHERE source_id = %s AND id >= %s"
+        " AND type = ANY(%s::text[]) AND (properties->>'profile_id' = ANY(%s::text[])"
+        " OR properties->>'survivor' = ANY(%s::text[]) OR properties->>'merged' = ANY(%s::text[])"
+        " OR (jsonb_typeof(properties->'profiles') = 'array'"
+        " AND properties->'profiles' ?| %s::text[]))",
+        (SYSTEM_SOURCE_ID, happenings_since(row[0]), list(PROFILE_HAPPENINGS), ids, ids, ids, ids),
+    )
+    erased = set(ids)
+    changes = []
+    for event_id, event_type, text in await cursor.fetchall():
+        properties = redacted(event_type, orjson.loads(text), erased)
+        if properties is not None:
+            changes.append((event_id, orjson.dumps(properties).decode()))
+    if changes:
+        await conn.execute(
+            "UPDATE events SET properties = u.properties::jsonb, properties_exact = NULL"
+            " FROM unnest(%s::text[], %s::text[]) AS u(id, properties) WHERE events.id = u.id",
+            columns(changes, 2),
+        )

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from eventstitch.identity.resolution import SYSTEM_SOURCE_ID
 from eventstitch.ids import id_floor
 from eventstitch.storage.interfaces import CountQuery, EventFilter, GroupBy, PropertyPath
 from eventstitch.storage.query_rules import (
@@ -81,10 +82,12 @@ def where_clause(
     if event_filter.profile_id is not None:
         clauses.append("profile_id = %s")
         params.append(pg_text(event_filter.profile_id))
-    if event_filter.converted is not None:
-        clauses.append(
-            "converted_ms IS NOT NULL" if event_filter.converted else "converted_ms IS NULL"
-        )
+    if event_filter.converted:
+        clauses.append("converted_ms IS NOT NULL")
+    elif event_filter.converted is not None:
+        # Still waiting: collected without a profile and not linked since (see sqlite_queries).
+        clauses.append("profile_less AND converted_ms IS NULL AND source_id <> %s")
+        params.append(SYSTEM_SOURCE_ID)
     if event_filter.since_ms is not None:
         clauses.append("id >= %s")
         params.append(id_floor(event_filter.since_ms))

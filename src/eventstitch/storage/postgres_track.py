@@ -114,6 +114,15 @@ async def reclaim_stored(
     ]
     await postgres_identity.store_event_identifiers(conn, anchored)
     resolver = Resolver(single_valued=single_valued, new_profile_id=new_profile_id)
+    # A second backfill meets the same conflicts again; their refusals are already logged.
+    cursor = await conn.execute(
+        "SELECT event_id, refused_kind, survivor, merged FROM profile_merges"
+        " WHERE refused_kind IS NOT NULL AND event_id = ANY(%s::text[])",
+        (list(owners),),
+    )
+    resolver.refused_before.update(
+        (event_id, kind, frozenset(pair)) for event_id, kind, *pair in await cursor.fetchall()
+    )
     plan = await postgres_identity.resolve(conn, anchored, resolver, now_ms=now_ms())
     if system_events:
         await insert_events(conn, plan.system_events())

@@ -32,6 +32,18 @@ def store_event_identifiers(conn: sqlite3.Connection, items: Sequence[ClaimItem]
         "INSERT OR IGNORE INTO event_identifiers (kind, value, event_id, position) VALUES {rows}",
         rows,
     )
+    # Traits too: an event linked later copies them then. Only events without a profile can
+    # be linked later; a backfill re-reading one replaces them with what the current rules say.
+    many(
+        conn,
+        "INSERT INTO event_traits (event_id, traits) VALUES {rows}"
+        " ON CONFLICT (event_id) DO UPDATE SET traits = excluded.traits",
+        [
+            (item.event_id, orjson.dumps(dict(item.claim.traits)).decode())
+            for item in items
+            if item.claim.traits and item.claim.profile_id is None
+        ],
+    )
 
 
 def many(conn: sqlite3.Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -129,8 +141,8 @@ def _owners(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> list
     profiles: dict[str, ProfileState] = {}
     for chunk in _chunks(identifiers):
         marks, values = _pairs_sql(chunk)
-        for profile_id, created_ms, traits, kind, value in conn.execute(
-            "SELECT p.id, p.created_ms, p.traits, held.kind, held.value"
+        for profile_id, created_ms, traits, trait_events, kind, value in conn.execute(
+            "SELECT p.id, p.created_ms, p.traits, p.trait_events, held.kind, held.value"
             " FROM identifiers AS asked JOIN profiles AS p ON p.id = asked.profile_id"
             " JOIN identifiers AS held ON held.profile_id = p.id"
             f" WHERE (asked.kind, asked.value) IN (VALUES {marks})",
@@ -139,7 +151,7 @@ def _owners(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> list
             profile = profiles.get(profile_id)
             if profile is None:
                 profile = profiles[profile_id] = ProfileState(
-                    profile_id, created_ms, {}, orjson.loads(traits)
+                    profile_id, created_ms, {}, orjson.loads(traits), orjson.loads(trait_events)
                 )
             profile.identifiers.setdefault(kind, set()).add(value)
     return list(profiles.values())
@@ -152,9 +164,9 @@ def load_profiles(conn: sqlite3.Connection, profile_ids: Iterable[str]) -> list[
         return []
     marks = ",".join("?" * len(ids))
     profiles = {
-        row[0]: ProfileState(row[0], row[1], {}, orjson.loads(row[2]))
+        row[0]: ProfileState(row[0], row[1], {}, orjson.loads(row[2]), orjson.loads(row[3]))
         for row in conn.execute(
-            f"SELECT id, created_ms, traits FROM profiles WHERE id IN ({marks})", ids
+            f"SELECT id, created_ms, traits, trait_events FROM profiles WHERE id IN ({marks})", ids
         )
     }
     for kind, value, profile_id in conn.execute(
@@ -183,20 +195,29 @@ def _stored_claims(
     if not found:
         return []
     carried: dict[str, list[tuple[int, Identifier]]] = {event_id: [] for event_id in found}
+    traits: dict[str, dict[str, Any]] = {}
     ids = list(found)
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
+        marks = ",".join("?" * len(part))
         for event_id, kind, value, position in conn.execute(
             "SELECT event_id, kind, value, position FROM event_identifiers"
-            f" WHERE event_id IN ({','.join('?' * len(part))})",
+            f" WHERE event_id IN ({marks})",
             part,
         ):
             carried[event_id].append((position, (kind, value)))
+        for event_id, text in conn.execute(
+            f"SELECT event_id, traits FROM event_traits WHERE event_id IN ({marks})", part
+        ):
+            traits[event_id] = orjson.loads(text)
     return [
         ClaimItem(
             event_id,
             found[event_id],
-            Claim(identifiers=tuple(i for _, i in sorted(carried[event_id]))),
+            Claim(
+                identifiers=tuple(i for _, i in sorted(carried[event_id])),
+                traits=traits.get(event_id, {}),
+            ),
             stored=True,
         )
         for event_id in sorted(found)  # oldest first, as they arrived
@@ -209,9 +230,9 @@ def _apply(
     plan = resolver.plan
     many(
         conn,
-        "INSERT INTO profiles (id, created_ms, updated_ms, traits) VALUES {rows}",
+        "INSERT INTO profiles (id, created_ms, updated_ms, traits, trait_events) VALUES {rows}",
         [
-            (p.id, p.created_ms, now_ms, orjson.dumps(p.traits).decode())
+            (p.id, p.created_ms, now_ms, _json(p.traits), _json(p.trait_events))
             for p in plan.created.values()
         ],
     )
@@ -242,9 +263,14 @@ def _apply(
         [(kind, value, plan.final(owner), now_ms) for (kind, value), owner in plan.attached],
     )
     conn.executemany(
-        "UPDATE profiles SET traits = ?, updated_ms = ? WHERE id = ?",
+        "UPDATE profiles SET traits = ?, trait_events = ?, updated_ms = ? WHERE id = ?",
         [
-            (orjson.dumps(resolver.profiles[p].traits).decode(), now_ms, p)
+            (
+                _json(resolver.profiles[p].traits),
+                _json(resolver.profiles[p].trait_events),
+                now_ms,
+                p,
+            )
             for p in plan.touched
             if p in resolver.profiles and p not in plan.created
         ],
@@ -265,6 +291,10 @@ def _apply(
             if event_id not in inserted
         ],
     )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def live_profile(conn: sqlite3.Connection, profile_id: str) -> str | None:

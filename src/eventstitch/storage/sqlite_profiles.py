@@ -7,6 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventstitch.identity.resolution import (
+    PROFILE_HAPPENINGS,
+    SYSTEM_SOURCE_ID,
+    happenings_since,
+    redacted,
+)
 from eventstitch.storage.interfaces import Identifier, MergeRecord, ProfileRecord
 
 if TYPE_CHECKING:
@@ -100,6 +106,7 @@ class SqliteProfiles:
                 )
             ]
             marks = ",".join("?" * len(ids))
+            _redact_happenings(conn, ids)
             events = _erase_events(conn, f"profile_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM identifiers WHERE profile_id IN ({marks})", ids)
             conn.execute(f"DELETE FROM sessions WHERE profile_id IN ({marks})", ids)
@@ -115,8 +122,36 @@ class SqliteProfiles:
 
 def _erase_events(conn: sqlite3.Connection, where: str, params: list[Any]) -> int:
     """Delete events (the rollup triggers uncount them) and what they carried."""
-    conn.execute(
-        f"DELETE FROM event_identifiers WHERE event_id IN (SELECT id FROM events WHERE {where})",
-        params,
-    )
+    for table in ("event_identifiers", "event_traits"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE event_id IN (SELECT id FROM events WHERE {where})",
+            params,
+        )
     return int(conn.execute(f"DELETE FROM events WHERE {where}", params).rowcount)
+
+
+def _redact_happenings(conn: sqlite3.Connection, ids: list[str]) -> None:
+    """Take erased profiles out of the system events that name them (see `redacted`)."""
+    marks = ",".join("?" * len(ids))
+    (oldest,) = conn.execute(
+        f"SELECT MIN(created_ms) FROM profiles WHERE id IN ({marks})", ids
+    ).fetchone()
+    if oldest is None:
+        return
+    types = ",".join("?" * len(PROFILE_HAPPENINGS))
+    found = conn.execute(
+        "SELECT id, type, properties FROM events WHERE source_id = ? AND id >= ?"
+        f" AND type IN ({types}) AND (json_extract(properties, '$.profile_id') IN ({marks})"
+        f" OR json_extract(properties, '$.survivor') IN ({marks})"
+        f" OR json_extract(properties, '$.merged') IN ({marks})"
+        " OR EXISTS (SELECT 1 FROM json_each(properties, '$.profiles')"
+        f" WHERE json_each.value IN ({marks})))",
+        [SYSTEM_SOURCE_ID, happenings_since(oldest), *PROFILE_HAPPENINGS, *ids, *ids, *ids, *ids],
+    ).fetchall()
+    erased = set(ids)
+    changes = []
+    for event_id, event_type, text in found:
+        properties = redacted(event_type, orjson.loads(text), erased)
+        if properties is not None:
+            changes.append((orjson.dumps(properties).decode(), event_id))
+    conn.executemany("UPDATE events SET properties = ? WHERE id = ?", changes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventstitch.identity.resolution import SYSTEM_SOURCE_ID
 from eventstitch.ids import id_floor
 from eventstitch.storage.interfaces import CountQuery, EventFilter, GroupBy, PropertyPath
 from eventstitch.storage.query_rules import (
@@ -54,10 +55,13 @@ def where_clause(
     if event_filter.profile_id is not None:
         clauses.append("profile_id = ?")
         params.append(event_filter.profile_id)
-    if event_filter.converted is not None:
-        clauses.append(
-            "converted_ms IS NOT NULL" if event_filter.converted else "converted_ms IS NULL"
-        )
+    if event_filter.converted:
+        clauses.append("converted_ms IS NOT NULL")
+    elif event_filter.converted is not None:
+        # Still waiting: collected without a profile and not linked since. Tracked events had
+        # a profile all along, and system events never identify anyone: neither waits.
+        clauses.append("profile_less = 1 AND converted_ms IS NULL AND source_id <> ?")
+        params.append(SYSTEM_SOURCE_ID)
     if event_filter.since_ms is not None:
         clauses.append("id >= ?")
         params.append(id_floor(event_filter.since_ms))

@@ -108,6 +108,15 @@ def reclaim_stored(
     ]
     sqlite_identity.store_event_identifiers(conn, anchored)
     resolver = Resolver(single_valued=single_valued, new_profile_id=new_profile_id)
+    # A second backfill meets the same conflicts again; their refusals are already logged.
+    resolver.refused_before.update(
+        (event_id, kind, frozenset(pair))
+        for event_id, kind, *pair in conn.execute(
+            "SELECT event_id, refused_kind, survivor, merged FROM profile_merges"
+            f" WHERE refused_kind IS NOT NULL AND event_id IN ({marks})",
+            ids,
+        )
+    )
     plan = sqlite_identity.resolve(conn, anchored, resolver, now_ms=now_ms())
     if system_events:
         insert_events(conn, plan.system_events())

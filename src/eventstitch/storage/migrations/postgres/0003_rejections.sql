@@ -1,7 +1,6 @@
 -- Refused ingest requests, kept for inspection and replay (src/eventstitch/rejections/); the
--- same table as SQLite's 0006. Numbered 0003 to leave 0002 to another change; the runner applies
--- every version not yet recorded, in order, so either may land first. JSON columns are text,
--- not jsonb: they are only ever read back whole, and jsonb would refuse U+0000 in a header.
+-- same table as SQLite's 0006. JSON columns are text, not jsonb: they are only ever read back
+-- whole, and jsonb would refuse U+0000 in a header.
 CREATE TABLE rejections (
     id                 text COLLATE "C" PRIMARY KEY,
     received_ms        bigint NOT NULL,

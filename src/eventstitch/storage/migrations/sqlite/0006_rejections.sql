@@ -1,7 +1,6 @@
 -- Refused ingest requests, kept for inspection and replay (src/eventstitch/rejections/).
 -- Bounded by count and by age: each write deletes the oldest beyond the limits and adds what it
--- deleted to rejection_drops. Numbered 0006 to leave 0005 to another change; the runner applies
--- every version not yet recorded, in order, so either may land first.
+-- deleted to rejection_drops.
 CREATE TABLE rejections (
     id                 TEXT PRIMARY KEY,   -- UUIDv7: newest first and time bounds ride this key
     received_ms        INTEGER NOT NULL,
