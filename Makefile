@@ -32,6 +32,7 @@ check: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/collect_throughput.py
+	$(BIN)/python bench/collect_rules_ratio.py
 	$(BIN)/python bench/insights_query.py
 
 docs: $(STAMP_RUN)

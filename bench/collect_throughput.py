@@ -97,7 +97,9 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, connections: int, duration: int, servers: list[int]) -> dict[str, Any]:
+def run_wrk(
+    url: str, connections: int, duration: int, servers: list[int], script: Path = LUA
+) -> dict[str, Any]:
     """One wrk run, with where the CPU went meanwhile (in cores: 1.0 is one core busy)."""
     threads = 1 if connections < 4 else 2
     busy, served, loaded = busy_ticks(), sum(map(process_ticks, servers)), children_cpu_seconds()
@@ -110,7 +112,7 @@ def run_wrk(url: str, connections: int, duration: int, servers: list[int]) -> di
             f"-d{duration}s",
             "--latency",
             "-s",
-            str(LUA),
+            str(script),
             url,
         ],
         capture_output=True,

@@ -1,24 +1,37 @@
 """An acknowledged event survives a crash: SIGKILL the real server mid-load, restart it on the
-same database, and find every event that got a 2xx exactly once."""
+same database, and find every event that got a 2xx exactly once; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import os
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 
 from tests.conftest import all_events, create_source, start_server
+from tests.pg import fresh_database_url
 
 CLIENTS = 8
 PER_CLIENT = 400  # upper bound; the kill usually lands well before
 
 
-def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The server's database: the embedded default, or a fresh PostgreSQL schema."""
+    with fresh_database_url() if request.param == "postgres" else nullcontext("") as url:
+        yield {"EVENTSTITCH_DATABASE_URL": url} if url else {}
+
+
+def test_every_acknowledged_event_survives_sigkill(
+    tmp_path: Path, database_env: dict[str, str]
+) -> None:
     data = tmp_path / "data"
-    server = start_server(data, tmp_path / "first.log")
+    server = start_server(data, tmp_path / "first.log", **database_env)
     with server.client() as http:
         create_source(http, id="hooks")
     acknowledged: list[str] = []
@@ -48,7 +61,7 @@ def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
         thread.join(timeout=30)
     assert not any(t.is_alive() for t in threads)
 
-    restarted = start_server(data, tmp_path / "second.log")
+    restarted = start_server(data, tmp_path / "second.log", **database_env)
     try:
         with restarted.client() as http:
             stored = [e["id"] for e in all_events(http)]
@@ -60,3 +73,4 @@ def test_every_acknowledged_event_survives_sigkill(tmp_path: Path) -> None:
     assert not missing, f"{len(missing)} of {len(acknowledged)} acknowledged events were lost"
     # Unacknowledged requests in flight at the kill may or may not have been committed.
     assert len(stored) <= CLIENTS * PER_CLIENT
+    print(f"durability: {len(acknowledged)} acknowledged, {len(stored)} found after the restart")

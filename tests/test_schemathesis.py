@@ -47,5 +47,6 @@ def test_no_generated_request_makes_the_api_answer_5xx(tmp_path: Path) -> None:
             checked.append(f"{operation.method.upper()} {operation.path}")
         assert "POST /collect/{event_type}/{source_id}" in checked
         assert calls >= 10 * len(operations)
+        print(f"schemathesis: {calls} requests to {len(operations)} operations, none 5xx")
     finally:
         server.stop()
