@@ -34,7 +34,7 @@ async def list_page(
     *, ctx: AppContext, event_filter: EventFilter, limit: int | None, before_id: str | None
 ) -> tuple[list[EventRecord], str | None]:
     """One page of events, newest first, and the cursor of the next page (None at the end)."""
-    size = _page_size(ctx, limit)
+    size = page_size(ctx=ctx, limit=limit)
     try:
         events = await ctx.storage.events.list_page(
             event_filter, limit=size + 1, before_id=before_id
@@ -125,7 +125,8 @@ def _fill_series(
     return filled
 
 
-def _page_size(ctx: AppContext, limit: int | None) -> int:
+def page_size(*, ctx: AppContext, limit: int | None) -> int:
+    """The page size a listing asked for, within the configured bounds (400 otherwise)."""
     if limit is None:
         return ctx.config.query_default_limit
     if not 1 <= limit <= ctx.config.query_max_limit:

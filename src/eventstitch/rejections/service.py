@@ -26,6 +26,7 @@ from eventstitch.ingest import service as ingest
 from eventstitch.ingest.answers import collect_answer, track_answer
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.query import service as query_service
 from eventstitch.query.schemas import encode_cursor
 from eventstitch.rejections.schemas import RejectionPage
 from eventstitch.storage.interfaces import RejectionFilter, RejectionRecord, StorageError
@@ -41,7 +42,7 @@ async def list_page(
     before_id: str | None,
 ) -> RejectionPage:
     """One page of rejections, newest first, the next page's cursor, and the drop totals."""
-    size = _page_size(ctx, limit)
+    size = query_service.page_size(ctx=ctx, limit=limit)
     # So this process's own latest refusals are listed too (when events do not queue).
     await ctx.rejections.flush(unless_busy=True)
     found = await ctx.storage.rejections.list_page(
@@ -159,17 +160,3 @@ def _already_replayed(record: RejectionRecord) -> Conflict:
         ],
         reason="already_replayed",
     )
-
-
-def _page_size(ctx: AppContext, limit: int | None) -> int:
-    if limit is None:
-        return ctx.config.query_default_limit
-    if not 1 <= limit <= ctx.config.query_max_limit:
-        raise BadRequest(
-            f"limit must be between 1 and {ctx.config.query_max_limit}",
-            errors=[
-                {"field": "limit", "value": clip(limit, 40), "limit": ctx.config.query_max_limit}
-            ],
-            reason="bad_query",
-        )
-    return limit
