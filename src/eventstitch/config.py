@@ -56,8 +56,10 @@ def _non_negative_float(raw: str) -> float:
 
 def _batch_size(raw: str) -> int:
     value = _positive_int(raw)
-    if value > 3000:  # 10 bound values per event; SQLite allows 32766 per statement
-        raise ValueError("must be at most 3000")
+    # A batch is one statement: up to 12 bound values per event (linked inserts), and SQLite
+    # as commonly built allows 32766 per statement.
+    if value > 2700:
+        raise ValueError("must be at most 2700")
     return value
 
 
@@ -148,7 +150,7 @@ SETTINGS: tuple[Setting, ...] = (
         "batch_size",
         _batch_size,
         "1000",
-        "Most events committed in one transaction (3000 at most).",
+        "Most events committed in one transaction (2700 at most).",
     ),
     Setting(
         "sqlite_synchronous",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from starlette.testclient import TestClient
 
@@ -70,3 +71,35 @@ def test_a_rate_limited_request_is_kept_and_its_replay_is_not_limited(
     assert replay.status_code == 200, replay.text
     assert sorted(e["properties"]["n"] for e in all_events(client, source_id="slow")) == [1, 2]
     assert_error_shape(client.post("/collect/o/slow", json={"n": 3}), 429)  # still limited
+
+
+def hook_key(secret: str) -> dict[str, Any]:
+    """A shared token in a header whose name does not look secret."""
+    return {"preset": "token", "secrets": [secret], "header": "X-Hook-Key"}
+
+
+def test_a_custom_header_is_not_kept_when_the_refusal_came_before_the_source_was_read(
+    client: TestClient,
+) -> None:
+    secret = "hook-key-secret-0123456789"
+    create_source(client, id="hk", signature=hook_key(secret))
+    headers = {**JSON, "X-Hook-Key": secret}
+    assert_error_shape(client.post("/collect/bad$type/hk", content=BODY, headers=headers), 400)
+    [kept] = rejections(client)
+    assert kept["reason"] == "bad_event_type"
+    shown = client.get(f"/api/rejections/{kept['id']}").json()
+    assert "x-hook-key" not in shown["headers"]
+    assert secret not in str(shown)
+
+
+def test_a_replay_never_stores_the_header_its_source_signs_with(client: TestClient) -> None:
+    secret = "hook-key-secret-0123456789"
+    headers = {**JSON, "X-Hook-Key": secret}
+    assert_error_shape(client.post("/collect/o/later", content=BODY, headers=headers), 404)
+    [kept] = rejections(client)  # no rule named the header then: it is kept as sent
+    create_source(client, id="later", signature=hook_key(secret))
+    replay = client.post(f"/api/rejections/{kept['id']}/replay")
+    assert replay.status_code == 200, replay.text
+    [event] = all_events(client, source_id="later")
+    assert "x-hook-key" not in event["context"]["headers"]
+    assert secret not in str(event)

@@ -18,10 +18,17 @@ from typing import Any
 
 import pytest
 
+from eventstitch.config import load_config
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import Claim, EventRecord, SourceRefused, Storage
+from eventstitch.storage.interfaces import (
+    Claim,
+    EventRecord,
+    SourceRefused,
+    Storage,
+    StorageUnavailable,
+)
 from eventstitch.storage.sqlite import SqliteStorage
-from tests.storage.conftest import BACKENDS, Run
+from tests.storage.conftest import BACKENDS, Run, started_storage
 from tests.storage.test_contract import WEBHOOK, add_sources, event, source
 
 PHONE = ("phone", "+48601234567")
@@ -225,3 +232,112 @@ def test_an_owner_merged_away_by_another_process_sends_events_to_the_survivor(
     gone = run(mine.profiles.get(merged))
     assert gone is not None
     assert gone.merged_into == survivor
+
+
+# -- the SQLite writer under failure and at its limits ---------------------------------------
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, run: Run) -> Iterator[SqliteStorage]:
+    with started_storage("sqlite", tmp_path, run) as storage:
+        assert isinstance(storage, SqliteStorage)
+        yield storage
+
+
+def test_owners_of_a_rolled_back_batch_are_not_remembered(
+    sqlite_store: SqliteStorage, run: Run
+) -> None:
+    """A batch merged two profiles and then failed: nothing of it stands, so an event that
+    carries the merged-away profile's email still goes to that profile."""
+    storage = sqlite_store
+    add_sources(storage, run, "hooks")
+    mail_p, mail_q = ("email", "p@a.com"), ("email", "q@a.com")
+    p = run(storage.events.append(event(n=1), accepted_kinds=WEBHOOK, claim=creating(mail_p)))
+    q = run(storage.events.append(event(n=2), accepted_kinds=WEBHOOK, claim=creating(mail_q)))
+    run(
+        storage.write(
+            lambda conn: conn.execute(
+                "CREATE TRIGGER fail_keys BEFORE INSERT ON delivery_keys"
+                " BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
+            )
+        )
+    )
+    both = event(n=3)
+    with pytest.raises(StorageUnavailable):
+        run(
+            storage.events.append(
+                both, accepted_kinds=WEBHOOK, claim=creating(mail_p, mail_q), delivery_key="k1"
+            )
+        )
+    run(storage.write(lambda conn: conn.execute("DROP TRIGGER fail_keys")))
+    assert run(storage.events.get(both.id)) is None
+    later = event(n=4)
+    assert run(storage.events.append(later, accepted_kinds=WEBHOOK, claim=creating(mail_q))) == q
+    assert linked_profile(storage, run, later) == q
+    assert p != q
+
+
+def test_a_full_batch_of_linked_events_fits_in_one_statement(
+    sqlite_store: SqliteStorage, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The largest batch the settings allow, every event with a claim, on an SQLite built with
+    the common limit of 32766 bound values per statement."""
+    storage = sqlite_store
+    add_sources(storage, run, "hooks")
+    largest = 2700
+    with pytest.raises(ValueError, match="2700"):
+        load_config({"EVENTSTITCH_BATCH_SIZE": str(largest + 1)})
+    writer = storage._writer
+    monkeypatch.setattr(writer, "_batch_size", largest)
+
+    def common_limit(conn: sqlite3.Connection) -> None:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32766)
+
+    run(storage.write(common_limit))
+    events = [event(n=n) for n in range(largest)]
+
+    async def scenario() -> list[Any]:
+        release, write = held_writer(storage)
+        await asyncio.sleep(0)
+        answers = asyncio.ensure_future(
+            append_together(
+                storage, [(e, creating(("email", f"{n}@a.com"))) for n, e in enumerate(events)]
+            )
+        )
+        await asyncio.sleep(0.2)  # every append is queued behind the hold
+        release.set()
+        await write
+        return await answers
+
+    answers = run(scenario())
+    assert not [a for a in answers if isinstance(a, BaseException)]
+    assert len(set(answers)) == largest  # a profile each
+    assert run(storage.events.get(events[-1].id)) is not None
+
+
+def test_a_copy_of_a_refused_delivery_is_refused_too(
+    storage: Storage, run: Run, backend: str
+) -> None:
+    """Two copies of one delivery in one batch, to a source that refuses them: neither is
+    answered as a duplicate of an event that was never stored."""
+    run(storage.sources.create(source("off", enabled=False)))
+    first, second = event("off", n=1), event("off", n=2)
+
+    async def scenario() -> list[Any]:
+        appends = [
+            storage.events.append(e, accepted_kinds=WEBHOOK, delivery_key="same")
+            for e in (first, second)
+        ]
+        if backend != "sqlite":  # queued in one loop turn: one batch of the writer task
+            return await asyncio.gather(*appends, return_exceptions=True)
+        release, write = held_writer(storage)
+        await asyncio.sleep(0)
+        answers = asyncio.gather(*appends, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        release.set()
+        await write
+        return await answers
+
+    answers = run(scenario())
+    assert [type(a) for a in answers] == [SourceRefused, SourceRefused]
+    assert run(storage.events.get(first.id)) is None

@@ -70,22 +70,13 @@ def normalise(
     if text.lower() in junk or len(text) > MAX_VALUE_LENGTH:
         return None
     if kind == "email":
-        value = _lower(text)
-        return value if _EMAIL.match(value) else None
+        # Checked again once lower-cased: "İ" lower-cases to two characters, so a value within
+        # the limit as sent can outgrow it (then it identifies nobody, like any longer value).
+        value = text.lower()
+        return value if len(value) <= MAX_VALUE_LENGTH and _EMAIL.match(value) else None
     if kind == "phone":
         return _phone(text, default_region)
     return text
-
-
-def _lower(text: str) -> str:
-    """Lower case of the same length. Full lower-casing lengthens "İ" (to "i" and a combining
-    dot), which would let a value checked against the limit outgrow it once stored; that
-    character is kept as sent, so the stored value stays within the limit and normalises to
-    itself again."""
-    value = text.lower()
-    if len(value) == len(text):  # no character grew: the usual case, and the old result
-        return value
-    return "".join(c if len(c.lower()) > 1 else c.lower() for c in text)
 
 
 def _phone(text: str, default_region: str | None) -> str | None:

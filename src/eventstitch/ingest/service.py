@@ -64,7 +64,7 @@ async def collect(
     )
     headers, kept_headers = scan_headers(request.headers)
     if replay:
-        query_string = request.query_string
+        query_string = _scrubbed(source, request, kept_headers)
     else:
         query_string = _verified(source, request, headers, kept_headers)
         sources_service.admit(ctx=ctx, source=source)
@@ -129,6 +129,14 @@ def _verified(
         query_string=request.query_string,
         now=time.time(),
     )
+    return _scrubbed(source, request, kept_headers)
+
+
+def _scrubbed(source: SourceRecord, request: WebhookRequest, kept_headers: dict[str, str]) -> str:
+    """Drop from `kept_headers` what carries the source's secret; the query string to store."""
+    rule = source.signature
+    if rule is None:
+        return request.query_string
     kept_headers.pop(signatures.signature_header(rule), None)
     if rule.preset == "token":
         return signatures.strip_token(request.query_string)

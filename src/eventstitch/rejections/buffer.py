@@ -18,14 +18,20 @@ import threading
 from eventstitch import metrics
 from eventstitch.config import Config
 from eventstitch.ids import now_ms
-from eventstitch.storage.interfaces import RejectionBounds, RejectionRecord, Storage
+from eventstitch.rejections.scrub import scrubbed
+from eventstitch.storage.interfaces import (
+    RejectionBounds,
+    RejectionRecord,
+    SourceRecord,
+    Storage,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 200
 BATCH_BYTES = 1 << 20
-"""One write takes at most this much: a SQLite write shares the writer's transaction with
-events, so it is kept small enough not to hold them up noticeably."""
+"""One write takes at most this much: on SQLite it runs on the writer's thread (when no event
+is queued), so it is kept small enough not to hold up events that arrive meanwhile."""
 PRUNE_SECONDS = 60.0
 """How often the age bound is applied when no refusal arrives to trigger a write."""
 _OVERHEAD = 256  # bytes a record costs besides its variable parts (an estimate)
@@ -125,12 +131,17 @@ class RejectionBuffer:
         if self._writing is None:
             self._writing = asyncio.Lock()
         async with self._writing:
+            # What waits now, and no more: refusals arriving meanwhile must not keep the
+            # caller (a listing, a replay) waiting without end.
+            with self._lock:
+                left = len(self._pending)
             while True:
-                batch = self._take()
+                batch = self._take(limit=left)
+                left -= len(batch)
                 if not batch and not self._lost:
                     return
                 await self._write(batch)
-                if not batch:
+                if not batch or left <= 0 or (unless_busy and self._writer_busy()):
                     return
 
     async def _run(self) -> None:
@@ -160,17 +171,26 @@ class RejectionBuffer:
         async with self._writing:
             await self._write([])
 
-    def _take(self) -> list[RejectionRecord]:
+    def _take(self, limit: int = BATCH_ROWS) -> list[RejectionRecord]:
         batch: list[RejectionRecord] = []
         size = 0
+        rows = min(limit, BATCH_ROWS)
         with self._lock:
-            while self._pending and len(batch) < BATCH_ROWS and size < BATCH_BYTES:
+            while self._pending and len(batch) < rows and size < BATCH_BYTES:
                 record, weight_ = self._pending.popleft()
                 batch.append(record)
                 size += weight_
             self._bytes -= size
         metrics.REJECTIONS_BUFFERED.set(len(self._pending))
         return batch
+
+    async def _scrub(self, batch: list[RejectionRecord]) -> list[RejectionRecord]:
+        """Each record without its source's secrets, the sources read as they are now (the
+        request may have been refused before its source was read, or it was not cached)."""
+        sources: dict[str, SourceRecord | None] = {}
+        for source_id in {r.source_id for r in batch if r.source_id}:
+            sources[source_id] = await self._storage.sources.get(source_id)
+        return [scrubbed(r, sources.get(r.source_id or "")) for r in batch]
 
     async def _write(self, batch: list[RejectionRecord]) -> None:
         with self._lock:
@@ -181,6 +201,7 @@ class RejectionBuffer:
             min_received_ms=now_ms() - self._config.rejections_max_age_seconds * 1000,
         )
         try:
+            batch = await self._scrub(batch)
             deleted = await self._storage.rejections.add(batch, bounds=bounds, lost=lost)
         except Exception as exc:  # never raised to a request: the refusal was answered already
             log.warning(

@@ -6,7 +6,6 @@ nothing it does may raise: a failure is logged and counted.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import MutableMapping
 from typing import Any
@@ -17,7 +16,6 @@ from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, clip
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import COLLECT_PREFIX, safe_headers
-from eventstitch.sources import signatures
 from eventstitch.storage.interfaces import RejectionRecord
 
 log = logging.getLogger(__name__)
@@ -42,19 +40,7 @@ def keep(
         log.exception("could not capture a refused request for the rejections table")
         ctx.rejections.lose("error")
         return
-    ctx.rejections.offer(_scrubbed(ctx, record))
-
-
-def _scrubbed(ctx: AppContext, record: RejectionRecord) -> RejectionRecord:
-    """The record without what may carry a source's secret: the `token` query parameter
-    always, and the header a signed source reads its signature from (a custom name need not
-    look secret to the header filter)."""
-    headers = record.headers
-    source = ctx.sources.peek(record.source_id) if record.source_id else None
-    if source is not None and source.signature is not None:
-        name = signatures.signature_header(source.signature)
-        headers = {k: v for k, v in headers.items() if k != name}
-    return dataclasses.replace(record, query=signatures.strip_token(record.query), headers=headers)
+    ctx.rejections.offer(record)
 
 
 def refused(

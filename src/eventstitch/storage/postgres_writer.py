@@ -31,6 +31,7 @@ from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage import postgres_identity
+from eventstitch.storage.deliveries import share_refusals
 from eventstitch.storage.interfaces import (
     Claim,
     DuplicateDelivery,
@@ -273,6 +274,7 @@ class PostgresWriter:
                 events = await self._claim_deliveries(conn, events, keyed, results)
             written = await _insert_checked(conn, events, results)
             if keyed:
+                share_refusals(events, keyed, results)
                 await self._release_refused(conn, keyed, results)
             claims = [
                 (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))

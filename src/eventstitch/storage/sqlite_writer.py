@@ -24,6 +24,7 @@ from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage import sqlite_identity, sqlite_rows
+from eventstitch.storage.deliveries import share_refusals
 from eventstitch.storage.interfaces import (
     Claim,
     DuplicateDelivery,
@@ -88,6 +89,7 @@ class SqliteWriter:
         self._system_events = system_events
         self._window_ms = idempotency_window_ms
         self._owners = OwnerCache()
+        self._decided: list[Resolver] = []  # this transaction's decisions, learnt once committed
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -221,6 +223,7 @@ class SqliteWriter:
     ) -> int:
         """Events with claims or delivery ids, or other writes: one explicit transaction."""
         while True:
+            self._decided = []
             conn.execute("BEGIN IMMEDIATE")
             try:
                 written = self._write_events(conn, events, results)
@@ -241,6 +244,10 @@ class SqliteWriter:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            # Only what was committed may be remembered: a rolled-back merge would otherwise
+            # send later events to a profile that does not hold their identifier.
+            for resolver in self._decided:
+                self._owners.learn(resolver)
             return written
 
     def _write_events(
@@ -263,6 +270,7 @@ class SqliteWriter:
         else:
             written = _insert_checked(conn, events, results)
         if keyed:
+            share_refusals(events, keyed, results)
             self._remember_deliveries(conn, keyed, results)
         return written
 
@@ -304,7 +312,7 @@ class SqliteWriter:
             results[index] = linked[index][0] if index in linked else None
         if self._system_events:
             sqlite_rows.insert_events(conn, plan.system_events())
-        self._owners.learn(resolver)
+        self._decided.append(resolver)
         return stored
 
     def _insert_known(
@@ -331,6 +339,8 @@ class SqliteWriter:
         for index, _ in events:
             if index not in retried and not isinstance(results[index], BaseException):
                 results[index] = known[index][0] if index in known else None
+        if not retry:  # only sources refused: the owners were right
+            return stored
         self._owners.clear()
         try:
             return stored + self._commit_transaction(conn, retry, [], results)

@@ -1,0 +1,20 @@
+"""What a kept refusal must not hold of its source's secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from eventstitch.sources import signatures
+from eventstitch.storage.interfaces import RejectionRecord, SourceRecord
+
+
+def scrubbed(record: RejectionRecord, source: SourceRecord | None) -> RejectionRecord:
+    """The record without what may carry a source's secret: the `token` query parameter
+    always, and the header the source reads its signature from (a custom name need not look
+    secret to the header filter). Applied as the record is written, with the source as it is
+    then."""
+    headers = record.headers
+    if source is not None and source.signature is not None:
+        name = signatures.signature_header(source.signature)
+        headers = {k: v for k, v in headers.items() if k != name}
+    return dataclasses.replace(record, query=signatures.strip_token(record.query), headers=headers)
