@@ -226,6 +226,8 @@ def test_a_token_may_come_in_the_query_string_and_is_stripped_from_it() -> None:
     query = f"a=1&token={TOKEN.secrets[0]}&b=2"
     check(TOKEN, b"", {}, query)
     assert signatures.strip_token(query) == "a=1&b=2"
+    assert signatures.strip_token("q=a%20b&flag&token=s&%74oken=s") == "q=a%20b&flag"
+    assert signatures.strip_token("%74oken=s&x=1") == "x=1"  # the name spelt escaped
     assert refused(TOKEN, b"", {}, "a=1&token=nope").reason == "bad_signature"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import orjson
@@ -195,3 +196,46 @@ def test_a_signed_limited_source_is_restored_working_with_its_secrets(
             http.post("/collect/x/gh", content=b"Hello, World!", headers=signed).status_code == 400
         )
         assert http.post("/collect/x/gh", json={}).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("tampered", "named"),
+    [
+        ({"secrets": "abc"}, "secrets"),  # a string where a list belongs: one-letter tokens
+        ({"preset": "hmac", "header": "x-sig", "algorithm": "md5"}, "algorithm"),
+        ({"preset": "standard_webhooks", "secrets": ["whsec_not base64!!"]}, "whsec_"),
+    ],
+)
+def test_import_refuses_a_signature_rule_the_api_would_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tampered: dict[str, object], named: str
+) -> None:
+    """A hand-edited export cannot bring in a rule that would weaken or break verification;
+    the import stops at that line, naming it, and the source is not created."""
+    original = tmp_path / "original"
+    with TestClient(EventstitchApp(make_config(original))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        create_source(http, id="gh", signature={"preset": "github", "secrets": ["s" * 20]})
+    dump = tmp_path / "dump.jsonl"
+    runner = CliRunner()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    assert runner.invoke(cli, ["export", "-o", str(dump)]).exit_code == 0
+    lines = dump.read_text().splitlines()
+    for number, line in enumerate(lines):
+        record = json.loads(line)
+        source = record.get("source") or {}
+        if record["kind"] == "source" and source["id"] == "gh":
+            source["signature"] = {**source["signature"], **tampered}
+            lines[number] = json.dumps(record)
+            break
+    else:
+        raise AssertionError("the export holds no signed source")
+    dump.write_text("\n".join(lines) + "\n")
+    copy = tmp_path / "copy"
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(copy))
+    result = runner.invoke(cli, ["import", str(dump)])
+    assert result.exit_code == 1
+    assert f"line {number + 1}: bad source" in result.output
+    assert named in result.output
+    with TestClient(EventstitchApp(make_config(copy))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        assert http.get("/api/sources/gh").status_code == 404

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -130,6 +130,33 @@ class SignatureIn(BaseModel):
             prefix=self.prefix or "",
             tolerance_seconds=self.tolerance_seconds or 300,
         )
+
+
+def checked_signature(rule: SignatureRule) -> SignatureRule:
+    """A rule read from elsewhere (an import) held to what the API accepts; ValueError (a
+    pydantic ValidationError) if it would not be."""
+    options = _PRESET_OPTIONS.get(rule.preset, set())
+    given: dict[str, Any] = {
+        "header": rule.header or None,
+        "algorithm": rule.algorithm,
+        "encoding": rule.encoding,
+        "prefix": rule.prefix or None,
+        "tolerance_seconds": rule.tolerance_seconds,
+    }
+    return SignatureIn.model_validate(
+        {
+            "preset": rule.preset,
+            "secrets": list(rule.secrets),
+            **{name: value for name, value in given.items() if name in options},
+        }
+    ).record()
+
+
+def checked_rate_limit(limit: RateLimit) -> RateLimit:
+    """A limit read from elsewhere held to what the API accepts; ValueError if not."""
+    return RateLimitIn.model_validate(
+        {"per_second": limit.per_second, "burst": limit.burst}
+    ).record()
 
 
 class SignatureOut(BaseModel):

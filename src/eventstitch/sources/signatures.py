@@ -12,7 +12,7 @@ import binascii
 import hmac
 import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus
 
 from eventstitch.errors import Unauthorized
 from eventstitch.storage.interfaces import SignatureRule
@@ -117,10 +117,16 @@ def sign(rule: SignatureRule, secret: str, signed: bytes) -> str:
 
 def strip_token(query_string: str) -> str:
     """The query string without its `token` parameter, so the secret is never stored."""
-    if TOKEN_QUERY not in query_string:
+    if TOKEN_QUERY not in query_string and "%" not in query_string:
         return query_string
-    pairs = parse_qsl(query_string, keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k != TOKEN_QUERY])
+    # Piece by piece, so that the rest stays exactly as sent (re-encoding would turn "%20"
+    # into "+" and "flag" into "flag=", and change what a GET stores as properties).
+    kept = [
+        piece
+        for piece in query_string.split("&")
+        if unquote_plus(piece.split("=", 1)[0]) != TOKEN_QUERY
+    ]
+    return "&".join(kept)
 
 
 def _check(

@@ -8,6 +8,7 @@ modulo 2**256, so it does not depend on order and both sides can compute it whil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from typing import Any
 import orjson
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest
+from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
 from eventstitch.query.schemas import event_json
-from eventstitch.sources.schemas import SourceOut
+from eventstitch.sources.schemas import SourceOut, checked_rate_limit, checked_signature
 from eventstitch.storage.codec import (
     rate_limit_from_json,
     rate_limit_to_json,
@@ -281,7 +282,7 @@ def _source_json(source: SourceRecord) -> dict[str, Any]:
 def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
     try:
         delivery_id_path = data.get("delivery_id_path")
-        return SourceRecord(
+        source = SourceRecord(
             id=data["id"],
             name=data["name"],
             kind=data["kind"],
@@ -296,8 +297,17 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
             signature=signature_from_json(data.get("signature")),
             rate_limit=rate_limit_from_json(data.get("rate_limit")),
         )
+        # Held to what the API accepts: a hand-edited file must not bring a rule the API
+        # would refuse (one-character tokens, an unknown digest, a signed tracker).
+        if source.signature is not None:
+            if source.kind != "webhook":
+                raise ValueError("a signature applies to webhook sources only")
+            source = dataclasses.replace(source, signature=checked_signature(source.signature))
+        if source.rate_limit is not None:
+            source = dataclasses.replace(source, rate_limit=checked_rate_limit(source.rate_limit))
+        return source
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BadRequest(f"line {number}: bad source ({exc})") from None
+        raise BadRequest(f"line {number}: bad source ({clip(str(exc), 300)})") from None
 
 
 def _event_record(data: dict[str, Any], number: int) -> EventRecord:
