@@ -70,7 +70,7 @@ def resolve(
     carries an identifier a profile gained meanwhile (and so on, until nothing changes); write
     the plan."""
     decide(conn, items, resolver)
-    _apply(conn, resolver, now_ms)
+    apply(conn, resolver, now_ms=now_ms)
     return resolver.plan
 
 
@@ -100,13 +100,6 @@ def decide(
         if unstored and fresh:
             pending += _waiting(items, set(fresh), resolver.plan.links.keys())
     return resolver.plan
-
-
-def apply(
-    conn: sqlite3.Connection, resolver: Resolver, *, now_ms: int, inserted: Container[str]
-) -> None:
-    """Write what `decide` planned; the links of events in `inserted` went in with them."""
-    _apply(conn, resolver, now_ms, inserted)
 
 
 def _waiting(
@@ -224,9 +217,10 @@ def _stored_claims(
     ]
 
 
-def _apply(
-    conn: sqlite3.Connection, resolver: Resolver, now_ms: int, inserted: Container[str] = ()
+def apply(
+    conn: sqlite3.Connection, resolver: Resolver, *, now_ms: int, inserted: Container[str] = ()
 ) -> None:
+    """Write what `decide` planned; the links of events in `inserted` went in with them."""
     plan = resolver.plan
     many(
         conn,

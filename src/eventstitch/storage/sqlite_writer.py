@@ -89,7 +89,6 @@ class SqliteWriter:
         self._system_events = system_events
         self._window_ms = idempotency_window_ms
         self._owners = OwnerCache()
-        self._decided: list[Resolver] = []  # this transaction's decisions, learnt once committed
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -189,21 +188,22 @@ class SqliteWriter:
         events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
         calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, _CallJob)]
         try:
-            known = None
-            if not calls and all(job.delivery_key is None for _, job in events):
-                known = self._owners.links((i, job.claim) for i, job in events)
-            if known is not None:
-                # Events alone whose identifiers all belong to profiles known to this writer:
-                # one statement, like events without claims (see `OwnerCache`).
-                written = self._insert_known(conn, events, known, results)
-            elif calls or any(
-                job.claim is not None or job.delivery_key is not None for _, job in events
-            ):
-                written = self._commit_transaction(conn, events, calls, results)
-            else:
+            keyed = any(job.delivery_key is not None for _, job in events)
+            claimed = any(job.claim is not None for _, job in events)
+            if not (calls or keyed or claimed):
                 # The common case, events alone: one statement, which is its own durable
                 # transaction. Each statement costs a round trip for the GIL, so one is best.
                 written = _insert_checked(conn, events, results)
+            else:
+                known = None
+                if not (calls or keyed):
+                    known = self._owners.links((i, job.claim) for i, job in events)
+                if known is not None:
+                    # Events alone whose identifiers all belong to profiles known to this
+                    # writer: one statement, like events without claims (see `OwnerCache`).
+                    written = self._insert_known(conn, events, known, results)
+                else:
+                    written = self._commit_transaction(conn, events, calls, results)
         except Exception as exc:
             log.exception("commit of %d writes failed; none of them was stored", len(batch))
             failure = StorageUnavailable(f"the database refused the write: {exc}")
@@ -223,11 +223,10 @@ class SqliteWriter:
     ) -> int:
         """Events with claims or delivery ids, or other writes: one explicit transaction."""
         while True:
-            self._decided = []
             conn.execute("BEGIN IMMEDIATE")
             try:
-                written = self._write_events(conn, events, results)
-                if written is None:
+                outcome = self._write_events(conn, events, results)
+                if outcome is None:
                     # A source changed after identity was decided for its events: undo the
                     # decisions and decide again for the events that can be stored. Each turn
                     # leaves out at least one refused event, so this ends.
@@ -244,17 +243,19 @@ class SqliteWriter:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            written, resolver = outcome
             # Only what was committed may be remembered: a rolled-back merge would otherwise
             # send later events to a profile that does not hold their identifier.
-            for resolver in self._decided:
+            if resolver is not None:
                 self._owners.learn(resolver)
             return written
 
     def _write_events(
         self, conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
-    ) -> int | None:
-        """Write the batch's events inside the open transaction; None when an event with a
-        claim was refused by the source check (the caller rolls back and tries again)."""
+    ) -> tuple[int, Resolver | None] | None:
+        """Write the batch's events inside the open transaction: how many were stored, and
+        the decisions about their claims if any; None when an event with a claim was refused
+        by the source check (the caller rolls back and tries again)."""
         keyed = [(i, job) for i, job in events if job.delivery_key is not None]
         if keyed:
             events = self._drop_duplicates(conn, events, keyed, results)
@@ -263,16 +264,18 @@ class SqliteWriter:
             for i, job in events
             if job.claim is not None
         ]
+        resolver = None
         if claims:
-            written = self._insert_resolved(conn, events, claims, results)
-            if written is None:
+            resolved = self._insert_resolved(conn, events, claims, results)
+            if resolved is None:
                 return None
+            written, resolver = resolved
         else:
             written = _insert_checked(conn, events, results)
         if keyed:
             share_refusals(events, keyed, results)
             self._remember_deliveries(conn, keyed, results)
-        return written
+        return written, resolver
 
     def _insert_resolved(
         self,
@@ -280,10 +283,11 @@ class SqliteWriter:
         events: list[tuple[int, _EventJob]],
         claims: list[tuple[int, ClaimItem]],
         results: list[Any],
-    ) -> int | None:
+    ) -> tuple[int, Resolver] | None:
         """Decide who the events belong to first (see identity), then insert them already
         linked: fewer statements than inserting, then linking, and each statement costs the
-        writer a turn for the GIL with the busy event loop."""
+        writer a turn for the GIL with the busy event loop. Returns how many were stored and
+        the decisions; None when the source check refused one of them."""
         items = [item for _, item in claims]
         resolver = Resolver(single_valued=self._single_valued, new_profile_id=new_profile_id)
         plan = sqlite_identity.decide(conn, items, resolver, unstored=True)
@@ -312,8 +316,7 @@ class SqliteWriter:
             results[index] = linked[index][0] if index in linked else None
         if self._system_events:
             sqlite_rows.insert_events(conn, plan.system_events())
-        self._decided.append(resolver)
-        return stored
+        return stored, resolver
 
     def _insert_known(
         self,
@@ -330,16 +333,12 @@ class SqliteWriter:
         stored = sqlite_rows.insert_rows(
             conn, sqlite_rows.checked_known_insert_sql(len(rows)), rows
         )
-        if stored == len(events):
-            for index, _ in events:
-                results[index] = known[index][0] if index in known else None
-            return stored
-        retry = sqlite_rows.explain_refusals(conn, events, results)
+        retry = [] if stored == len(events) else sqlite_rows.explain_refusals(conn, events, results)
         retried = {index for index, _ in retry}
         for index, _ in events:
             if index not in retried and not isinstance(results[index], BaseException):
                 results[index] = known[index][0] if index in known else None
-        if not retry:  # only sources refused: the owners were right
+        if not retry:  # all went in, or only sources refused: the owners were right
             return stored
         self._owners.clear()
         try:
