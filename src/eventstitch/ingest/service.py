@@ -63,11 +63,12 @@ async def collect(
         ctx=ctx, source_id=request.source_id, kind="webhook"
     )
     headers, kept_headers = scan_headers(request.headers)
-    if replay:
-        query_string = _scrubbed(source, request, kept_headers)
-    else:
-        query_string = _verified(source, request, headers, kept_headers)
+    if not replay:  # a replay was vouched for by an operator; it never carries the signature
+        _verify(source, request, headers)
         sources_service.admit(ctx=ctx, source=source)
+    kept_headers, query_string = signatures.without_secret(
+        source.signature, kept_headers, request.query_string
+    )
     content_type = headers.get("content-type")
     if request.method == "GET":
         properties: dict[str, Any] = parse_form(query_string)
@@ -110,37 +111,18 @@ async def collect(
     return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
 
 
-def _verified(
-    source: SourceRecord,
-    request: WebhookRequest,
-    headers: Mapping[str, str],
-    kept_headers: dict[str, str],
-) -> str:
+def _verify(source: SourceRecord, request: WebhookRequest, headers: Mapping[str, str]) -> None:
     """Check the delivery's signature over the raw body, before anything parses it (401 if
-    bad); answer the query string to use, and drop from `kept_headers` what carried a secret."""
-    rule = source.signature
-    if rule is None:
-        return request.query_string
-    signatures.verify(
-        rule,
-        source_id=source.id,
-        body=request.body,
-        headers=headers,
-        query_string=request.query_string,
-        now=time.time(),
-    )
-    return _scrubbed(source, request, kept_headers)
-
-
-def _scrubbed(source: SourceRecord, request: WebhookRequest, kept_headers: dict[str, str]) -> str:
-    """Drop from `kept_headers` what carries the source's secret; the query string to store."""
-    rule = source.signature
-    if rule is None:
-        return request.query_string
-    kept_headers.pop(signatures.signature_header(rule), None)
-    if rule.preset == "token":
-        return signatures.strip_token(request.query_string)
-    return request.query_string
+    bad)."""
+    if source.signature is not None:
+        signatures.verify(
+            source.signature,
+            source_id=source.id,
+            body=request.body,
+            headers=headers,
+            query_string=request.query_string,
+            now=time.time(),
+        )
 
 
 def delivery_key(

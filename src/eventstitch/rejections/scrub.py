@@ -13,8 +13,7 @@ def scrubbed(record: RejectionRecord, source: SourceRecord | None) -> RejectionR
     always, and the header the source reads its signature from (a custom name need not look
     secret to the header filter). Applied as the record is written, with the source as it is
     then."""
-    headers = record.headers
-    if source is not None and source.signature is not None:
-        name = signatures.signature_header(source.signature)
-        headers = {k: v for k, v in headers.items() if k != name}
-    return dataclasses.replace(record, query=signatures.strip_token(record.query), headers=headers)
+    headers, query = signatures.without_secret(
+        source.signature if source else None, record.headers, record.query
+    )
+    return dataclasses.replace(record, query=signatures.strip_token(query), headers=headers)

@@ -43,6 +43,19 @@ def signature_header(rule: SignatureRule) -> str:
     return _FIXED_HEADERS.get(rule.preset) or rule.header or TOKEN_HEADER
 
 
+def without_secret(
+    rule: SignatureRule | None, headers: dict[str, str], query_string: str
+) -> tuple[dict[str, str], str]:
+    """Headers and query string to keep, without what carries this rule's secret: the header
+    its signature (or token) comes in, whatever its name, and a token preset's `token`
+    parameter. Without a rule both come back as they are (no copy: the hot path)."""
+    if rule is None:
+        return headers, query_string
+    name = signature_header(rule)
+    kept = {k: v for k, v in headers.items() if k != name}
+    return kept, strip_token(query_string) if rule.preset == "token" else query_string
+
+
 def standard_webhooks_key(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret: the base64 after `whsec_`; ValueError if
     it is not base64."""
