@@ -29,34 +29,32 @@ class PendingEvent(Protocol):
 P = TypeVar("P", bound=PendingEvent)
 
 
-INSERT_EVENTS = (
-    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
-    " properties, context) VALUES "
+EVENT_COLUMNS = (
+    "id, type, source_id, received_ms, profile_less, profile_id, session_id, properties, context"
 )
+INSERT_EVENTS = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
 EVENT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# The source check rides inside the insert: a row goes in only if its source (column3) exists,
-# is enabled and is of a kind listed in column10 (",webhook,"). A source disabled by any process
-# before this statement takes no event from it.
-CHECKED_INSERT = (
-    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
-    " properties, context)"
-    " SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9"
-    " FROM (VALUES {rows}) AS batch WHERE EXISTS (SELECT 1 FROM sources AS s"
-    " WHERE s.id = batch.column3 AND s.enabled = 1"
-    " AND instr(batch.column10, ',' || s.kind || ',') > 0)"
-)
+
+
+def _checked(columns: str) -> str:
+    """An insert of `columns` from a VALUES list whose source check rides inside it: a row
+    goes in only if its source (column3) exists, is enabled and is of a kind listed in the
+    column after the inserted ones (",webhook,"). A source disabled by any process before
+    this statement takes no event from it."""
+    width = len(columns.split(","))
+    selected = ", ".join(f"column{n}" for n in range(1, width + 1))
+    return (
+        f"INSERT INTO events ({columns}) SELECT {selected} FROM (VALUES {{rows}}) AS batch"
+        " WHERE EXISTS (SELECT 1 FROM sources AS s WHERE s.id = batch.column3"
+        f" AND s.enabled = 1 AND instr(batch.column{width + 1}, ',' || s.kind || ',') > 0)"
+    )
+
+
+CHECKED_INSERT = _checked(EVENT_COLUMNS)
 CHECKED_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The same, for events whose identity was decided before the insert: they go in linked, with
 # when and by which identifier they were converted (column10, column11; kinds in column12).
-CHECKED_LINKED_INSERT = (
-    "INSERT INTO events (id, type, source_id, received_ms, profile_less, profile_id, session_id,"
-    " properties, context, converted_ms, converted_by)"
-    " SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9,"
-    " column10, column11"
-    " FROM (VALUES {rows}) AS batch WHERE EXISTS (SELECT 1 FROM sources AS s"
-    " WHERE s.id = batch.column3 AND s.enabled = 1"
-    " AND instr(batch.column12, ',' || s.kind || ',') > 0)"
-)
+CHECKED_LINKED_INSERT = _checked(f"{EVENT_COLUMNS}, converted_ms, converted_by")
 CHECKED_LINKED_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # The same again, for events linked to owners this writer remembers from earlier batches: a
 # row goes in only if its profile (column6) is also still live. Identifiers move only when
