@@ -20,7 +20,6 @@ bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -31,18 +30,19 @@ from typing import Any
 
 from collect_throughput import (
     HERE,
-    NOISY,
     api,
     checked_levels,
     free_port,
     load_arguments,
     machine,
+    note_noise,
     peak_rss_mb,
     run_wrk,
     server_env,
     start,
     stop,
     wait_until_up,
+    write_result,
 )
 
 RULES = [
@@ -162,22 +162,13 @@ def main() -> int:
             f" | {s['rules_rps']:.0f} | {s['rules_p99_ms']:.2f}"
             f" | {s['ratio']:.0%} ({low:.0%}-{high:.0%}) |"
         )
-    noisy = [s["connections"] for s in summary if s["other_cores_max"] > NOISY]
-    if noisy:
-        print(
-            f"\nnote: other processes used more than {NOISY} of a core during some runs at"
-            f" {', '.join(map(str, noisy))} connections"
-        )
+    note_noise(summary)
     print(
         f"\nacknowledged {acknowledged}, stored {stored}:"
         f" {'every acknowledged event stored' if consistent else 'MISMATCH'};"
         f" profiles holding the email: {len(profiles)}; peak RSS {rss:.0f} MB"
     )
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"rules-ratio-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"written to {path}")
+    write_result("rules-ratio", result)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if consistent and (args.new_people or len(profiles) == 1) else 1
 

@@ -250,6 +250,25 @@ def server_env(work: Path, database_url: str) -> dict[str, str]:
     }
 
 
+def note_noise(summary: list[dict[str, Any]]) -> None:
+    """Say at which levels the rest of the machine was busy while wrk ran."""
+    noisy = [s["connections"] for s in summary if s["other_cores_max"] > NOISY]
+    if noisy:
+        print(
+            f"\nnote: other processes used more than {NOISY} of a core during some runs at"
+            f" {', '.join(map(str, noisy))} connections; those figures understate the servers"
+        )
+
+
+def write_result(name: str, result: dict[str, Any]) -> None:
+    """Keep a run's figures as JSON in bench/results/."""
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -384,23 +403,14 @@ def main() -> int:
             f" ({s['ratio_range'][0]:.0%}-{s['ratio_range'][1]:.0%})"
             f" | {s['server_cores']:.2f} | {s['wrk_cores']:.2f} | {s['other_cores_max']:.2f} |"
         )
-    noisy = [s["connections"] for s in summary if s["other_cores_max"] > NOISY]
-    if noisy:
-        print(
-            f"\nnote: other processes used more than {NOISY} of a core during some runs at"
-            f" {', '.join(map(str, noisy))} connections; those figures understate both servers"
-        )
+    note_noise(summary)
     print(
         f"\nacknowledged (2xx) {acknowledged}, stored {stored}, in flight when wrk stopped"
         f" at most {in_flight}: {'every acknowledged event stored' if consistent else 'MISMATCH'}"
     )
     if rss is not None:
         print(f"peak RSS of the server (VmHWM): {rss:.0f} MB (the no-op: {noop_rss:.0f} MB)")
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"collect-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    write_result("collect", result)
     shutil.rmtree(work, ignore_errors=True)
     return 0 if consistent else 1
 
