@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from eventstitch import metrics
-from eventstitch.storage.interfaces import StorageError
+from eventstitch.storage.errors import StorageError
 
 router = APIRouter(tags=["operations"])
 

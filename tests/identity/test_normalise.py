@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from eventstitch.identity.normalise import JUNK_VALUES, junk_set, normalise
 from eventstitch.identity.rules import Policy, extract
-from eventstitch.storage.interfaces import IdentificationRule
+from eventstitch.storage.records import IdentificationRule
 
 emails = st.emails()
 spaces = st.sampled_from(["", " ", "  ", "\t", "\n "])

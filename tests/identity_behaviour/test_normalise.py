@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from eventstitch.identity.normalise import JUNK_VALUES, MAX_VALUE_LENGTH, junk_set, normalise
 from eventstitch.identity.rules import Policy, extract
-from eventstitch.storage.interfaces import IdentificationRule
+from eventstitch.storage.records import IdentificationRule
 
 KINDS = ("email", "phone", "user_id", "stripe_customer")
 REGIONS = ("US", "PL", "GB", "DE", "FR", "BR", "IN", "JP", "AU", "IT")

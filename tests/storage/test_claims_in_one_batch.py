@@ -20,14 +20,10 @@ import pytest
 
 from eventstitch.config import load_config
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import (
-    Claim,
-    EventRecord,
-    SourceRefused,
-    Storage,
-    StorageUnavailable,
-)
-from eventstitch.storage.sqlite import SqliteStorage
+from eventstitch.storage.errors import SourceRefused, StorageUnavailable
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.sqlite.backend import SqliteStorage
 from tests.storage.conftest import BACKENDS, Run, started_storage
 from tests.storage.test_contract import WEBHOOK, add_sources, event, source
 

@@ -18,21 +18,18 @@ import pytest
 
 from eventstitch.ids import new_event_id
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.errors import DuplicateDelivery, DuplicateSource, QueueFull, SourceRefused
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import (
     CountQuery,
     CountResult,
-    DuplicateDelivery,
-    DuplicateSource,
     EventFilter,
     EventRecord,
     GroupBy,
     IdentificationRule,
-    QueueFull,
     RateLimit,
     SignatureRule,
     SourceRecord,
-    SourceRefused,
-    Storage,
 )
 from tests.storage.conftest import BACKENDS, Run, started_storage
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eventstitch.storage import open_storage, postgres, sqlite
-from eventstitch.storage.interfaces import RejectionBounds
+from eventstitch.storage.records import RejectionBounds
 from tests.storage.conftest import BACKENDS, Run
 from tests.storage.test_contract import T0, source
 from tests.storage.test_rejections_contract import rejection

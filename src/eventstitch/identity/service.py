@@ -10,7 +10,7 @@ from eventstitch.errors import BadRequest, NotFound
 from eventstitch.identity.normalise import normalise, valid_kind
 from eventstitch.identity.rules import extract
 from eventstitch.sources import service as sources_service
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.records import (
     CountQuery,
     EventFilter,
     EventRecord,

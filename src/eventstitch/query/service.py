@@ -14,14 +14,14 @@ from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, NotFound, clip
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.query.schemas import TIME_DIMENSIONS, encode_cursor, event_json
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.errors import QueryTimeout
+from eventstitch.storage.records import (
     CountQuery,
     CountResult,
     EventFilter,
     EventRecord,
     GroupBy,
     PropertyPath,
-    QueryTimeout,
 )
 
 _BUCKET_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}

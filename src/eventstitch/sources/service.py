@@ -12,7 +12,8 @@ from eventstitch.context import AppContext
 from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from eventstitch.ids import now_ms
 from eventstitch.sources.schemas import SourceCreate, SourcePatch
-from eventstitch.storage.interfaces import DuplicateSource, SignatureRule, SourceRecord
+from eventstitch.storage.errors import DuplicateSource
+from eventstitch.storage.records import SignatureRule, SourceRecord
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:

@@ -11,7 +11,7 @@ def open_storage(config: Config) -> Storage:
     url = config.resolved_database_url
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
-        from eventstitch.storage.sqlite import SqliteStorage, path_from_url
+        from eventstitch.storage.sqlite.backend import SqliteStorage, path_from_url
 
         return SqliteStorage(
             path_from_url(url),
@@ -25,7 +25,7 @@ def open_storage(config: Config) -> Storage:
         )
     if scheme in ("postgresql", "postgres"):
         try:
-            from eventstitch.storage.postgres import PostgresStorage
+            from eventstitch.storage.postgres.backend import PostgresStorage
         except ImportError as exc:  # psycopg is an optional dependency
             raise ValueError(
                 f"a PostgreSQL URL needs the driver: pip install 'eventstitch[postgres]' ({exc})"

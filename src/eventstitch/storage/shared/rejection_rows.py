@@ -1,0 +1,91 @@
+"""How rejections travel to and from either backend: the columns, a row's values, a listing's
+filter as SQL (the placeholder is the backend's)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from eventstitch.ids import id_floor
+from eventstitch.storage.records import RejectionFilter, RejectionRecord
+
+_FIELDS = (
+    "id, received_ms, route, reason, status, message, errors, source_id, method, path, query,"
+    " headers, client, {body}, body_size, body_truncated, replayed_ms, replayed_event_ids"
+)
+COLUMNS = _FIELDS.format(body="body")
+LIST_COLUMNS = _FIELDS.format(body="NULL")
+
+
+def rejection_row(r: RejectionRecord) -> tuple[Any, ...]:
+    """The bound values of one row (columns as in `COLUMNS`), JSON encoded."""
+    return (
+        r.id,
+        r.received_ms,
+        r.route,
+        r.reason,
+        r.status,
+        r.message,
+        orjson.dumps(r.errors, default=str).decode(),
+        r.source_id,
+        r.method,
+        r.path,
+        r.query,
+        orjson.dumps(r.headers).decode(),
+        r.client,
+        r.body or b"",
+        r.body_size,
+        int(r.body_truncated),
+        r.replayed_ms,
+        orjson.dumps(list(r.replayed_event_ids)).decode() if r.replayed_ms is not None else None,
+    )
+
+
+def rejection_from_row(row: Sequence[Any]) -> RejectionRecord:
+    """A row of `COLUMNS` (either backend) as a record."""
+    return RejectionRecord(
+        id=row[0],
+        received_ms=row[1],
+        route=row[2],
+        reason=row[3],
+        status=row[4],
+        message=row[5],
+        errors=orjson.loads(row[6]),
+        source_id=row[7],
+        method=row[8],
+        path=row[9],
+        query=row[10],
+        headers=orjson.loads(row[11]),
+        client=row[12],
+        body=bytes(row[13]) if row[13] is not None else None,
+        body_size=row[14],
+        body_truncated=bool(row[15]),
+        replayed_ms=row[16],
+        replayed_event_ids=tuple(orjson.loads(row[17])) if row[17] else (),
+    )
+
+
+def filter_sql(
+    rejection_filter: RejectionFilter, before_id: str | None, mark: str
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a listing and its parameters (`mark`: the backend's placeholder)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if rejection_filter.reasons:
+        parts.append(f"reason IN ({', '.join([mark] * len(rejection_filter.reasons))})")
+        params += rejection_filter.reasons
+    if rejection_filter.source_ids:
+        parts.append(f"source_id IN ({', '.join([mark] * len(rejection_filter.source_ids))})")
+        params += rejection_filter.source_ids
+    if rejection_filter.since_ms is not None:
+        parts.append(f"id >= {mark}")
+        params.append(id_floor(rejection_filter.since_ms))
+    if rejection_filter.until_ms is not None:
+        parts.append(f"id < {mark}")
+        params.append(id_floor(rejection_filter.until_ms))
+    if before_id is not None:
+        parts.append(f"id < {mark}")
+        params.append(before_id)
+    return (" WHERE " + " AND ".join(parts) if parts else ""), params
