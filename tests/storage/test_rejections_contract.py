@@ -1,4 +1,4 @@
-"""The rejections store's contract, on every backend (tests/storage/conftest.py::BACKENDS):
+"""The rejections store's contract, on every backend (tests/storage/conftest.py::CONFIGS):
 what goes in comes back, listings filter and page newest first, the bounds drop the oldest
 and every drop is counted, and a replay can be claimed once."""
 

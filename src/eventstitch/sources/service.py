@@ -145,9 +145,6 @@ def admit(*, ctx: AppContext, source: SourceRecord) -> None:
         )
 
 
-SYSTEM_SOURCE_ID = "system"
-
-
 async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None:
     source = await ctx.storage.sources.get(source_id)
     if source is not None and source.kind == "system":

@@ -5,13 +5,19 @@ from __future__ import annotations
 from eventstitch.config import Config
 from eventstitch.storage.interfaces import Storage
 
+BACKENDS = ("sqlite", "postgres")
+"""Every backend, by the name of its package; each passes the contract suite."""
+_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
+
 
 def open_storage(config: Config) -> Storage:
     """The backend for `config`'s database URL, not yet started."""
     url = config.resolved_database_url
     scheme = url.split(":", 1)[0]
-    if scheme == "sqlite":
-        from eventstitch.storage.sqlite.backend import SqliteStorage, path_from_url
+    backend = _SCHEMES.get(scheme)
+    if backend == "sqlite":
+        from eventstitch.storage.sqlite.backend import SqliteStorage
+        from eventstitch.storage.sqlite.db import path_from_url
 
         return SqliteStorage(
             path_from_url(url),
@@ -23,7 +29,7 @@ def open_storage(config: Config) -> Storage:
             system_events=config.system_events,
             idempotency_window_ms=config.idempotency_window_seconds * 1000,
         )
-    if scheme in ("postgresql", "postgres"):
+    if backend == "postgres":
         try:
             from eventstitch.storage.postgres.backend import PostgresStorage
         except ImportError as exc:  # psycopg is an optional dependency

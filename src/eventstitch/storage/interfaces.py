@@ -74,7 +74,7 @@ class EventStore(Protocol):
         ones), store the events, resolve their claims. Raises as `append`."""
         ...
 
-    async def reclaim(
+    async def backfill(
         self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
     ) -> int:
         """Resolve claims for stored events (event id, received ms, claim) in one transaction,

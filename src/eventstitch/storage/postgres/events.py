@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-import orjson
-
-from eventstitch.identity.resolution import ClaimItem
-from eventstitch.ids import now_ms
+from eventstitch.storage.postgres.backfill import backfill_stored
+from eventstitch.storage.postgres.db import PostgresDb
 from eventstitch.storage.postgres.identity import pg_claim
-from eventstitch.storage.postgres.queries import count_sql, key_value, pg_text, where_clause
+from eventstitch.storage.postgres.queries import POSTGRES, count_sql, key_value, pg_text
 from eventstitch.storage.postgres.rows import (
     EVENT_ARRAYS,
     EVENT_FIELDS,
@@ -17,42 +13,24 @@ from eventstitch.storage.postgres.rows import (
     Conn,
     event_arrays,
 )
-from eventstitch.storage.postgres.visits import reclaim_stored, write_visit
+from eventstitch.storage.postgres.visits import write_visit
 from eventstitch.storage.records import (
     Claim,
     CountQuery,
     CountResult,
-    CountRow,
     EventFilter,
     EventRecord,
     Visit,
     VisitResult,
 )
-
-if TYPE_CHECKING:
-    from eventstitch.storage.postgres.backend import PostgresStorage
+from eventstitch.storage.shared.rows import event_from_row
+from eventstitch.storage.shared.sql import count_result, where_clause
 
 _EVENT_COLUMNS = (
     "id, type, source_id, received_ms, profile_less, profile_id, session_id,"
     " COALESCE(properties_exact, properties::text), COALESCE(context_exact, context::text),"
     " converted_ms, converted_by"
 )
-
-
-def _event_from_row(row: tuple[Any, ...]) -> EventRecord:
-    return EventRecord(
-        id=row[0],
-        type=row[1],
-        source_id=row[2],
-        received_ms=row[3],
-        profile_less=bool(row[4]),
-        profile_id=row[5],
-        session_id=row[6],
-        properties=orjson.loads(row[7]),
-        context=orjson.loads(row[8]),
-        converted_ms=row[9],
-        converted_by=row[10],
-    )
 
 
 _IMPORT = (
@@ -66,8 +44,12 @@ _IMPORT = (
 class PostgresEvents:
     """`EventStore` on PostgreSQL."""
 
-    def __init__(self, storage: PostgresStorage) -> None:
-        self._storage = storage
+    def __init__(
+        self, db: PostgresDb, *, single_valued: frozenset[str], system_events: bool
+    ) -> None:
+        self._db = db
+        self._single_valued = single_valued
+        self._system_events = system_events
 
     async def append(
         self,
@@ -77,11 +59,9 @@ class PostgresEvents:
         claim: Claim | None = None,
         delivery_key: str | None = None,
     ) -> str | None:
-        writer, safe_claim = self._storage._writer, pg_claim(claim)
-        result: str | None = await self._storage.home(
-            lambda: writer.submit_event(event, accepted_kinds, safe_claim, delivery_key)
+        return await self._db.append(
+            event, accepted_kinds=accepted_kinds, claim=pg_claim(claim), delivery_key=delivery_key
         )
-        return result
 
     async def get(self, event_id: str) -> EventRecord | None:
         async def select(conn: Conn) -> EventRecord | None:
@@ -89,58 +69,39 @@ class PostgresEvents:
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = %s", (pg_text(event_id),)
             )
             row = await cursor.fetchone()
-            return _event_from_row(row) if row else None
+            return event_from_row(row) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def list_page(
         self, event_filter: EventFilter, *, limit: int, before_id: str | None
     ) -> list[EventRecord]:
-        where, params = where_clause(event_filter, before_id=before_id)
+        where, params = where_clause(POSTGRES, event_filter, before_id=before_id)
 
         async def select(conn: Conn) -> list[EventRecord]:
             cursor = await conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT %s",
                 (*params, limit),
             )
-            return [_event_from_row(row) for row in await cursor.fetchall()]
+            return [event_from_row(row) for row in await cursor.fetchall()]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)
         total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
-        width = len(query.group_by)
-        with_distinct = query.distinct is not None
 
         async def select(conn: Conn) -> CountResult:
-            result = CountResult(from_rollup=from_rollup)
-            cursor = await conn.execute(sql, params)
-            for row in await cursor.fetchall():
-                if width == 0 and row[0] is None:
-                    break  # SUM over no rollup rows
-                result.rows.append(
-                    CountRow(
-                        keys=tuple(
-                            key_value(group, key)
-                            for group, key in zip(query.group_by, row[:width], strict=True)
-                        ),
-                        count=int(row[width]),
-                        distinct=int(row[width + 1]) if with_distinct else None,
-                    )
-                )
-            if len(result.rows) > query.max_rows:
-                result.rows = result.rows[: query.max_rows]
-                result.truncated = True
-            cursor = await conn.execute(total_sql, total_params)
-            total = await cursor.fetchone()
-            result.total = int(total[0] or 0) if total else 0
-            return result
+            rows = await (await conn.execute(sql, params)).fetchall()
+            total = await (await conn.execute(total_sql, total_params)).fetchone()
+            return count_result(
+                rows, query, from_rollup=from_rollup, total=total[0] if total else 0, key=key_value
+            )
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def track(self, visit: Visit) -> VisitResult:
-        storage = self._storage
+        single_valued, system_events = self._single_valued, self._system_events
         claims = tuple(pg_claim(claim) for claim in visit.claims)
         visit = Visit(
             visit.source_id,
@@ -150,46 +111,37 @@ class PostgresEvents:
             visit.events,
             claims,
         )
-        result: VisitResult = await storage.write(
+        result: VisitResult = await self._db.write(
             lambda conn: write_visit(
                 conn,
                 visit,
-                single_valued=storage.single_valued,
-                system_events=storage.system_events,
+                single_valued=single_valued,
+                system_events=system_events,
             ),
             # A visit with a profile reads and may create or follow profiles.
             identity=not visit.profile_less or any(c is not None for c in claims),
         )
         return result
 
-    async def reclaim(
+    async def backfill(
         self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
     ) -> int:
-        single_valued = self._storage.single_valued
-        system_events = self._storage.system_events
+        single_valued, system_events = self._single_valued, self._system_events
         claims = []
         for event_id, ms, claim in items:
             safe = pg_claim(claim)
             assert safe is not None
-            claims.append(ClaimItem(event_id, ms, safe))
-
-        async def apply(conn: Conn) -> int:
-            linked = await reclaim_stored(
-                conn, claims, single_valued=single_valued, system_events=system_events
-            )
-            name, value = checkpoint
-            if value is None:
-                await conn.execute("DELETE FROM checkpoints WHERE name = %s", (pg_text(name),))
-            else:
-                await conn.execute(
-                    "INSERT INTO checkpoints (name, value, updated_ms) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
-                    " updated_ms = excluded.updated_ms",
-                    (pg_text(name), pg_text(value), now_ms()),
-                )
-            return linked
-
-        result: int = await self._storage.write(apply, identity=True)
+            claims.append((event_id, ms, safe))
+        result: int = await self._db.write(
+            lambda conn: backfill_stored(
+                conn,
+                claims,
+                checkpoint=checkpoint,
+                single_valued=single_valued,
+                system_events=system_events,
+            ),
+            identity=True,
+        )
         return result
 
     async def checkpoint(self, name: str) -> str | None:
@@ -200,7 +152,7 @@ class PostgresEvents:
             row = await cursor.fetchone()
             return str(row[0]) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def import_batch(self, events: list[EventRecord]) -> int:
         if not events:
@@ -214,4 +166,4 @@ class PostgresEvents:
             cursor = await conn.execute(_IMPORT, params)
             return cursor.rowcount
 
-        return await self._storage.run(insert)
+        return await self._db.run(insert)

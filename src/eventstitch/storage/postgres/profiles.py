@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import orjson
 
 from eventstitch.identity.resolution import (
@@ -12,13 +10,10 @@ from eventstitch.identity.resolution import (
     happenings_since,
     redacted,
 )
+from eventstitch.storage.postgres.db import PostgresDb
 from eventstitch.storage.postgres.queries import pg_text
-from eventstitch.storage.postgres.rows import columns
+from eventstitch.storage.postgres.rows import Conn, columns
 from eventstitch.storage.records import Identifier, MergeRecord, ProfileRecord
-
-if TYPE_CHECKING:
-    from eventstitch.storage.postgres.backend import PostgresStorage
-    from eventstitch.storage.postgres.rows import Conn
 
 
 async def profile_row(conn: Conn, profile_id: str) -> ProfileRecord | None:
@@ -38,11 +33,13 @@ async def profile_row(conn: Conn, profile_id: str) -> ProfileRecord | None:
 
 
 class PostgresProfiles:
-    def __init__(self, storage: PostgresStorage) -> None:
-        self._storage = storage
+    """`ProfileStore` on PostgreSQL."""
+
+    def __init__(self, db: PostgresDb) -> None:
+        self._db = db
 
     async def get(self, profile_id: str) -> ProfileRecord | None:
-        return await self._storage.read(lambda conn: profile_row(conn, profile_id))
+        return await self._db.read(lambda conn: profile_row(conn, profile_id))
 
     async def find(self, identifier: Identifier) -> ProfileRecord | None:
         async def select(conn: Conn) -> ProfileRecord | None:
@@ -53,7 +50,7 @@ class PostgresProfiles:
             row = await cursor.fetchone()
             return await profile_row(conn, row[0]) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def merges(self, profile_id: str) -> list[MergeRecord]:
         async def select(conn: Conn) -> list[MergeRecord]:
@@ -64,7 +61,7 @@ class PostgresProfiles:
             )
             return [MergeRecord(*row) for row in await cursor.fetchall()]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def list_page(self, *, limit: int, after_id: str | None) -> list[ProfileRecord]:
         async def select(conn: Conn) -> list[ProfileRecord]:
@@ -75,7 +72,7 @@ class PostgresProfiles:
             found = [await profile_row(conn, row[0]) for row in await cursor.fetchall()]
             return [p for p in found if p is not None]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def import_batch(self, profiles: list[ProfileRecord]) -> int:
         async def insert(conn: Conn) -> int:
@@ -101,7 +98,7 @@ class PostgresProfiles:
                     )
             return new
 
-        result: int = await self._storage.write(insert, identity=True)
+        result: int = await self._db.write(insert, identity=True)
         return result
 
     async def erase(self, profile_id: str) -> tuple[int, int]:
@@ -135,7 +132,7 @@ class PostgresProfiles:
             cursor = await conn.execute("DELETE FROM profiles WHERE id = ANY(%s::text[])", (ids,))
             return cursor.rowcount, events
 
-        result: tuple[int, int] = await self._storage.write(remove, identity=True)
+        result: tuple[int, int] = await self._db.write(remove, identity=True)
         return result
 
 

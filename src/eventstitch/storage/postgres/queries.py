@@ -1,24 +1,21 @@
-"""SQL for event filters and counts on PostgreSQL, built from fixed fragments and bound values.
+"""PostgreSQL's SQL dialect, and its event filters and counts (built in `shared.sql`).
 
-Same meaning as `sqlite_queries`: time bounds become id bounds (UUIDv7), counts read the hourly
-rollup when it answers exactly, and a property equals a query-string value when it is that
-string, or that number (numerically), or the JSON literal `true`, `false` or `null`.
+Same meaning as on SQLite: a property equals a query-string value when it is that string, or
+that number (numerically), or the JSON literal `true`, `false` or `null`; here each candidate
+is a jsonb containment the GIN index serves.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from eventstitch.identity.resolution import SYSTEM_SOURCE_ID
-from eventstitch.ids import id_floor
 from eventstitch.storage.records import CountQuery, EventFilter, GroupBy, PropertyPath
-from eventstitch.storage.shared.query_plan import (
-    BUCKET_MS,
-    as_number,
-    can_use_rollup,
-)
+from eventstitch.storage.shared.dialect import Dialect, Fragment
+from eventstitch.storage.shared.query_plan import as_number
+from eventstitch.storage.shared.sql import count_order, grouped_count
 
 _LITERALS = {"true": True, "false": False, "null": None}
 
@@ -40,6 +37,12 @@ def without_nul(value: Any) -> Any:
     return value
 
 
+def jsonb_text(value: Any) -> str:
+    """A JSON value as jsonb text; U+0000 in strings becomes U+FFFD."""
+    raw = orjson.dumps(value)
+    return orjson.dumps(without_nul(value)).decode() if b"\\u0000" in raw else raw.decode()
+
+
 def _nested(path: PropertyPath, value: Any) -> str:
     """`{"a":{"b":value}}` for path (a, b), as jsonb text for a containment test."""
     document: Any = value
@@ -48,7 +51,7 @@ def _nested(path: PropertyPath, value: Any) -> str:
     return orjson.dumps(document).decode()
 
 
-def _literal_match(path: PropertyPath, value: str) -> tuple[str, list[Any]]:
+def _literal_match(path: PropertyPath, value: str) -> Fragment:
     """Equality of a property with a query-string value, as one or more jsonb containments,
     each of which the GIN index (jsonb_path_ops) serves. Containment compares scalars exactly:
     strings by content, numbers numerically (5 matches 5.0), and `true`/`false`/`null` only
@@ -64,63 +67,27 @@ def _literal_match(path: PropertyPath, value: str) -> tuple[str, list[Any]]:
     return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
 
 
-def where_clause(
-    event_filter: EventFilter, *, before_id: str | None = None
-) -> tuple[str, list[Any]]:
-    """The WHERE clause over `events` for a filter. Time bounds become id bounds (UUIDv7)."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if event_filter.types:
-        clauses.append("type = ANY(%s::text[])")
-        params.append([pg_text(t) for t in event_filter.types])
-    if event_filter.source_ids:
-        clauses.append("source_id = ANY(%s::text[])")
-        params.append([pg_text(s) for s in event_filter.source_ids])
-    if event_filter.profile_less is not None:
-        clauses.append("profile_less = %s")
-        params.append(event_filter.profile_less)
-    if event_filter.profile_id is not None:
-        clauses.append("profile_id = %s")
-        params.append(pg_text(event_filter.profile_id))
-    if event_filter.converted:
-        clauses.append("converted_ms IS NOT NULL")
-    elif event_filter.converted is not None:
-        # Still waiting: collected without a profile and not linked since (see sqlite_queries).
-        clauses.append("profile_less AND converted_ms IS NULL AND source_id <> %s")
-        params.append(SYSTEM_SOURCE_ID)
-    if event_filter.since_ms is not None:
-        clauses.append("id >= %s")
-        params.append(id_floor(event_filter.since_ms))
-    if event_filter.until_ms is not None:
-        clauses.append("id < %s")
-        params.append(id_floor(event_filter.until_ms))
-    if before_id is not None:
-        clauses.append("id < %s")
-        params.append(pg_text(before_id))
-    for path, value in event_filter.properties:
-        clause, values = _literal_match(path, value)
-        clauses.append(clause)
-        params += values
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+def _in_list(column: str, values: Sequence[str]) -> Fragment:
+    return f"{column} = ANY(%s::text[])", [[pg_text(v) for v in values]]
 
 
-def _path_param(path: PropertyPath) -> list[str]:
-    return [pg_text(key) for key in path]
+def _property_value(path: PropertyPath) -> Fragment:
+    # JSON null and a missing key are one group, as SQL NULL, like SQLite's json_extract.
+    return "NULLIF(properties #> %s::text[], 'null'::jsonb)", [[pg_text(key) for key in path]]
 
 
-def _dimension_sql(group: GroupBy, *, rollup: bool) -> tuple[str, list[Any]]:
-    if group.dimension == "type":
-        return "type", []
-    if group.dimension == "source":
-        return "source_id", []
-    if group.dimension == "property":
-        # JSON null and a missing key are one group, as SQL NULL, like SQLite's json_extract.
-        return "NULLIF(properties #> %s::text[], 'null'::jsonb)", [_path_param(group.path)]
-    if group.dimension == "converted_kind":
-        return "split_part(converted_by, ':', 1)", []
-    size = BUCKET_MS[group.dimension]
-    column = "hour" if rollup else "received_ms"
-    return f"({column} - {column} %% {size})", []  # %% is psycopg's literal %
+POSTGRES = Dialect(
+    mark="%s",
+    percent="%%",  # psycopg's literal %
+    true="true",
+    text=pg_text,
+    flag=bool,
+    json=jsonb_text,
+    in_list=_in_list,
+    property_match=_literal_match,
+    property_value=_property_value,
+    converted_kind="split_part(converted_by, ':', 1)",
+)
 
 
 def _order_keys(key: str, group: GroupBy) -> list[str]:
@@ -141,54 +108,19 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
     """SELECT keys..., count, distinct? grouped by the query's dimensions; and whether it reads
     the rollup. Property keys come back as jsonb text (see `key_value`). One extra row beyond
     `max_rows` is asked for, to detect truncation."""
-    rollup = can_use_rollup(event_filter, query)
-    select: list[str] = []
-    params: list[Any] = []
-    for group in query.group_by:
-        sql, values = _dimension_sql(group, rollup=rollup)
-        select.append(sql)
-        params += values
-    keys = [f"k{i}" for i in range(len(select))]
-    columns = [f"{sql} AS {key}" for sql, key in zip(select, keys, strict=True)]
-    if rollup:
-        columns.append("SUM(count) AS n")
-        where, where_params = _rollup_where(event_filter)
-        table = "event_counts_hourly"
-    else:
-        columns.append("COUNT(*) AS n")
-        if query.distinct is not None:
-            columns.append("COUNT(DISTINCT NULLIF(properties #> %s::text[], 'null'::jsonb)) AS d")
-            params.append(_path_param(query.distinct))
-        where, where_params = where_clause(event_filter)
-        table = "events"
-    inner = f"SELECT {', '.join(columns)} FROM {table}{where}"
-    params += where_params
+    grouped = grouped_count(POSTGRES, event_filter, query)
+    params, keys = grouped.params, grouped.keys
     if not keys:
-        return inner, params, rollup
-    inner += f" GROUP BY {', '.join(keys)}"
-    if rollup:  # erased events leave rollup rows at zero; a group of none is no group
-        inner += " HAVING SUM(count) > 0"
-    time_keys = [k for k, g in zip(keys, query.group_by, strict=True) if g.dimension in BUCKET_MS]
-    order = (
-        [f"{k} ASC" for k in time_keys]
-        + ["n DESC"]
-        + [
-            expression
-            for k, g in zip(keys, query.group_by, strict=True)
-            if k not in time_keys
-            for expression in _order_keys(k, g)
-        ]
-    )
+        return grouped.sql, params, grouped.from_rollup
+    order = count_order(keys, query, _order_keys)
     outputs = [
         f"{k}::text" if g.dimension == "property" else k
         for k, g in zip(keys, query.group_by, strict=True)
     ]
     outputs += ["n", "d"] if query.distinct is not None else ["n"]
-    sql = (
-        f"SELECT {', '.join(outputs)} FROM ({inner}) AS groups ORDER BY {', '.join(order)} LIMIT %s"
-    )
+    sql = f"SELECT {', '.join(outputs)} FROM ({grouped.sql}) AS groups ORDER BY {order} LIMIT %s"
     params.append(query.max_rows + 1)
-    return sql, params, rollup
+    return sql, params, grouped.from_rollup
 
 
 def key_value(group: GroupBy, key: Any) -> Any:
@@ -202,24 +134,3 @@ def key_value(group: GroupBy, key: Any) -> Any:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     return value
-
-
-def _rollup_where(event_filter: EventFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if event_filter.types:
-        clauses.append("type = ANY(%s::text[])")
-        params.append([pg_text(t) for t in event_filter.types])
-    if event_filter.source_ids:
-        clauses.append("source_id = ANY(%s::text[])")
-        params.append([pg_text(s) for s in event_filter.source_ids])
-    if event_filter.profile_less is not None:
-        clauses.append("profile_less = %s")
-        params.append(event_filter.profile_less)
-    if event_filter.since_ms is not None:
-        clauses.append("hour >= %s")
-        params.append(event_filter.since_ms)
-    if event_filter.until_ms is not None:
-        clauses.append("hour < %s")
-        params.append(event_filter.until_ms)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -8,37 +8,31 @@ cannot deadlock and every deleted row is counted once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from eventstitch.ids import id_floor
-from eventstitch.storage.postgres.queries import pg_text
+from eventstitch.storage.postgres.db import PostgresDb
+from eventstitch.storage.postgres.queries import POSTGRES, pg_text
 from eventstitch.storage.postgres.rows import Conn
 from eventstitch.storage.records import RejectionBounds, RejectionFilter, RejectionRecord
 from eventstitch.storage.shared.rejection_rows import (
     COLUMNS,
     LIST_COLUMNS,
+    add_drops_sql,
+    drop_totals,
     filter_sql,
+    insert_sql,
     rejection_from_row,
     rejection_row,
 )
 
-if TYPE_CHECKING:
-    from eventstitch.storage.postgres.backend import PostgresStorage
-
 REJECTIONS_LOCK = 4_157_226_371_301_652_002
 """pg_advisory_xact_lock key held by every write that adds or deletes rejections."""
 
-_INSERT = (
-    f"INSERT INTO rejections ({COLUMNS}) VALUES"
-    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-    " ON CONFLICT (id) DO NOTHING"
-)
-_ADD_DROPS = (
-    "INSERT INTO rejection_drops (cause, total) VALUES (%s, %s)"
-    " ON CONFLICT (cause) DO UPDATE SET total = rejection_drops.total + excluded.total"
-)
+_INSERT = insert_sql(POSTGRES)
+_ADD_DROPS = add_drops_sql(POSTGRES)
 
 
 def _pg_row(r: RejectionRecord) -> tuple[Any, ...]:
@@ -51,8 +45,8 @@ def _pg_row(r: RejectionRecord) -> tuple[Any, ...]:
 class PostgresRejections:
     """`RejectionStore` on PostgreSQL."""
 
-    def __init__(self, storage: PostgresStorage) -> None:
-        self._storage = storage
+    def __init__(self, db: PostgresDb) -> None:
+        self._db = db
 
     async def add(
         self,
@@ -78,16 +72,13 @@ class PostgresRejections:
                 )
             ).rowcount
             deleted = {"max_age": aged, "max_rows": over}
-            totals = dict(lost)
-            for cause, n in deleted.items():
-                totals[cause] = totals.get(cause, 0) + n
-            drops = [(cause, n) for cause, n in sorted(totals.items()) if n]
+            drops = drop_totals(lost, deleted)
             if drops:
                 async with conn.cursor() as cursor:
                     await cursor.executemany(_ADD_DROPS, drops)
             return deleted
 
-        return await self._storage.run(apply)
+        return await self._db.run(apply)
 
     async def get(self, rejection_id: str) -> RejectionRecord | None:
         async def select(conn: Conn) -> RejectionRecord | None:
@@ -97,29 +88,28 @@ class PostgresRejections:
             row = await cursor.fetchone()
             return rejection_from_row(row) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def list_page(
         self, rejection_filter: RejectionFilter, *, limit: int, before_id: str | None
     ) -> list[RejectionRecord]:
-        where, params = filter_sql(rejection_filter, before_id, "%s")
-        safe = [pg_text(p) if isinstance(p, str) else p for p in params]
+        where, params = filter_sql(POSTGRES, rejection_filter, before_id)
 
         async def select(conn: Conn) -> list[RejectionRecord]:
             cursor = await conn.execute(
                 f"SELECT {LIST_COLUMNS} FROM rejections{where} ORDER BY id DESC LIMIT %s",
-                (*safe, limit),
+                (*params, limit),
             )
             return [rejection_from_row(row) for row in await cursor.fetchall()]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def dropped(self) -> dict[str, int]:
         async def select(conn: Conn) -> dict[str, int]:
             cursor = await conn.execute("SELECT cause, total FROM rejection_drops ORDER BY cause")
             return {row[0]: int(row[1]) for row in await cursor.fetchall()}
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def claim_replay(self, rejection_id: str, *, at_ms: int) -> bool:
         async def apply(conn: Conn) -> bool:
@@ -130,7 +120,7 @@ class PostgresRejections:
             )
             return cursor.rowcount == 1
 
-        return await self._storage.run(apply)
+        return await self._db.run(apply)
 
     async def finish_replay(self, rejection_id: str, *, event_ids: tuple[str, ...] | None) -> None:
         params: tuple[Any, ...]
@@ -146,4 +136,4 @@ class PostgresRejections:
         async def apply(conn: Conn) -> None:
             await conn.execute(sql, params)
 
-        await self._storage.run(apply)
+        await self._db.run(apply)

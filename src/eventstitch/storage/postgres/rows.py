@@ -57,12 +57,6 @@ def jsonb_pair(value: Any) -> tuple[str, str | None]:
     return text, (text if _INEXACT_NUMBER.search(raw) else None)
 
 
-def jsonb_text(value: Any) -> str:
-    """A JSON value as jsonb text; U+0000 in strings becomes U+FFFD."""
-    raw = orjson.dumps(value)
-    return orjson.dumps(without_nul(value)).decode() if b"\\u0000" in raw else raw.decode()
-
-
 def event_arrays(events: Sequence[EventRecord]) -> list[list[Any]]:
     """The events as one array per column of `EVENT_FIELDS`, for unnest."""
     columns: list[list[Any]] = [[] for _ in range(11)]

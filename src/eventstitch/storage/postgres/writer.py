@@ -20,8 +20,7 @@ import contextlib
 import logging
 import select
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -31,22 +30,23 @@ from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage.errors import (
-    DuplicateDelivery,
     QueueFull,
     SourceRefused,
     StorageUnavailable,
 )
 from eventstitch.storage.postgres import identity
+from eventstitch.storage.postgres.deliveries import claim_deliveries, release_refused
 from eventstitch.storage.postgres.queries import pg_text
 from eventstitch.storage.postgres.rows import (
     CHECKED_INSERT,
     Conn,
-    columns,
     event_arrays,
     insert_events,
 )
 from eventstitch.storage.records import Claim, EventRecord
 from eventstitch.storage.shared.deliveries import share_refusals
+from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_jobs
+from eventstitch.storage.shared.refusals import kinds_text, refusal
 
 log = logging.getLogger(__name__)
 
@@ -57,28 +57,6 @@ IDENTITY_LOCK = 4_157_226_371_301_652_001
 LOCK_IDENTITY = "SELECT pg_advisory_xact_lock(%s)"
 
 
-@dataclass(slots=True)
-class _EventJob:
-    event: EventRecord
-    kinds: str
-    """Accepted source kinds as ",webhook,", for strpos in SQL."""
-    claim: Claim | None
-    delivery_key: str | None
-    future: asyncio.Future[Any]
-
-
-@dataclass(slots=True)
-class _CallJob:
-    """Any other write: runs in its own savepoint inside the batch's transaction."""
-
-    call: WriteCall
-    identity: bool
-    """Whether it reads or writes profiles, so the batch must hold the identity lock."""
-    future: asyncio.Future[Any]
-
-
-_Job = _EventJob | _CallJob
-_STOP = object()
 _RETRIES = 3  # a deadlock or serialisation failure rolled everything back: safe to retry
 
 
@@ -123,15 +101,15 @@ class PostgresWriter:
         if task is None or queue is None:
             return
         if not task.done():
-            await queue.put(_STOP)
+            await queue.put(STOP)
             await task
         self._task = None
         leftovers = []
         while not queue.empty():
             item = queue.get_nowait()
-            if item is not _STOP:
+            if item is not STOP:
                 leftovers.append(item)
-        _settle(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
+        settle_jobs(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -147,16 +125,16 @@ class PostgresWriter:
         delivery_key: str | None,
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        kinds = "," + ",".join(sorted(accepted_kinds)) + ","
-        self._put(_EventJob(event, kinds, claim, delivery_key, future))
+        kinds = kinds_text(list(accepted_kinds))
+        self._put(EventJob(event, kinds, claim, delivery_key, future))
         return future
 
     def submit_call(self, call: WriteCall, *, identity: bool) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._put(_CallJob(call, identity, future))
+        self._put(CallJob(call, future, identity))
         return future
 
-    def _put(self, job: _Job) -> None:
+    def _put(self, job: Job) -> None:
         if self._queue is None or self._task is None or self._task.done():
             raise StorageUnavailable("storage is not started")
         try:
@@ -169,13 +147,13 @@ class PostgresWriter:
         assert queue is not None
         while True:
             first = await queue.get()
-            if first is _STOP:
+            if first is STOP:
                 return
-            batch: list[_Job] = [first]
+            batch: list[Job] = [first]
             stopping = False
             while len(batch) < self._batch_size and not queue.empty():
                 item = queue.get_nowait()
-                if item is _STOP:
+                if item is STOP:
                     stopping = True
                     break
                 batch.append(item)
@@ -183,12 +161,12 @@ class PostgresWriter:
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
-                _settle(batch, [StorageUnavailable("storage is closing") for _ in batch])
+                settle_jobs(batch, [StorageUnavailable("storage is closing") for _ in batch])
                 raise
             if stopping:
                 return
 
-    async def _commit(self, batch: list[_Job]) -> None:
+    async def _commit(self, batch: list[Job]) -> None:
         started = time.perf_counter()
         try:
             results, written = await self._attempt(batch)
@@ -214,9 +192,9 @@ class PostgresWriter:
         if written:
             metrics.COMMIT_BATCH_SIZE.observe(written)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        _settle(batch, results)
+        settle_jobs(batch, results)
 
-    async def _attempt(self, batch: list[_Job]) -> tuple[list[Any], int]:
+    async def _attempt(self, batch: list[Job]) -> tuple[list[Any], int]:
         """Write the batch on a live connection; a lost connection fails it (the commit may or
         may not have happened, so it is never replayed), a deadlock is retried."""
         for attempt in range(_RETRIES):
@@ -257,10 +235,10 @@ class PostgresWriter:
             with contextlib.suppress(psycopg.Error):  # already gone
                 await conn.close()
 
-    async def _write(self, conn: Conn, batch: list[_Job]) -> tuple[list[Any], int]:
+    async def _write(self, conn: Conn, batch: list[Job]) -> tuple[list[Any], int]:
         results: list[Any] = [None] * len(batch)
-        events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
-        calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, _CallJob)]
+        events = [(i, job) for i, job in enumerate(batch) if isinstance(job, EventJob)]
+        calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, CallJob)]
         if not calls and all(j.claim is None and j.delivery_key is None for _, j in events):
             # The common case, events alone: one statement, which is its own transaction.
             return results, await _insert_checked(conn, events, results)
@@ -270,11 +248,13 @@ class PostgresWriter:
                 await conn.execute(LOCK_IDENTITY, (IDENTITY_LOCK,))
             keyed = [(i, job) for i, job in events if job.delivery_key is not None]
             if keyed:
-                events = await self._claim_deliveries(conn, events, keyed, results)
+                events = await claim_deliveries(
+                    conn, events, keyed, results, window_ms=self._window_ms
+                )
             written = await _insert_checked(conn, events, results)
             if keyed:
                 share_refusals(events, keyed, results)
-                await self._release_refused(conn, keyed, results)
+                await release_refused(conn, keyed, results, window_ms=self._window_ms)
             claims = [
                 (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))
                 for i, job in events
@@ -295,71 +275,6 @@ class PostgresWriter:
                     results[index] = exc
         return results, written
 
-    async def _claim_deliveries(
-        self,
-        conn: Conn,
-        events: list[tuple[int, _EventJob]],
-        keyed: list[tuple[int, _EventJob]],
-        results: list[Any],
-    ) -> list[tuple[int, _EventJob]]:
-        """Take each delivery key for its event, unless it is held within the window (by an
-        earlier event, or by an earlier copy in this batch): those are answered with the event
-        first stored, and left out of the insert. A key another process is claiming right now
-        makes this statement wait for that transaction's outcome."""
-        now = now_ms()
-        first: dict[tuple[str, str], str] = {}
-        claims: list[tuple[str, str, str, int]] = []
-        for index, job in keyed:
-            pair = (pg_text(job.event.source_id), pg_text(job.delivery_key or ""))
-            if pair in first:
-                results[index] = DuplicateDelivery(first[pair])
-                continue
-            first[pair] = job.event.id
-            claims.append((*pair, pg_text(job.event.id), now))
-        cursor = await conn.execute(
-            "INSERT INTO delivery_keys AS d (source_id, key, event_id, seen_ms)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int8[])"
-            " AS u(source_id, key, event_id, seen_ms) ORDER BY source_id, key"
-            " ON CONFLICT (source_id, key) DO UPDATE"
-            " SET event_id = excluded.event_id, seen_ms = excluded.seen_ms"
-            " WHERE d.seen_ms < %s RETURNING source_id, key",
-            [*columns(claims, 4), now - self._window_ms],
-        )
-        taken = {(row[0], row[1]) for row in await cursor.fetchall()}
-        held = [pair for pair in first if pair not in taken]
-        if held:
-            cursor = await conn.execute(
-                "SELECT source_id, key, event_id FROM delivery_keys"
-                " WHERE (source_id, key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                columns(held, 2),
-            )
-            holders = {(row[0], row[1]): row[2] for row in await cursor.fetchall()}
-            for index, job in keyed:
-                pair = (pg_text(job.event.source_id), pg_text(job.delivery_key or ""))
-                if pair in holders:
-                    results[index] = DuplicateDelivery(holders[pair])
-        return [(i, job) for i, job in events if not isinstance(results[i], BaseException)]
-
-    async def _release_refused(
-        self, conn: Conn, keyed: list[tuple[int, _EventJob]], results: list[Any]
-    ) -> None:
-        """Give back the keys of events the source check refused; forget expired keys."""
-        refused = [
-            pg_text(job.event.id)
-            for index, job in keyed
-            if isinstance(results[index], SourceRefused)
-        ]
-        if refused:
-            await conn.execute(
-                "DELETE FROM delivery_keys WHERE event_id = ANY(%s::text[])", (refused,)
-            )
-        # Another writer pruning the same rows is skipped, not waited for.
-        await conn.execute(
-            "DELETE FROM delivery_keys WHERE (source_id, key) IN (SELECT source_id, key"
-            " FROM delivery_keys WHERE seen_ms < %s LIMIT 500 FOR UPDATE SKIP LOCKED)",
-            (now_ms() - self._window_ms,),
-        )
-
     async def _resolve_identity(
         self, conn: Conn, claims: list[tuple[int, ClaimItem]], results: list[Any]
     ) -> None:
@@ -376,7 +291,7 @@ class PostgresWriter:
 
 
 async def _insert_checked(
-    conn: Conn, events: list[tuple[int, _EventJob]], results: list[Any]
+    conn: Conn, events: list[tuple[int, EventJob]], results: list[Any]
 ) -> int:
     """Insert the events whose source accepts them; mark the others refused in `results`."""
     if not events:
@@ -391,7 +306,7 @@ async def _insert_checked(
 
 
 async def _explain_refusals(
-    conn: Conn, events: list[tuple[int, _EventJob]], stored: set[str], results: list[Any]
+    conn: Conn, events: list[tuple[int, EventJob]], stored: set[str], results: list[Any]
 ) -> None:
     """Why the checked insert left some events out (the rare path)."""
     source_ids = list({pg_text(job.event.source_id) for _, job in events})
@@ -404,14 +319,10 @@ async def _explain_refusals(
         if pg_text(event.id) in stored:
             continue
         source = sources.get(pg_text(event.source_id))
-        if source is None:
-            results[index] = SourceRefused(event.source_id, "unknown_source")
-        elif not source[1]:
-            results[index] = SourceRefused(event.source_id, "disabled_source")
-        elif f",{source[0]}," not in job.kinds:
-            results[index] = SourceRefused(event.source_id, "wrong_source_kind")
-        else:  # created by another process since the insert looked: it did not exist then
-            results[index] = SourceRefused(event.source_id, "unknown_source")
+        # A source that takes it now was created by another process since the insert looked:
+        # it did not exist then.
+        refused = refusal(event.source_id, source, job.kinds)
+        results[index] = refused or SourceRefused(event.source_id, "unknown_source")
 
 
 def _readable(conn: Conn) -> bool:
@@ -420,14 +331,3 @@ def _readable(conn: Conn) -> bool:
     except (OSError, ValueError, psycopg.Error):
         return True
     return bool(ready)
-
-
-def _settle(batch: Iterable[_Job], results: list[Any]) -> None:
-    """Hand each result (or exception) to its request; a cancelled request's write stands."""
-    for job, result in zip(batch, results, strict=True):
-        if job.future.done():
-            continue
-        if isinstance(result, BaseException):
-            job.future.set_exception(result)
-        else:
-            job.future.set_result(result)

@@ -1,15 +1,16 @@
 """How rejections travel to and from either backend: the columns, a row's values, a listing's
-filter as SQL (the placeholder is the backend's)."""
+filter and its writes as SQL (over the backend's `Dialect`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from eventstitch.ids import id_floor
 from eventstitch.storage.records import RejectionFilter, RejectionRecord
+from eventstitch.storage.shared.dialect import Dialect
 
 _FIELDS = (
     "id, received_ms, route, reason, status, message, errors, source_id, method, path, query,"
@@ -68,24 +69,46 @@ def rejection_from_row(row: Sequence[Any]) -> RejectionRecord:
 
 
 def filter_sql(
-    rejection_filter: RejectionFilter, before_id: str | None, mark: str
+    d: Dialect, rejection_filter: RejectionFilter, before_id: str | None
 ) -> tuple[str, list[Any]]:
-    """The WHERE clause of a listing and its parameters (`mark`: the backend's placeholder)."""
+    """The WHERE clause of a listing and its parameters."""
     parts: list[str] = []
     params: list[Any] = []
-    if rejection_filter.reasons:
-        parts.append(f"reason IN ({', '.join([mark] * len(rejection_filter.reasons))})")
-        params += rejection_filter.reasons
-    if rejection_filter.source_ids:
-        parts.append(f"source_id IN ({', '.join([mark] * len(rejection_filter.source_ids))})")
-        params += rejection_filter.source_ids
-    if rejection_filter.since_ms is not None:
-        parts.append(f"id >= {mark}")
-        params.append(id_floor(rejection_filter.since_ms))
-    if rejection_filter.until_ms is not None:
-        parts.append(f"id < {mark}")
-        params.append(id_floor(rejection_filter.until_ms))
-    if before_id is not None:
-        parts.append(f"id < {mark}")
-        params.append(before_id)
+    for column, values in (
+        ("reason", rejection_filter.reasons),
+        ("source_id", rejection_filter.source_ids),
+    ):
+        if values:
+            sql, bound = d.in_list(column, values)
+            parts.append(sql)
+            params += bound
+    bounds = (
+        (">=", None if rejection_filter.since_ms is None else id_floor(rejection_filter.since_ms)),
+        ("<", None if rejection_filter.until_ms is None else id_floor(rejection_filter.until_ms)),
+        ("<", None if before_id is None else d.text(before_id)),
+    )
+    for op, limit in bounds:
+        if limit is not None:
+            parts.append(f"id {op} {d.mark}")
+            params.append(limit)
     return (" WHERE " + " AND ".join(parts) if parts else ""), params
+
+
+def drop_totals(lost: Mapping[str, int], deleted: Mapping[str, int]) -> list[tuple[str, int]]:
+    """What to add to the drop totals by cause: lost before storage plus deleted by the bounds."""
+    totals = dict(lost)
+    for cause, n in deleted.items():
+        totals[cause] = totals.get(cause, 0) + n
+    return [(cause, n) for cause, n in sorted(totals.items()) if n]
+
+
+def add_drops_sql(d: Dialect) -> str:
+    return (
+        f"INSERT INTO rejection_drops (cause, total) VALUES ({d.mark}, {d.mark})"
+        " ON CONFLICT (cause) DO UPDATE SET total = rejection_drops.total + excluded.total"
+    )
+
+
+def insert_sql(d: Dialect) -> str:
+    marks = ", ".join([d.mark] * len(COLUMNS.split(",")))
+    return f"INSERT INTO rejections ({COLUMNS}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"

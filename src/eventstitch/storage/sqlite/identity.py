@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState, Resolver
-from eventstitch.storage.records import Claim, Identifier
+from eventstitch.storage.records import Identifier
+from eventstitch.storage.shared.claims import stored_claims
 
 _MAX_PAIRS = 400  # (kind, value) pairs per statement: two bound values each
 
@@ -203,18 +204,7 @@ def _stored_claims(
             f"SELECT event_id, traits FROM event_traits WHERE event_id IN ({marks})", part
         ):
             traits[event_id] = orjson.loads(text)
-    return [
-        ClaimItem(
-            event_id,
-            found[event_id],
-            Claim(
-                identifiers=tuple(i for _, i in sorted(carried[event_id])),
-                traits=traits.get(event_id, {}),
-            ),
-            stored=True,
-        )
-        for event_id in sorted(found)  # oldest first, as they arrived
-    ]
+    return stored_claims(found, carried, traits)
 
 
 def apply(

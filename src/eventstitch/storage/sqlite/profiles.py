@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -14,9 +14,7 @@ from eventstitch.identity.resolution import (
     redacted,
 )
 from eventstitch.storage.records import Identifier, MergeRecord, ProfileRecord
-
-if TYPE_CHECKING:
-    from eventstitch.storage.sqlite.backend import SqliteStorage
+from eventstitch.storage.sqlite.db import SqliteDb
 
 
 def profile_row(conn: sqlite3.Connection, profile_id: str) -> ProfileRecord | None:
@@ -37,11 +35,13 @@ def profile_row(conn: sqlite3.Connection, profile_id: str) -> ProfileRecord | No
 
 
 class SqliteProfiles:
-    def __init__(self, storage: SqliteStorage) -> None:
-        self._storage = storage
+    """`ProfileStore` on SQLite."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
 
     async def get(self, profile_id: str) -> ProfileRecord | None:
-        return await self._storage.read(lambda conn: profile_row(conn, profile_id))
+        return await self._db.read(lambda conn: profile_row(conn, profile_id))
 
     async def find(self, identifier: Identifier) -> ProfileRecord | None:
         def select(conn: sqlite3.Connection) -> ProfileRecord | None:
@@ -50,7 +50,7 @@ class SqliteProfiles:
             ).fetchone()
             return profile_row(conn, row[0]) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def merges(self, profile_id: str) -> list[MergeRecord]:
         def select(conn: sqlite3.Connection) -> list[MergeRecord]:
@@ -61,7 +61,7 @@ class SqliteProfiles:
             )
             return [MergeRecord(*row) for row in rows]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def list_page(self, *, limit: int, after_id: str | None) -> list[ProfileRecord]:
         def select(conn: sqlite3.Connection) -> list[ProfileRecord]:
@@ -71,7 +71,7 @@ class SqliteProfiles:
             found = [profile_row(conn, row[0]) for row in rows]
             return [p for p in found if p is not None]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def import_batch(self, profiles: list[ProfileRecord]) -> int:
         def insert(conn: sqlite3.Connection) -> int:
@@ -95,7 +95,7 @@ class SqliteProfiles:
                 )
             return new
 
-        return await self._storage.write(insert)
+        return await self._db.write(insert)
 
     async def erase(self, profile_id: str) -> tuple[int, int]:
         def remove(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -117,7 +117,7 @@ class SqliteProfiles:
             profiles = conn.execute(f"DELETE FROM profiles WHERE id IN ({marks})", ids).rowcount
             return profiles, events
 
-        return await self._storage.write(remove)
+        return await self._db.write(remove)
 
 
 def _erase_events(conn: sqlite3.Connection, where: str, params: list[Any]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -18,29 +18,25 @@ from eventstitch.storage.records import RejectionBounds, RejectionFilter, Reject
 from eventstitch.storage.shared.rejection_rows import (
     COLUMNS,
     LIST_COLUMNS,
+    add_drops_sql,
+    drop_totals,
     filter_sql,
+    insert_sql,
     rejection_from_row,
     rejection_row,
 )
+from eventstitch.storage.sqlite.db import SqliteDb
+from eventstitch.storage.sqlite.queries import SQLITE
 
-if TYPE_CHECKING:
-    from eventstitch.storage.sqlite.backend import SqliteStorage
-
-_INSERT = (
-    f"INSERT INTO rejections ({COLUMNS}) VALUES"
-    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-_ADD_DROPS = (
-    "INSERT INTO rejection_drops (cause, total) VALUES (?, ?)"
-    " ON CONFLICT (cause) DO UPDATE SET total = rejection_drops.total + excluded.total"
-)
+_INSERT = insert_sql(SQLITE)
+_ADD_DROPS = add_drops_sql(SQLITE)
 
 
 class SqliteRejections:
     """`RejectionStore` on SQLite."""
 
-    def __init__(self, storage: SqliteStorage) -> None:
-        self._storage = storage
+    def __init__(self, db: SqliteDb) -> None:
+        self._db = db
 
     async def add(
         self,
@@ -62,13 +58,13 @@ class SqliteRejections:
                 (bounds.max_rows,),
             ).rowcount
             deleted = {"max_age": aged, "max_rows": over}
-            drops = [(c, n) for c, n in {**lost, **_summed(lost, deleted)}.items() if n]
+            drops = drop_totals(lost, deleted)
             if drops:
                 conn.executemany(_ADD_DROPS, drops)
             return deleted
 
         # Refused requests wait for the events: never in the same transaction as one.
-        return await self._storage.write_when_idle(apply)
+        return await self._db.write_when_idle(apply)
 
     async def get(self, rejection_id: str) -> RejectionRecord | None:
         def select(conn: sqlite3.Connection) -> RejectionRecord | None:
@@ -77,12 +73,12 @@ class SqliteRejections:
             ).fetchone()
             return rejection_from_row(row) if row else None
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def list_page(
         self, rejection_filter: RejectionFilter, *, limit: int, before_id: str | None
     ) -> list[RejectionRecord]:
-        where, params = filter_sql(rejection_filter, before_id, "?")
+        where, params = filter_sql(SQLITE, rejection_filter, before_id)
 
         def select(conn: sqlite3.Connection) -> list[RejectionRecord]:
             rows = conn.execute(
@@ -91,14 +87,14 @@ class SqliteRejections:
             )
             return [rejection_from_row(row) for row in rows]
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def dropped(self) -> dict[str, int]:
         def select(conn: sqlite3.Connection) -> dict[str, int]:
             rows = conn.execute("SELECT cause, total FROM rejection_drops ORDER BY cause")
             return {row[0]: int(row[1]) for row in rows}
 
-        return await self._storage.read(select)
+        return await self._db.read(select)
 
     async def claim_replay(self, rejection_id: str, *, at_ms: int) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
@@ -111,7 +107,7 @@ class SqliteRejections:
                 == 1
             )
 
-        return await self._storage.write(apply)
+        return await self._db.write(apply)
 
     async def finish_replay(self, rejection_id: str, *, event_ids: tuple[str, ...] | None) -> None:
         params: tuple[Any, ...]
@@ -125,9 +121,4 @@ class SqliteRejections:
         def apply(conn: sqlite3.Connection) -> None:
             conn.execute(sql, params)
 
-        await self._storage.write(apply)
-
-
-def _summed(lost: Mapping[str, int], deleted: Mapping[str, int]) -> dict[str, int]:
-    """Drop counts by cause, adding the deletions to what was lost before storage."""
-    return {cause: lost.get(cause, 0) + n for cause, n in deleted.items()}
+        await self._db.write(apply)

@@ -13,8 +13,8 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from eventstitch.storage.errors import SourceRefused
 from eventstitch.storage.records import EventRecord
+from eventstitch.storage.shared.refusals import kinds_text, refusal
 
 
 class PendingEvent(Protocol):
@@ -25,6 +25,9 @@ class PendingEvent(Protocol):
 
     @property
     def row(self) -> tuple[Any, ...]: ...
+
+    @property
+    def kinds(self) -> str: ...
 
 
 P = TypeVar("P", bound=PendingEvent)
@@ -77,7 +80,7 @@ def insert_rows(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]])
 @functools.lru_cache(maxsize=64)
 def kinds_param(kinds: frozenset[str]) -> str:
     """The accepted kinds as the checked insert matches them: ",webhook,"."""
-    return "," + ",".join(sorted(kinds)) + ","
+    return kinds_text(list(kinds))
 
 
 @functools.lru_cache(maxsize=256)
@@ -129,15 +132,11 @@ def explain_refusals(
         event = job.event
         if event.id in stored:
             continue
-        source = sources.get(event.source_id)
-        if source is None:
-            results[index] = SourceRefused(event.source_id, "unknown_source")
-        elif not source[1]:
-            results[index] = SourceRefused(event.source_id, "disabled_source")
-        elif f",{source[0]}," not in job.row[-1]:
-            results[index] = SourceRefused(event.source_id, "wrong_source_kind")
-        else:
+        refused = refusal(event.source_id, sources.get(event.source_id), job.kinds)
+        if refused is None:
             takers.append((index, job))
+        else:
+            results[index] = refused
     return takers
 
 

@@ -6,21 +6,25 @@ import dataclasses
 import sqlite3
 import uuid
 
-from eventstitch.identity.resolution import ClaimItem, Resolver, system_event
+from eventstitch.identity.resolution import Resolver, system_event
 from eventstitch.ids import new_profile_id, now_ms
-from eventstitch.storage.errors import SourceRefused
 from eventstitch.storage.records import Visit, VisitResult
+from eventstitch.storage.shared.claims import follow_plan, visit_claims
+from eventstitch.storage.shared.refusals import check_tracker
 from eventstitch.storage.sqlite import identity
 from eventstitch.storage.sqlite.rows import insert_events
-
-TRACKER_KINDS = ("tracker",)
 
 
 def write_visit(
     conn: sqlite3.Connection, visit: Visit, *, single_valued: frozenset[str], system_events: bool
 ) -> VisitResult:
     """Profile and session first, then the events, then their claims; all or nothing."""
-    _check_source(conn, visit.source_id)
+    check_tracker(
+        visit.source_id,
+        conn.execute(
+            "SELECT kind, enabled FROM sources WHERE id = ?", (visit.source_id,)
+        ).fetchone(),
+    )
     now = now_ms()
     happenings = []
     profile_id = session_id = None
@@ -54,71 +58,15 @@ def write_visit(
     ]
     insert_events(conn, events)
     links: list[str | None] = [profile_id] * len(events)
-    items = [
-        (i, ClaimItem(e.id, e.received_ms, dataclasses.replace(claim, profile_id=profile_id)))
-        for i, (e, claim) in enumerate(zip(events, visit.claims, strict=True))
-        if claim is not None
-    ]
+    items = visit_claims(events, visit.claims, profile_id)
     if items:
         identity.store_event_identifiers(conn, [item for _, item in items])
         resolver = Resolver(single_valued=single_valued, new_profile_id=new_profile_id)
         plan = identity.resolve(conn, [item for _, item in items], resolver, now_ms=now)
-        for index, item in items:
-            link = plan.links.get(item.event_id)
-            if link is not None:
-                links[index] = plan.final(link.profile_id)
+        follow_plan(plan, items, links)
         if profile_id is not None:
             profile_id = plan.final(profile_id)
         happenings += plan.system_events()
     if system_events:
         insert_events(conn, happenings)
     return VisitResult(profile_id, session_id, tuple(links))
-
-
-def _check_source(conn: sqlite3.Connection, source_id: str) -> None:
-    row = conn.execute("SELECT kind, enabled FROM sources WHERE id = ?", (source_id,)).fetchone()
-    if row is None:
-        raise SourceRefused(source_id, "unknown_source")
-    if not row[1]:
-        raise SourceRefused(source_id, "disabled_source")
-    if row[0] not in TRACKER_KINDS:
-        raise SourceRefused(source_id, "wrong_source_kind")
-
-
-def reclaim_stored(
-    conn: sqlite3.Connection,
-    items: list[ClaimItem],
-    *,
-    single_valued: frozenset[str],
-    system_events: bool,
-) -> int:
-    """Resolve claims of stored events (a backfill); returns how many are linked now."""
-    if not items:
-        return 0
-    ids = [item.event_id for item in items]
-    marks = ",".join("?" * len(ids))
-    owners = dict(
-        conn.execute(f"SELECT id, profile_id FROM events WHERE id IN ({marks})", ids).fetchall()
-    )
-    anchored = [
-        dataclasses.replace(
-            item, claim=dataclasses.replace(item.claim, profile_id=owners.get(item.event_id))
-        )
-        for item in items
-        if item.event_id in owners
-    ]
-    identity.store_event_identifiers(conn, anchored)
-    resolver = Resolver(single_valued=single_valued, new_profile_id=new_profile_id)
-    # A second backfill meets the same conflicts again; their refusals are already logged.
-    resolver.refused_before.update(
-        (event_id, kind, frozenset(pair))
-        for event_id, kind, *pair in conn.execute(
-            "SELECT event_id, refused_kind, survivor, merged FROM profile_merges"
-            f" WHERE refused_kind IS NOT NULL AND event_id IN ({marks})",
-            ids,
-        )
-    )
-    plan = identity.resolve(conn, anchored, resolver, now_ms=now_ms())
-    if system_events:
-        insert_events(conn, plan.system_events())
-    return sum(1 for item in anchored if owners[item.event_id] or item.event_id in plan.links)

@@ -16,48 +16,28 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from eventstitch import metrics
 from eventstitch.identity.resolution import ClaimItem, Resolver
 from eventstitch.ids import new_profile_id, now_ms
 from eventstitch.storage.errors import (
-    DuplicateDelivery,
     QueueFull,
     SourceRefused,
     StorageUnavailable,
 )
 from eventstitch.storage.records import Claim, EventRecord
 from eventstitch.storage.shared.deliveries import share_refusals
+from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_from_thread
 from eventstitch.storage.sqlite import identity
 from eventstitch.storage.sqlite import rows as event_rows
+from eventstitch.storage.sqlite.deliveries import drop_duplicates, remember_deliveries
 from eventstitch.storage.sqlite.owners import OwnerCache
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class _EventJob:
-    event: EventRecord
-    row: tuple[Any, ...]
-    """The bound values of the checked insert (`event_rows.CHECKED_VALUES`), JSON encoded."""
-    claim: Claim | None
-    delivery_key: str | None
-    future: asyncio.Future[Any]
-
-
-@dataclass(slots=True)
-class _CallJob:
-    """Any other write (sources, migrations): runs in its own savepoint inside the batch."""
-
-    call: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-
-
-_Job = _EventJob | _CallJob
-_STOP = object()
 _IDLE_JOBS = 16  # low-priority writes waiting at most; their callers batch anyway
 
 
@@ -79,7 +59,7 @@ class SqliteWriter:
         # lock and condition per item; the writer is woken only when it sleeps.
         self._pending: collections.deque[Any] = collections.deque()
         # Low-priority writes (refused requests): run alone, only when no event waits.
-        self._idle: collections.deque[_CallJob] = collections.deque()
+        self._idle: collections.deque[CallJob] = collections.deque()
         self._queue_size = queue_size
         self._admit = threading.Lock()  # the size check and the append, as one step
         self._wake = threading.Event()
@@ -101,7 +81,7 @@ class SqliteWriter:
         if self._thread is None:
             return
         with self._admit:
-            self._pending.append(_STOP)
+            self._pending.append(STOP)
         self._wake.set()
         self._thread.join()
         self._thread = None
@@ -119,13 +99,14 @@ class SqliteWriter:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # The row is built here, on the request's thread, where the event is still in the
         # CPU's cache: the writer then holds the GIL (and the event loop waits) only to bind.
-        row = (*event_rows.event_row(event), event_rows.kinds_param(accepted_kinds))
-        self._submit(_EventJob(event, row, claim, delivery_key, future))
+        kinds = event_rows.kinds_param(accepted_kinds)
+        row = (*event_rows.event_row(event), kinds)
+        self._submit(EventJob(event, kinds, claim, delivery_key, future, row))
         return future
 
     def submit_call(self, call: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._submit(_CallJob(call, future))
+        self._submit(CallJob(call, future))
         return future
 
     def submit_when_idle(self, call: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
@@ -135,12 +116,12 @@ class SqliteWriter:
         with self._admit:
             if len(self._idle) >= _IDLE_JOBS:
                 raise QueueFull("too many low-priority writes are waiting")
-            self._idle.append(_CallJob(call, future))
+            self._idle.append(CallJob(call, future))
         if self._sleeping:
             self._wake.set()
         return future
 
-    def _submit(self, job: _Job) -> None:
+    def _submit(self, job: Job) -> None:
         with self._admit:
             if len(self._pending) >= self._queue_size:
                 raise QueueFull("the write queue is full")
@@ -166,10 +147,10 @@ class SqliteWriter:
                         self._wake.wait()
                     self._sleeping = False
                     continue
-                batch: list[_Job] = []
+                batch: list[Job] = []
                 while pending and len(batch) < self._batch_size:
                     item = pending.popleft()
-                    if item is _STOP:
+                    if item is STOP:
                         stopping = True
                         break
                     batch.append(item)
@@ -179,14 +160,16 @@ class SqliteWriter:
         finally:
             leftovers = list(self._idle)
             self._idle.clear()
-            _resolve(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
+            settle_from_thread(
+                leftovers, [StorageUnavailable("storage is closing") for _ in leftovers]
+            )
             conn.close()
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         started = time.perf_counter()
         results: list[Any] = [None] * len(batch)
-        events = [(i, job) for i, job in enumerate(batch) if isinstance(job, _EventJob)]
-        calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, _CallJob)]
+        events = [(i, job) for i, job in enumerate(batch) if isinstance(job, EventJob)]
+        calls = [(i, job) for i, job in enumerate(batch) if isinstance(job, CallJob)]
         try:
             keyed = any(job.delivery_key is not None for _, job in events)
             claimed = any(job.claim is not None for _, job in events)
@@ -212,13 +195,13 @@ class SqliteWriter:
         if written:
             metrics.COMMIT_BATCH_SIZE.observe(written)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        _resolve(batch, results)
+        settle_from_thread(batch, results)
 
     def _commit_transaction(
         self,
         conn: sqlite3.Connection,
-        events: list[tuple[int, _EventJob]],
-        calls: list[tuple[int, _CallJob]],
+        events: list[tuple[int, EventJob]],
+        calls: list[tuple[int, CallJob]],
         results: list[Any],
     ) -> int:
         """Events with claims or delivery ids, or other writes: one explicit transaction."""
@@ -251,14 +234,14 @@ class SqliteWriter:
             return written
 
     def _write_events(
-        self, conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
+        self, conn: sqlite3.Connection, events: list[tuple[int, EventJob]], results: list[Any]
     ) -> tuple[int, Resolver | None] | None:
         """Write the batch's events inside the open transaction: how many were stored, and
         the decisions about their claims if any; None when an event with a claim was refused
         by the source check (the caller rolls back and tries again)."""
         keyed = [(i, job) for i, job in events if job.delivery_key is not None]
         if keyed:
-            events = self._drop_duplicates(conn, events, keyed, results)
+            events = drop_duplicates(conn, events, keyed, results, window_ms=self._window_ms)
         claims = [
             (i, ClaimItem(job.event.id, job.event.received_ms, job.claim))
             for i, job in events
@@ -274,13 +257,13 @@ class SqliteWriter:
             written = _insert_checked(conn, events, results)
         if keyed:
             share_refusals(events, keyed, results)
-            self._remember_deliveries(conn, keyed, results)
+            remember_deliveries(conn, keyed, results, window_ms=self._window_ms)
         return written, resolver
 
     def _insert_resolved(
         self,
         conn: sqlite3.Connection,
-        events: list[tuple[int, _EventJob]],
+        events: list[tuple[int, EventJob]],
         claims: list[tuple[int, ClaimItem]],
         results: list[Any],
     ) -> tuple[int, Resolver] | None:
@@ -319,7 +302,7 @@ class SqliteWriter:
     def _insert_known(
         self,
         conn: sqlite3.Connection,
-        events: list[tuple[int, _EventJob]],
+        events: list[tuple[int, EventJob]],
         known: dict[int, tuple[str, str]],
         results: list[Any],
     ) -> int:
@@ -345,63 +328,9 @@ class SqliteWriter:
                 results[index] = StorageUnavailable(f"the database refused the write: {exc}")
             return stored
 
-    def _drop_duplicates(
-        self,
-        conn: sqlite3.Connection,
-        events: list[tuple[int, _EventJob]],
-        keyed: list[tuple[int, _EventJob]],
-        results: list[Any],
-    ) -> list[tuple[int, _EventJob]]:
-        """Answer deliveries already seen (in this batch or within the window) with the event
-        first stored for them, and leave them out of the insert."""
-        pairs = list({(job.event.source_id, job.delivery_key) for _, job in keyed})
-        marks = ",".join(["(?, ?)"] * len(pairs))
-        seen = {
-            (row[0], row[1]): row[2]
-            for row in conn.execute(
-                "SELECT source_id, key, event_id FROM delivery_keys"
-                f" WHERE (source_id, key) IN (VALUES {marks}) AND seen_ms >= ?",
-                [v for pair in pairs for v in pair] + [now_ms() - self._window_ms],
-            )
-        }
-        kept = []
-        for index, job in events:
-            pair = (job.event.source_id, job.delivery_key)
-            if job.delivery_key is not None and pair in seen:
-                results[index] = DuplicateDelivery(seen[pair])
-                continue
-            if job.delivery_key is not None:
-                seen[pair] = job.event.id  # a second copy later in this batch is a duplicate
-            kept.append((index, job))
-        return kept
-
-    def _remember_deliveries(
-        self, conn: sqlite3.Connection, keyed: list[tuple[int, _EventJob]], results: list[Any]
-    ) -> None:
-        """Record the delivery ids of the events just stored; forget expired ones."""
-        now = now_ms()
-        stored = [
-            (job.event.source_id, job.delivery_key, job.event.id, now)
-            for index, job in keyed
-            if not isinstance(results[index], BaseException)
-        ]
-        if stored:
-            conn.execute(
-                "INSERT INTO delivery_keys (source_id, key, event_id, seen_ms) VALUES "
-                + ",".join(["(?, ?, ?, ?)"] * len(stored))
-                + " ON CONFLICT (source_id, key) DO UPDATE SET event_id = excluded.event_id,"
-                " seen_ms = excluded.seen_ms",
-                [v for row in stored for v in row],
-            )
-        conn.execute(
-            "DELETE FROM delivery_keys WHERE rowid IN"
-            " (SELECT rowid FROM delivery_keys WHERE seen_ms < ? LIMIT 500)",
-            (now - self._window_ms,),
-        )
-
 
 def _insert_checked(
-    conn: sqlite3.Connection, events: list[tuple[int, _EventJob]], results: list[Any]
+    conn: sqlite3.Connection, events: list[tuple[int, EventJob]], results: list[Any]
 ) -> int:
     """Insert the events whose source exists, is enabled and is of an accepted kind, in one
     statement; mark the others refused in `results`. Returns how many were stored."""
@@ -415,7 +344,7 @@ def _insert_checked(
     return stored
 
 
-def _not_stored(events: list[tuple[int, _EventJob]], results: list[Any]) -> None:
+def _not_stored(events: list[tuple[int, EventJob]], results: list[Any]) -> None:
     """Left out by an insert whose checks their source passes: cannot happen with the checks
     of `event_rows.CHECKED_INSERT`, but an event not stored must never be answered as stored."""
     for index, _ in events:
@@ -444,25 +373,3 @@ def _run_in_savepoint(conn: sqlite3.Connection, call: Callable[[sqlite3.Connecti
         return exc
     conn.execute("RELEASE job")
     return result
-
-
-def _resolve(batch: Iterable[_Job], results: list[Any]) -> None:
-    """Hand each result (or exception) back to its request's event loop, one call per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for job, result in zip(batch, results, strict=True):
-        by_loop.setdefault(job.future.get_loop(), []).append((job.future, result))
-    for loop, pairs in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, pairs)
-        except RuntimeError:  # the loop closed while its requests waited: nobody to answer
-            log.warning("event loop closed before %d results could be delivered", len(pairs))
-
-
-def _settle(pairs: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for future, result in pairs:
-        if future.done():  # the request was cancelled (client went away); its write stands
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
