@@ -175,3 +175,16 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what a test needs, so `-m "not postgres"` or `-m "not e2e"` leaves it out: each test
+    that runs on PostgreSQL (a `config` or `backend` of "postgres") and each that starts a
+    server (`live_server`) is marked, wherever it is."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if "postgres" in (params.get("config"), params.get("backend")):
+            item.add_marker(pytest.mark.postgres)
+        if "live_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)

@@ -20,6 +20,9 @@ CLIENTS = 8
 PER_CLIENT = 400  # upper bound; the kill usually lands well before
 
 
+pytestmark = pytest.mark.e2e  # every test here starts server processes
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The server's database: the embedded default, or a fresh PostgreSQL schema."""

@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config
 from tests.conftest import API_TOKEN, create_source, make_config, stored_events
-from tests.identity_behaviour.support import (
+from tests.identity.support import (
     EMAIL_RULE,
     backfill_in_app,
     collect,

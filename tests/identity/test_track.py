@@ -8,7 +8,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import assert_error_shape, create_source, stored_events
-from tests.identity_behaviour.support import (
+from tests.identity.support import (
     EMAIL_RULE,
     collect,
     event,

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from tests.conftest import API_TOKEN, assert_error_shape, create_source, make_config
-from tests.identity_behaviour.support import (
+from tests.identity.support import (
     EMAIL_RULE,
     backfill_in_app,
     collect,
