@@ -20,6 +20,7 @@ from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState, Resol
 from eventstitch.storage.postgres.queries import pg_text, without_nul
 from eventstitch.storage.postgres.rows import Conn, columns
 from eventstitch.storage.records import Claim, Identifier
+from eventstitch.storage.shared.claims import stored_claims
 
 
 def pg_claim(claim: Claim | None) -> Claim | None:
@@ -163,18 +164,7 @@ async def _stored_claims(conn: Conn, fresh: list[Identifier], decided: Any) -> l
         (list(found),),
     )
     traits = {event_id: orjson.loads(text) for event_id, text in await cursor.fetchall()}
-    return [
-        ClaimItem(
-            event_id,
-            found[event_id],
-            Claim(
-                identifiers=tuple(i for _, i in sorted(carried[event_id])),
-                traits=traits.get(event_id, {}),
-            ),
-            stored=True,
-        )
-        for event_id in sorted(found)  # oldest first, as they arrived
-    ]
+    return stored_claims(found, carried, traits)
 
 
 def _json(value: Any) -> str:
