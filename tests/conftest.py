@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config, load_config
 from eventstitch.storage import BACKENDS
-from tests.pg import fresh_database_url
+from tests.pg import backend_params, fresh_database_url
 
 API_TOKEN = "test-token-0123456789"
 
@@ -30,7 +30,7 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     return load_config({}, data_dir=data_dir, api_token=API_TOKEN, **overrides)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backend_params(BACKENDS))
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
     """Settings for an in-process app, once per backend: the API tests that touch storage run
     on SQLite and on PostgreSQL (a fresh schema, dropped afterwards; see tests/pg.py)."""
@@ -175,16 +175,3 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark what a test needs, so `-m "not postgres"` or `-m "not e2e"` leaves it out: each test
-    that runs on PostgreSQL (a `config` or `backend` of "postgres") and each that starts a
-    server (`live_server`) is marked, wherever it is."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        params = callspec.params if callspec is not None else {}
-        if "postgres" in (params.get("config"), params.get("backend")):
-            item.add_marker(pytest.mark.postgres)
-        if "live_server" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.e2e)

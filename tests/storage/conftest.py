@@ -22,7 +22,7 @@ import pytest
 from eventstitch.config import Config, load_config
 from eventstitch.storage import BACKENDS, open_storage
 from eventstitch.storage.interfaces import Storage
-from tests.pg import fresh_database_url
+from tests.pg import backend_params, fresh_database_url
 
 T = TypeVar("T")
 
@@ -76,7 +76,7 @@ def run() -> Iterator[Run]:
         loop.close()
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=backend_params(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend's name; the contract suite runs once per name."""
     name: str = request.param
