@@ -283,7 +283,7 @@ def test_a_full_batch_of_linked_events_fits_in_one_statement(
     largest = 2700
     with pytest.raises(ValueError, match="2700"):
         load_config({"EVENTSTITCH_BATCH_SIZE": str(largest + 1)})
-    writer = storage.db._writer  # the batch size is the writer's own
+    writer = storage.db.writer  # the batch size is the writer's own
     monkeypatch.setattr(writer, "_batch_size", largest)
 
     def common_limit(conn: sqlite3.Connection) -> None:

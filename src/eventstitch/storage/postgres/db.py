@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
 from eventstitch.storage.postgres.rows import Conn
 from eventstitch.storage.postgres.writer import PostgresWriter, WriteCall
-from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.migrations import discover, pending
 
 T = TypeVar("T")
@@ -66,28 +66,18 @@ class PostgresDb:
         self,
         url: str,
         *,
-        queue_size: int,
-        batch_size: int,
-        query_timeout_ms: int,
-        readers: int,
+        settings: StoreSettings,
         commit_timeout_s: float,
-        single_valued: frozenset[str],
-        system_events: bool,
-        idempotency_window_ms: int,
     ) -> None:
         self._conninfo = conninfo_from_url(url)
-        self._query_timeout = str(query_timeout_ms)
-        self._readers = readers
+        self._query_timeout = str(settings.query_timeout_ms)
+        self._readers = settings.readers
         self._commit_timeout = commit_timeout_s
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer = PostgresWriter(
+        self.writer = PostgresWriter(
             self._connect_writer,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            single_valued=single_valued,
-            system_events=system_events,
-            idempotency_window_ms=idempotency_window_ms,
+            settings=settings,
             commit_timeout_s=commit_timeout_s + 5,
         )
 
@@ -106,7 +96,7 @@ class PostgresDb:
         )
         try:
             await pool.open(wait=True, timeout=30)
-            await self._writer.start()
+            await self.writer.start()
         except (psycopg.Error, PoolTimeout) as exc:
             await pool.close()
             raise StorageUnavailable(f"cannot reach the database: {exc}") from exc
@@ -114,7 +104,7 @@ class PostgresDb:
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        await self._writer.stop()
+        await self.writer.stop()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -146,7 +136,7 @@ class PostgresDb:
         return applied
 
     def queue_depth(self) -> int:
-        return self._writer.depth()
+        return self.writer.depth()
 
     # -- connections -----------------------------------------------------------------------
     async def _connect_writer(self) -> Conn:
@@ -217,25 +207,10 @@ class PostgresDb:
         except (psycopg.Error, PoolTimeout) as exc:
             raise StorageUnavailable(f"the database refused the write: {exc}") from exc
 
-    async def append(
-        self,
-        event: EventRecord,
-        *,
-        accepted_kinds: frozenset[str],
-        claim: Claim | None,
-        delivery_key: str | None,
-    ) -> str | None:
-        """Queue one event for the writer's next batch; its profile once committed."""
-        writer = self._writer
-        result: str | None = await self.home(
-            lambda: writer.submit_event(event, accepted_kinds, claim, delivery_key)
-        )
-        return result
-
     async def write(self, call: WriteCall, *, identity: bool) -> Any:
         """Run `call` inside the writer's next transaction (with the identity lock held when
         `identity`) and return its result."""
-        return await self.home(lambda: self._writer.submit_call(call, identity=identity))
+        return await self.home(lambda: self.writer.submit_call(call, identity=identity))
 
 
 def _connection_lost(exc: psycopg.Error) -> bool:

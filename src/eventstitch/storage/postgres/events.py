@@ -1,4 +1,4 @@
-"""Events on PostgreSQL: appended by group commit (postgres_writer), read on the pool."""
+"""Events on PostgreSQL: appended by group commit (writer.py), read on the pool."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from eventstitch.storage.records import (
     Visit,
     VisitResult,
 )
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.rows import event_from_row
 from eventstitch.storage.shared.sql import count_result, where_clause
 
@@ -44,12 +45,10 @@ _IMPORT = (
 class PostgresEvents:
     """`EventStore` on PostgreSQL."""
 
-    def __init__(
-        self, db: PostgresDb, *, single_valued: frozenset[str], system_events: bool
-    ) -> None:
+    def __init__(self, db: PostgresDb, *, settings: StoreSettings) -> None:
         self._db = db
-        self._single_valued = single_valued
-        self._system_events = system_events
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
 
     async def append(
         self,
@@ -59,9 +58,13 @@ class PostgresEvents:
         claim: Claim | None = None,
         delivery_key: str | None = None,
     ) -> str | None:
-        return await self._db.append(
-            event, accepted_kinds=accepted_kinds, claim=pg_claim(claim), delivery_key=delivery_key
+        # Queued for the writer's next batch (on the loop the store started on); answered once
+        # committed.
+        writer, safe = self._db.writer, pg_claim(claim)
+        profile: str | None = await self._db.home(
+            lambda: writer.submit_event(event, accepted_kinds, safe, delivery_key)
         )
+        return profile
 
     async def get(self, event_id: str) -> EventRecord | None:
         async def select(conn: Conn) -> EventRecord | None:

@@ -1,7 +1,7 @@
 """Identity inside the PostgreSQL write transaction: read owners, let the resolver decide, write.
 
 Every transaction that runs this holds the identity advisory lock (`IDENTITY_LOCK` in
-postgres_writer) from its first statement, and reads in READ COMMITTED, so each statement sees
+writer.py) from its first statement, and reads in READ COMMITTED, so each statement sees
 every earlier identity decision of every process: two first contacts with one email, even on two
 machines, cannot both create a profile. The decisions themselves are `identity.resolution`'s,
 shared with SQLite; this module only reads owners and writes the plan, with array parameters
@@ -20,7 +20,7 @@ from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState, Resol
 from eventstitch.storage.postgres.queries import pg_text, without_nul
 from eventstitch.storage.postgres.rows import Conn, columns
 from eventstitch.storage.records import Claim, Identifier
-from eventstitch.storage.shared.claims import stored_claims
+from eventstitch.storage.shared.claims import owners_from_rows, stored_claims
 
 
 def pg_claim(claim: Claim | None) -> Claim | None:
@@ -91,7 +91,6 @@ def _pairs(identifiers: Sequence[Identifier] | set[Identifier]) -> list[list[str
 
 async def _owners(conn: Conn, identifiers: set[Identifier]) -> list[ProfileState]:
     """The profiles owning any of `identifiers`, each with all its identifiers, in one query."""
-    profiles: dict[str, ProfileState] = {}
     cursor = await conn.execute(
         "SELECT p.id, p.created_ms, p.traits::text, p.trait_events::text, held.kind, held.value"
         " FROM identifiers AS asked JOIN profiles AS p ON p.id = asked.profile_id"
@@ -99,14 +98,7 @@ async def _owners(conn: Conn, identifiers: set[Identifier]) -> list[ProfileState
         " WHERE (asked.kind, asked.value) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
         _pairs(identifiers),
     )
-    for profile_id, created_ms, traits, trait_events, kind, value in await cursor.fetchall():
-        profile = profiles.get(profile_id)
-        if profile is None:
-            profile = profiles[profile_id] = ProfileState(
-                profile_id, created_ms, {}, orjson.loads(traits), orjson.loads(trait_events)
-            )
-        profile.identifiers.setdefault(kind, set()).add(value)
-    return list(profiles.values())
+    return owners_from_rows(await cursor.fetchall())
 
 
 async def load_profiles(conn: Conn, profile_ids: set[str]) -> list[ProfileState]:

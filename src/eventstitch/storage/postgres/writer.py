@@ -44,6 +44,7 @@ from eventstitch.storage.postgres.rows import (
     insert_events,
 )
 from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.deliveries import share_refusals
 from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_jobs
 from eventstitch.storage.shared.refusals import kinds_text, refusal
@@ -71,19 +72,15 @@ class PostgresWriter:
         self,
         connect: Callable[[], Awaitable[Conn]],
         *,
-        queue_size: int,
-        batch_size: int,
-        single_valued: frozenset[str] = frozenset(),
-        system_events: bool = True,
-        idempotency_window_ms: int = 86_400_000,
+        settings: StoreSettings,
         commit_timeout_s: float = 30.0,
     ) -> None:
         self._connect = connect
-        self._queue_size = queue_size
-        self._batch_size = batch_size
-        self._single_valued = single_valued
-        self._system_events = system_events
-        self._window_ms = idempotency_window_ms
+        self._queue_size = settings.queue_size
+        self._batch_size = settings.batch_size
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
+        self._window_ms = settings.idempotency_window_ms
         self._commit_timeout = commit_timeout_s
         self._queue: asyncio.Queue[Any] | None = None
         self._task: asyncio.Task[None] | None = None

@@ -7,7 +7,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from eventstitch.identity.resolution import ClaimItem, Plan
+import orjson
+
+from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState
 from eventstitch.storage.records import Claim, EventRecord, Identifier
 
 
@@ -67,3 +69,17 @@ def stored_claims(
         )
         for event_id in sorted(found)
     ]
+
+
+def owners_from_rows(rows: Iterable[Sequence[Any]]) -> list[ProfileState]:
+    """Profiles from (id, created_ms, traits, trait_events, kind, value) rows, one row per
+    identifier held, each profile with all its identifiers."""
+    profiles: dict[str, ProfileState] = {}
+    for profile_id, created_ms, traits, trait_events, kind, value in rows:
+        profile = profiles.get(profile_id)
+        if profile is None:
+            profile = profiles[profile_id] = ProfileState(
+                profile_id, created_ms, {}, orjson.loads(traits), orjson.loads(trait_events)
+            )
+        profile.identifiers.setdefault(kind, set()).add(value)
+    return list(profiles.values())

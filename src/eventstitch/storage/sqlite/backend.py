@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eventstitch.storage.shared.backend import DEFAULT_SETTINGS, OnOneDb, StoreSettings
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.events import SqliteEvents
 from eventstitch.storage.sqlite.profiles import SqliteProfiles
@@ -11,52 +12,20 @@ from eventstitch.storage.sqlite.rejections import SqliteRejections
 from eventstitch.storage.sqlite.sources import SqliteSources
 
 
-class SqliteStorage:
+class SqliteStorage(OnOneDb):
     """`Storage` on one SQLite file."""
 
+    db: SqliteDb
+
     def __init__(
-        self,
-        path: Path,
-        *,
-        synchronous: str = "FULL",
-        queue_size: int = 10_000,
-        batch_size: int = 1000,
-        query_timeout_ms: int = 10_000,
-        readers: int = 4,
-        single_valued: frozenset[str] = frozenset({"user_id"}),
-        system_events: bool = True,
-        idempotency_window_ms: int = 86_400_000,
+        self, path: Path, *, settings: StoreSettings = DEFAULT_SETTINGS, synchronous: str = "FULL"
     ) -> None:
         self.path = path
-        self.db = SqliteDb(
-            path,
-            synchronous=synchronous,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            query_timeout_ms=query_timeout_ms,
-            readers=readers,
-            single_valued=single_valued,
-            system_events=system_events,
-            idempotency_window_ms=idempotency_window_ms,
-        )
+        self.db = SqliteDb(path, settings=settings, synchronous=synchronous)
         self.sources = SqliteSources(self.db)
-        self.events = SqliteEvents(
-            self.db, single_valued=single_valued, system_events=system_events
-        )
+        self.events = SqliteEvents(self.db, settings=settings)
         self.profiles = SqliteProfiles(self.db)
         self.rejections = SqliteRejections(self.db)
 
-    async def start(self) -> None:
-        await self.db.start()
-
-    async def close(self) -> None:
-        await self.db.close()
-
-    async def migrate(self) -> list[int]:
-        return await self.db.migrate()
-
     async def ping(self) -> None:
         await self.db.read(lambda conn: conn.execute("SELECT 1").fetchone())
-
-    def queue_depth(self) -> int:
-        return self.db.queue_depth()

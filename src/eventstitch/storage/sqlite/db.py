@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
-from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.migrations import discover, pending
 from eventstitch.storage.sqlite.writer import SqliteWriter
 
@@ -59,27 +59,17 @@ class SqliteDb:
         self,
         path: Path,
         *,
+        settings: StoreSettings,
         synchronous: str,
-        queue_size: int,
-        batch_size: int,
-        query_timeout_ms: int,
-        readers: int,
-        single_valued: frozenset[str],
-        system_events: bool,
-        idempotency_window_ms: int,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._query_timeout = query_timeout_ms / 1000
-        self._writer = SqliteWriter(
+        self._query_timeout = settings.query_timeout_ms / 1000
+        self.writer = SqliteWriter(
             self._connect_writer,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            single_valued=single_valued,
-            system_events=system_events,
-            idempotency_window_ms=idempotency_window_ms,
+            settings=settings,
         )
-        self._readers = readers
+        self._readers = settings.readers
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
@@ -90,10 +80,10 @@ class SqliteDb:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self._migrate_now)
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="eventstitch-read")
-        self._writer.start()
+        self.writer.start()
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._writer.stop)
+        await asyncio.to_thread(self.writer.stop)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -107,7 +97,7 @@ class SqliteDb:
         return await asyncio.to_thread(self._migrate_now)
 
     def queue_depth(self) -> int:
-        return self._writer.depth()
+        return self.writer.depth()
 
     # -- connections -----------------------------------------------------------------------
     def _connect_writer(self) -> sqlite3.Connection:
@@ -178,30 +168,16 @@ class SqliteDb:
         finally:
             conn.set_progress_handler(None, 0)
 
-    async def append(
-        self,
-        event: EventRecord,
-        *,
-        accepted_kinds: frozenset[str],
-        claim: Claim | None,
-        delivery_key: str | None,
-    ) -> str | None:
-        """Queue one event for the writer's next batch; its profile once committed."""
-        result: str | None = await self._writer.submit_event(
-            event, accepted_kinds, claim, delivery_key
-        )
-        return result
-
     async def write(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """Run `call` inside the writer's next transaction and return its result."""
-        result: T | BaseException = await self._writer.submit_call(call)
+        result: T | BaseException = await self.writer.submit_call(call)
         if isinstance(result, BaseException):
             raise result
         return result
 
     async def write_when_idle(self, call: Callable[[sqlite3.Connection], T]) -> T:
         """Run `call` in a transaction of its own once no event waits for the writer."""
-        result: T | BaseException = await self._writer.submit_when_idle(call)
+        result: T | BaseException = await self.writer.submit_when_idle(call)
         if isinstance(result, BaseException):
             raise result
         return result

@@ -13,6 +13,7 @@ from eventstitch.storage.records import (
     Visit,
     VisitResult,
 )
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.rows import event_from_row
 from eventstitch.storage.shared.sql import count_result, where_clause
 from eventstitch.storage.sqlite.backfill import backfill_stored
@@ -30,10 +31,10 @@ _EVENT_COLUMNS = (
 class SqliteEvents:
     """`EventStore` on SQLite."""
 
-    def __init__(self, db: SqliteDb, *, single_valued: frozenset[str], system_events: bool) -> None:
+    def __init__(self, db: SqliteDb, *, settings: StoreSettings) -> None:
         self._db = db
-        self._single_valued = single_valued
-        self._system_events = system_events
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
 
     async def append(
         self,
@@ -43,9 +44,11 @@ class SqliteEvents:
         claim: Claim | None = None,
         delivery_key: str | None = None,
     ) -> str | None:
-        return await self._db.append(
-            event, accepted_kinds=accepted_kinds, claim=claim, delivery_key=delivery_key
+        # Queued for the writer's next batch; answered once committed.
+        profile: str | None = await self._db.writer.submit_event(
+            event, accepted_kinds, claim, delivery_key
         )
+        return profile
 
     async def get(self, event_id: str) -> EventRecord | None:
         def select(conn: sqlite3.Connection) -> EventRecord | None:

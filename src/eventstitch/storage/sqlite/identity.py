@@ -16,7 +16,7 @@ import orjson
 
 from eventstitch.identity.resolution import ClaimItem, Plan, ProfileState, Resolver
 from eventstitch.storage.records import Identifier
-from eventstitch.storage.shared.claims import stored_claims
+from eventstitch.storage.shared.claims import owners_from_rows, stored_claims
 
 _MAX_PAIRS = 400  # (kind, value) pairs per statement: two bound values each
 
@@ -131,24 +131,19 @@ def _pairs_sql(chunk: list[Identifier]) -> tuple[str, list[str]]:
 
 
 def _owners(conn: sqlite3.Connection, identifiers: Iterable[Identifier]) -> list[ProfileState]:
-    """The profiles owning any of `identifiers`, each with all its identifiers, in one query."""
-    profiles: dict[str, ProfileState] = {}
+    """The profiles owning any of `identifiers`, each with all its identifiers, one query a
+    chunk."""
+    rows = []
     for chunk in _chunks(identifiers):
         marks, values = _pairs_sql(chunk)
-        for profile_id, created_ms, traits, trait_events, kind, value in conn.execute(
+        rows += conn.execute(
             "SELECT p.id, p.created_ms, p.traits, p.trait_events, held.kind, held.value"
             " FROM identifiers AS asked JOIN profiles AS p ON p.id = asked.profile_id"
             " JOIN identifiers AS held ON held.profile_id = p.id"
             f" WHERE (asked.kind, asked.value) IN (VALUES {marks})",
             values,
-        ):
-            profile = profiles.get(profile_id)
-            if profile is None:
-                profile = profiles[profile_id] = ProfileState(
-                    profile_id, created_ms, {}, orjson.loads(traits), orjson.loads(trait_events)
-                )
-            profile.identifiers.setdefault(kind, set()).add(value)
-    return list(profiles.values())
+        ).fetchall()
+    return owners_from_rows(rows)
 
 
 def load_profiles(conn: sqlite3.Connection, profile_ids: Iterable[str]) -> list[ProfileState]:

@@ -28,6 +28,7 @@ from eventstitch.storage.errors import (
     StorageUnavailable,
 )
 from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.deliveries import share_refusals
 from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_from_thread
 from eventstitch.storage.sqlite import identity
@@ -48,11 +49,7 @@ class SqliteWriter:
         self,
         connect: Callable[[], sqlite3.Connection],
         *,
-        queue_size: int,
-        batch_size: int,
-        single_valued: frozenset[str] = frozenset(),
-        system_events: bool = True,
-        idempotency_window_ms: int = 86_400_000,
+        settings: StoreSettings,
     ) -> None:
         self._connect = connect
         # A deque rather than queue.Queue: appending and popping are single C calls, with no
@@ -60,14 +57,14 @@ class SqliteWriter:
         self._pending: collections.deque[Any] = collections.deque()
         # Low-priority writes (refused requests): run alone, only when no event waits.
         self._idle: collections.deque[CallJob] = collections.deque()
-        self._queue_size = queue_size
+        self._queue_size = settings.queue_size
         self._admit = threading.Lock()  # the size check and the append, as one step
         self._wake = threading.Event()
         self._sleeping = False
-        self._batch_size = batch_size
-        self._single_valued = single_valued
-        self._system_events = system_events
-        self._window_ms = idempotency_window_ms
+        self._batch_size = settings.batch_size
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
+        self._window_ms = settings.idempotency_window_ms
         self._owners = OwnerCache()
         self._thread: threading.Thread | None = None
 
