@@ -29,6 +29,8 @@ check: $(STAMP_DEV)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/no_import_cycles.py
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/collect_throughput.py

@@ -25,8 +25,8 @@ from eventstitch.ids import now_ms
 from eventstitch.query import service
 from eventstitch.query.schemas import parse_group_by
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import EventFilter
-from eventstitch.storage.sqlite import SqliteStorage
+from eventstitch.storage.records import EventFilter
+from eventstitch.storage.sqlite.backend import SqliteStorage
 
 HERE = Path(__file__).resolve().parent
 DAY_MS = 86_400_000

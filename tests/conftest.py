@@ -19,7 +19,8 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config, load_config
-from tests.pg import fresh_database_url
+from eventstitch.storage import BACKENDS
+from tests.pg import backend_params, fresh_database_url
 
 API_TOKEN = "test-token-0123456789"
 
@@ -29,13 +30,14 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
     return load_config({}, data_dir=data_dir, api_token=API_TOKEN, **overrides)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=backend_params(BACKENDS))
 def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Config]:
     """Settings for an in-process app, once per backend: the API tests that touch storage run
     on SQLite and on PostgreSQL (a fresh schema, dropped afterwards; see tests/pg.py)."""
     if request.param == "sqlite":
         yield make_config(tmp_path / "data")
         return
+    assert request.param == "postgres", f"no test settings for backend {request.param!r}"
     with fresh_database_url() as url:
         yield make_config(tmp_path / "data", database_url=url)
 

@@ -16,12 +16,22 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA_PREFIX = "eventstitch_test_"
+
+
+def backend_params(backends: tuple[str, ...]) -> list[Any]:
+    """Fixture params, one per backend, with `postgres` marking the PostgreSQL one: a test that
+    runs on it needs the server, and `-m "not postgres"` leaves it out."""
+    return [
+        pytest.param(name, marks=pytest.mark.postgres) if name == "postgres" else name
+        for name in backends
+    ]
 
 
 def server_url() -> str:

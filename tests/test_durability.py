@@ -13,14 +13,18 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from eventstitch.storage import BACKENDS
 from tests.conftest import all_events, create_source, start_server
-from tests.pg import fresh_database_url
+from tests.pg import backend_params, fresh_database_url
 
 CLIENTS = 8
 PER_CLIENT = 400  # upper bound; the kill usually lands well before
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+pytestmark = pytest.mark.e2e  # every test here starts server processes
+
+
+@pytest.fixture(params=backend_params(BACKENDS))
 def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The server's database: the embedded default, or a fresh PostgreSQL schema."""
     with fresh_database_url() if request.param == "postgres" else nullcontext("") as url:

@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import start_server
+
+pytestmark = pytest.mark.e2e  # every test here starts a real server process
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from tests.conftest import API_TOKEN, create_source, start_server
+
+pytestmark = pytest.mark.e2e  # every test here starts a real server process
 
 
 def test_no_generated_request_makes_the_api_answer_5xx(tmp_path: Path) -> None:

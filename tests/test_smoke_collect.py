@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.testclient import TestClient
 
 from tests.conftest import LiveServer, create_source, stored_events
@@ -24,6 +25,7 @@ def test_collect_stores_brief_example_as_profile_less_event(client: TestClient) 
     assert stored["source_id"] == "shop-hooks"
 
 
+@pytest.mark.e2e  # starts a real server process
 def test_collect_over_real_http_is_readable_through_api(live_server: LiveServer) -> None:
     with live_server.client() as http:
         create_source(http, id="hooks")

@@ -6,8 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 
 from tests.conftest import all_events, assert_error_shape, create_source, start_server
+
+pytestmark = pytest.mark.e2e  # every test here starts server processes
 
 
 def test_two_workers_on_one_port_store_everything_and_agree_on_disabled_sources(

@@ -15,11 +15,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from eventstitch import __version__, ops
+from eventstitch import __version__
 from eventstitch.auth import ensure_api_token, require_token
 from eventstitch.config import Config, load_config
 from eventstitch.context import AppContext
-from eventstitch.errors import EventstitchError, error_body
+from eventstitch.errors import EventstitchError, Overloaded, error_body, query_too_slow
 from eventstitch.identity.routes import router as profiles_router
 from eventstitch.ingest.openapi import COLLECT_PATHS
 from eventstitch.ingest.routes import (
@@ -31,10 +31,12 @@ from eventstitch.ingest.routes import (
     Send,
     TrackEndpoint,
 )
+from eventstitch.operations.routes import router as operations_router
 from eventstitch.query.routes import router as query_router
 from eventstitch.rejections.routes import router as rejections_router
 from eventstitch.sources.routes import router as sources_router
 from eventstitch.storage import open_storage
+from eventstitch.storage.errors import QueryTimeout, QueueFull, StorageError, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,24 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return _error(exc.status_code, message, None, dict(exc.headers or {}))
 
 
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    """Storage errors that reach a route, mapped in this one place: unavailable storage or a
+    full queue is a 503 with Retry-After, a stopped read the `query_timeout` answer."""
+    config: Config = request.app.state.ctx.config
+    retry = {"Retry-After": str(config.retry_after_seconds)}
+    if isinstance(exc, QueryTimeout):
+        return await _domain_error(request, query_too_slow(config.query_timeout_ms))
+    if isinstance(exc, QueueFull):
+        answer = Overloaded("the collector is at capacity; retry later", headers=retry)
+        return await _domain_error(request, answer)
+    if isinstance(exc, StorageUnavailable):
+        answer = Overloaded(
+            "storage is unavailable; retry later", reason="storage_unavailable", headers=retry
+        )
+        return await _domain_error(request, answer)
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
     log.error("unexpected error", exc_info=exc)
     return _error(500, "internal error")
@@ -88,8 +108,9 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
     api.include_router(query_router, dependencies=guarded)
     api.include_router(profiles_router, dependencies=guarded)
     api.include_router(rejections_router, dependencies=guarded)
-    api.include_router(ops.router)
+    api.include_router(operations_router)
     api.add_exception_handler(EventstitchError, _domain_error)
+    api.add_exception_handler(StorageError, _storage_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(Exception, _unexpected_error)

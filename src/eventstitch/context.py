@@ -8,7 +8,8 @@ from eventstitch.config import Config
 from eventstitch.identity.rules import Policy
 from eventstitch.rejections.buffer import RejectionBuffer
 from eventstitch.sources.cache import SourceCache
-from eventstitch.storage.interfaces import RateLimit, Storage
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import RateLimit
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,16 @@ class Overloaded(EventstitchError):
     reason = "overloaded"
 
 
+def query_too_slow(limit_ms: int) -> BadRequest:
+    """The answer to a read stopped at the query time limit (`query_timeout`)."""
+    return BadRequest(
+        f"the query ran longer than {limit_ms} ms and was stopped; "
+        "narrow it with type, source_id, since or until",
+        errors=[{"field": "query", "limit_ms": limit_ms}],
+        reason="query_timeout",
+    )
+
+
 def error_body(status: int, message: str, errors: list[dict[str, Any]] | None = None) -> bytes:
     """The one error shape, serialised."""
     return orjson.dumps({"ok": False, "error": message, "errors": errors or [], "status": status})

@@ -12,7 +12,7 @@ from typing import Any
 
 from eventstitch.context import AppContext
 from eventstitch.identity.resolution import SYSTEM_SOURCE_ID, system_event
-from eventstitch.storage.interfaces import StorageError
+from eventstitch.storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 

@@ -1,61 +1,126 @@
-"""32 first contacts with one email at the same moment make exactly one profile, in one
-collector process or two sharing the store."""
+"""First contacts racing each other over real HTTP: one email, one profile, however many
+requests or server processes (Tracardi's users hit duplicate profiles here)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
+import pytest
 
-from tests.conftest import LiveServer, create_source, start_server
+from tests.conftest import API_TOKEN, LiveServer, create_source, start_server, stored_events
+from tests.identity.support import EMAIL_RULE, find, system_events
 
-RULE = [{"path": "email", "kind": "email", "create_profile": True}]
+pytestmark = pytest.mark.e2e
+
+CONTACTS = 32
+EMAIL_VARIANTS = ("first@contact.com", " First@Contact.com", "FIRST@CONTACT.COM ")
 
 
-def first_contacts(urls: list[str], count: int = 32) -> list[str | None]:
-    """Send `count` events with the same new email at once (all released together)."""
-    barrier = threading.Barrier(count)
-    answers: list[str | None] = [None] * count
+def race(urls: list[str], send: Callable[[httpx.Client, int], httpx.Response]) -> list[Any]:
+    """Send CONTACTS requests at once, request n to urls[n % len(urls)]; their JSON answers."""
+    start = threading.Barrier(CONTACTS, timeout=30)
 
-    def send(n: int) -> None:
+    def one(n: int) -> Any:
         with httpx.Client(base_url=urls[n % len(urls)], timeout=30) as http:
-            barrier.wait(timeout=30)
-            answer = http.post("/collect/signup/hooks", json={"email": "race@example.com", "n": n})
-            assert answer.status_code == 200, answer.text
-            answers[n] = answer.json()["profile_id"]
+            start.wait()
+            answer = send(http, n)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
 
-    threads = [threading.Thread(target=send, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return answers
+    with ThreadPoolExecutor(CONTACTS) as pool:
+        return list(pool.map(one, range(CONTACTS)))
 
 
-def test_concurrent_first_contacts_create_one_profile(live_server: LiveServer) -> None:
+def first_contact(http: httpx.Client, n: int) -> httpx.Response:
+    body = {"email": EMAIL_VARIANTS[n % len(EMAIL_VARIANTS)], "n": n}
+    return http.post("/collect/sign-up/hooks", json=body)
+
+
+def assert_one_profile(http: httpx.Client, answers: list[dict[str, Any]]) -> None:
+    [only] = find(http, "email:first@contact.com")
+    assert {a["profile_id"] for a in answers} == {only["id"]}
+    events = stored_events(http, source_id="hooks")
+    assert len(events) == CONTACTS
+    assert {e["profile_id"] for e in events} == {only["id"]}
+    assert sorted(e["properties"]["n"] for e in events) == list(range(CONTACTS))
+    assert len(system_events(http, "profile-created")) == 1
+
+
+def test_concurrent_first_contacts_with_one_email_create_exactly_one_profile(
+    live_server: LiveServer,
+) -> None:
     with live_server.client() as http:
-        create_source(http, id="hooks", identification=RULE)
-    answers = first_contacts([live_server.url])
-    assert None not in answers
-    assert len(set(answers)) == 1
-    with live_server.client() as http:
-        profiles = http.get("/api/profiles", params={"identifier": "email:race@example.com"})
-        assert [p["id"] for p in profiles.json()["profiles"]] == [answers[0]]
-        created = http.get("/api/events", params={"source_id": "system", "type": "profile-created"})
-        assert len(created.json()["events"]) == 1
+        create_source(http, id="hooks", identification=[EMAIL_RULE])
+
+        answers = race([live_server.url], first_contact)
+
+        assert_one_profile(http, answers)
 
 
-def test_two_processes_on_one_store_still_create_one_profile(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    one = start_server(data, tmp_path / "one.log")
-    two = start_server(data, tmp_path / "two.log")
+@pytest.fixture
+def two_servers(tmp_path: Path) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two server processes on one SQLite data folder."""
+    data_dir = tmp_path / "data"
+    first = start_server(data_dir, tmp_path / "first.log")
     try:
-        with one.client() as http:
-            create_source(http, id="hooks", identification=RULE)
-        answers = first_contacts([one.url, two.url])
-        assert None not in answers
-        assert len(set(answers)) == 1
+        second = start_server(data_dir, tmp_path / "second.log")
+        try:
+            yield first, second
+        finally:
+            second.stop()
     finally:
-        one.stop()
-        two.stop()
+        first.stop()
+
+
+def test_first_contacts_spread_over_two_processes_create_exactly_one_profile(
+    two_servers: tuple[LiveServer, LiveServer],
+) -> None:
+    first, second = two_servers
+    with first.client() as http:
+        create_source(http, id="hooks", identification=[EMAIL_RULE])
+
+        answers = race([first.url, second.url], first_contact)
+
+        assert_one_profile(http, answers)
+    with second.client() as http:
+        assert len(find(http, "email:first@contact.com")) == 1
+
+
+def test_concurrent_tracked_logins_with_one_email_end_in_one_live_profile(
+    live_server: LiveServer,
+) -> None:
+    with live_server.client() as http:
+        create_source(
+            http, id="web", kind="tracker", identification=[{"path": "email", "kind": "email"}]
+        )
+
+        def login(client: httpx.Client, n: int) -> httpx.Response:
+            event = {"type": "login", "properties": {"email": "First@Contact.com", "n": n}}
+            return client.post("/track", json={"source": {"id": "web"}, "events": [event]})
+
+        answers = race([live_server.url], login)
+
+        [only] = find(http, "email:first@contact.com")
+        assert {a["profile"]["id"] for a in answers} == {only["id"]}
+        events = stored_events(http, source_id="web")
+        assert len(events) == CONTACTS
+        assert {e["profile_id"] for e in events} == {only["id"]}
+        merged = len(system_events(http, "profiles-merged"))
+        assert merged == CONTACTS - 1  # every other visitor's profile went into the first
+        body = http.get(f"/api/profiles/{only['id']}").json()
+        assert body["merged_into"] is None
+        assert {(i["kind"], i["value"]) for i in body["identifiers"]} == {
+            ("email", "first@contact.com")
+        }
+
+
+def test_api_token_is_needed_for_profiles_on_a_real_server(live_server: LiveServer) -> None:
+    answer = httpx.get(f"{live_server.url}/api/profiles?identifier=email:a@a.com", timeout=10)
+
+    assert answer.status_code == 401
+    assert API_TOKEN not in answer.text

@@ -1,8 +1,19 @@
-"""Identity invariants under any sequence of events and rule changes, on the real store."""
+"""Identity invariants under any sequence of events, rule changes and backfills, checked with
+Hypothesis against real storage through the public API (a fresh store per example).
+
+1. Each (kind, value) belongs to at most one live profile, and a profile holds at most one
+   value of a single-valued kind.
+2. Every event with a profile points to a live profile, or to a merged one whose `merged_into`
+   leads to a live profile; and the profile its ingest answer named leads to the same one.
+3. Without single-valued kinds and rule changes, the final grouping of identifiers into
+   profiles does not depend on the order the events arrive in.
+"""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,139 +22,226 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
-from eventstitch.identity import service
-from tests.conftest import API_TOKEN, create_source, make_config
+from eventstitch.identity.normalise import normalise
+from tests.conftest import API_TOKEN, create_source, make_config, stored_events
+from tests.identity.support import backfill_in_app, collect, find, profile
 
-EMAILS = ["a@x.com", "b@x.com", "c@x.com", "d@x.com"]
-PHONES = ["+48601234567", "+48601234568", "+12015550123"]
-USER_IDS = ["u1", "u2", "u3"]
-JUNK = ["undefined", "null", "0"]
-ALL_RULES = [
-    {"path": "email", "kind": "email", "create_profile": True},
-    {"path": "phone", "kind": "phone"},
-    {"path": "uid", "kind": "user_id"},
-]
+EMAILS = ("ann@x.com", "bob@x.com", "cat@y.org", "dan@z.net")
+PHONES = ("+48601234567", "+14155552671", "+442071838750")
+PHONE_SPELLINGS = {
+    "+48601234567": ("+48601234567", "+48 601 234 567"),
+    "+14155552671": ("+14155552671", "+1 (415) 555-2671"),
+    "+442071838750": ("+442071838750", "+44 20 7183 8750"),
+}
+USER_IDS = ("u1", "u2", "u3")
+JUNK = ("undefined", "null", "", "0", "[object Object]", " Anonymous ", None)
 
-payloads = st.fixed_dictionaries(
-    {},
-    optional={
-        "email": st.sampled_from(EMAILS + JUNK),
-        "phone": st.sampled_from(PHONES + JUNK),
-        "uid": st.sampled_from(USER_IDS + JUNK),
-    },
+RULES = {
+    "email": {"path": "email", "kind": "email", "create_profile": True},
+    "phone": {"path": "phone", "kind": "phone"},
+    "user_id": {"path": "user_id", "kind": "user_id"},
+}
+ALL_IDENTIFIERS = (
+    [("email", v) for v in EMAILS]
+    + [("phone", v) for v in PHONES]
+    + [("user_id", v) for v in USER_IDS]
 )
-steps = st.lists(
+
+SETTINGS = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@st.composite
+def email_spelling(draw: st.DrawFn) -> str:
+    email = draw(st.sampled_from(EMAILS))
+    return draw(st.sampled_from(["", " "])) + draw(st.sampled_from([email, email.upper()]))
+
+
+phone_spelling = st.sampled_from(PHONES).flatmap(lambda p: st.sampled_from(PHONE_SPELLINGS[p]))
+junk = st.sampled_from(JUNK)
+
+
+def events(*, with_user_id: bool) -> st.SearchStrategy[dict[str, Any]]:
+    optional: dict[str, st.SearchStrategy[Any]] = {
+        "email": st.one_of(email_spelling(), email_spelling(), junk),
+        "phone": st.one_of(phone_spelling, phone_spelling, junk),
+    }
+    if with_user_id:
+        optional["user_id"] = st.one_of(st.sampled_from(USER_IDS), junk)
+    return st.fixed_dictionaries({}, optional=optional)
+
+
+actions = st.lists(
     st.one_of(
-        payloads.map(lambda p: ("event", p)),
-        st.sets(st.integers(0, 2), min_size=1).map(lambda s: ("rules", sorted(s))),
+        events(with_user_id=True).map(lambda body: ("event", body)),
+        events(with_user_id=True).map(lambda body: ("event", body)),
+        events(with_user_id=True).map(lambda body: ("event", body)),
+        st.frozensets(st.sampled_from(sorted(RULES))).map(lambda kinds: ("rules", kinds)),
         st.just(("backfill", None)),
     ),
-    min_size=1,
-    max_size=12,
-)
-emails_and_phones = st.lists(
-    st.fixed_dictionaries(
-        {}, optional={"email": st.sampled_from(EMAILS), "phone": st.sampled_from(PHONES)}
-    ),
-    min_size=1,
-    max_size=8,
+    max_size=10,
 )
 
 
-class Store:
-    """A fresh real store for one example."""
-
-    def __init__(self) -> None:
-        self.folder = tempfile.TemporaryDirectory()
-        app = EventstitchApp(make_config(Path(self.folder.name)))
-        self.client = TestClient(app)
-        self.client.__enter__()
-        self.client.headers["Authorization"] = f"Bearer {API_TOKEN}"
-        create_source(self.client, id="hooks", identification=ALL_RULES)
-        self.app = app
-
-    def close(self) -> None:
-        self.client.__exit__(None, None, None)
-        self.folder.cleanup()
-
-    def post(self, payload: dict[str, Any]) -> None:
-        assert self.client.post("/collect/e/hooks", json=payload).status_code == 200
-
-    def owners(self) -> dict[tuple[str, str], str]:
-        found = {}
-        for kind, values in (("email", EMAILS), ("phone", PHONES), ("user_id", USER_IDS)):
-            for value in values:
-                profiles = self.client.get(
-                    "/api/profiles", params={"identifier": f"{kind}:{value}"}
-                ).json()["profiles"]
-                assert len(profiles) <= 1
-                if profiles:
-                    assert profiles[0]["merged_into"] is None  # owners are live
-                    found[(kind, value)] = profiles[0]["id"]
-        return found
-
-    def grouping(self) -> set[frozenset[tuple[str, str]]]:
-        groups: dict[str, set[tuple[str, str]]] = {}
-        for identifier, owner in self.owners().items():
-            groups.setdefault(owner, set()).add(identifier)
-        return {frozenset(g) for g in groups.values()}
+@contextmanager
+def fresh_store() -> Iterator[TestClient]:
+    """A new data folder and app for one Hypothesis example (fixtures would be shared)."""
+    with tempfile.TemporaryDirectory() as folder:
+        config = make_config(Path(folder) / "data")
+        with TestClient(EventstitchApp(config), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {API_TOKEN}"
+            create_source(client, id="hooks", identification=list(RULES.values()))
+            yield client
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps)
-def test_identifiers_have_one_owner_and_linked_events_reach_a_live_profile(
-    sequence: list[tuple[str, Any]],
+def carried(body: dict[str, Any]) -> set[tuple[str, str]]:
+    """The identifiers an event's payload carries, normalised as at ingest (whatever rules)."""
+    found = set()
+    for kind in RULES:
+        value = normalise(kind, body.get(kind))
+        if value is not None:
+            found.add((kind, value))
+    return found
+
+
+def live_of(client: TestClient, profile_id: str) -> dict[str, Any]:
+    """The live profile a profile id leads to, following `merged_into` (bounded)."""
+    body = profile(client, profile_id)
+    for _ in range(64):
+        if body["merged_into"] is None:
+            return body
+        body = profile(client, body["merged_into"])
+    raise AssertionError(f"no live profile behind {profile_id}")
+
+
+def live_profiles(client: TestClient) -> dict[str, set[tuple[str, str]]]:
+    """Every live profile holding one of the pool's identifiers, with its identifiers; checks
+    on the way that each identifier has one live owner at most, which really holds it."""
+    holders: dict[str, set[tuple[str, str]]] = {}
+    for kind, value in ALL_IDENTIFIERS:
+        found = find(client, f"{kind}:{value}")
+        assert len(found) <= 1, (kind, value, found)
+        if found:
+            [body] = found
+            assert body["merged_into"] is None, body
+            held = {(i["kind"], i["value"]) for i in body["identifiers"]}
+            assert (kind, value) in held, (kind, value, body)
+            holders[body["id"]] = held
+    return holders
+
+
+def check_invariants(client: TestClient, answers: list[dict[str, Any]]) -> None:
+    holders = live_profiles(client)
+    seen: dict[tuple[str, str], str] = {}
+    for profile_id, held in holders.items():
+        assert len({v for k, v in held if k == "user_id"}) <= 1, held
+        for identifier in held:
+            assert seen.setdefault(identifier, profile_id) == profile_id, identifier
+    stored = {e["id"]: e for e in stored_events(client, source_id="hooks")}
+    answered = {answer["id"]: answer for answer in answers}
+    assert set(answered) <= set(stored)
+    for event_id, event in stored.items():
+        if event["profile_id"] is None:
+            assert event["converted_by"] is None
+            continue
+        live = live_of(client, event["profile_id"])
+        assert live["id"] in holders, (event, live)  # a webhook profile holds an identifier
+        kind, _, value = event["converted_by"].partition(":")
+        assert (kind, value) in carried(event["properties"]), event
+        said = answered[event_id]["profile_id"]
+        if said is not None:
+            assert live_of(client, said)["id"] == live["id"]
+
+
+@SETTINGS
+@given(steps=actions)
+def test_each_identifier_has_one_live_owner_and_events_lead_to_live_profiles(
+    steps: list[tuple[str, Any]],
 ) -> None:
-    store = Store()
-    try:
-        for action, value in sequence:
+    with fresh_store() as client:
+        answers: list[dict[str, Any]] = []
+        for action, argument in steps:
             if action == "event":
-                store.post(value)
+                answers.append(collect(client, "hooks", argument))
             elif action == "rules":
-                rules = [ALL_RULES[i] for i in value]
-                assert (
-                    store.client.patch(
-                        "/api/sources/hooks", json={"identification": rules}
-                    ).status_code
-                    == 200
-                )
+                rules = [RULES[kind] for kind in sorted(argument)]
+                answer = client.patch("/api/sources/hooks", json={"identification": rules})
+                assert answer.status_code == 200, answer.text
             else:
-                store.client.portal.call(  # type: ignore[union-attr]
-                    lambda: service.backfill(ctx=store.app.ctx, source_id="hooks")
-                )
-        owners = store.owners()
-        profiles: dict[str, dict[str, Any]] = {}
-        for owner in set(owners.values()):
-            profile = store.client.get(f"/api/profiles/{owner}").json()
-            profiles[owner] = profile
-            held = {(i["kind"], i["value"]) for i in profile["identifiers"]}
-            assert held == {i for i, o in owners.items() if o == owner}
-            assert len([i for i in held if i[0] == "user_id"]) <= 1  # single-valued
-        events = store.client.get("/api/events", params={"source_id": "hooks", "limit": 100})
-        for event in events.json()["events"]:
-            if event["profile_id"] is None:
-                continue
-            answer = store.client.get(f"/api/profiles/{event['profile_id']}").json()
-            live = answer.get("profile", answer)
-            assert live["merged_into"] is None
-    finally:
-        store.close()
+                backfill_in_app(client)
+        check_invariants(client, answers)
+        backfill_in_app(client)
+        check_invariants(client, answers)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(emails_and_phones, st.randoms(use_true_random=False))
-def test_grouping_of_identifiers_does_not_depend_on_event_order(
-    events: list[dict[str, str]], random: Any
+# -- order independence --------------------------------------------------------------------
+
+
+def expected_grouping(bodies: list[dict[str, Any]]) -> set[frozenset[tuple[str, str]]]:
+    """What the rules promise: events with an email create or join a profile and tie their
+    phone to it; the groups are the connected identifiers. A phone never seen beside an email
+    belongs to nobody."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node: tuple[str, str]) -> tuple[str, str]:
+        while parent[node] != node:
+            node = parent[node]
+        return node
+
+    for body in bodies:
+        found = carried(body)
+        if not any(kind == "email" for kind, _ in found):
+            continue
+        for node in found:
+            parent.setdefault(node, node)
+        first, *rest = sorted(found)
+        for node in rest:
+            parent[root(node)] = root(first)
+    groups: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for node in parent:
+        groups.setdefault(root(node), set()).add(node)
+    return {frozenset(g) for g in groups.values()}
+
+
+def grouping_of(client: TestClient, bodies: list[dict[str, Any]]) -> set[frozenset[Any]]:
+    """Post the events in order; the grouping of identifiers into live profiles, after
+    checking that each event is linked exactly when one of its identifiers is owned."""
+    answers = [collect(client, "hooks", body) for body in bodies]
+    holders = live_profiles(client)
+    owner_of = {i: pid for pid, held in holders.items() for i in held}
+    for body, answer in zip(bodies, answers, strict=True):
+        stored = client.get(f"/api/events/{answer['id']}").json()
+        owners = {owner_of[i] for i in carried(body) if i in owner_of}
+        assert len(owners) <= 1, (body, owners)
+        if owners:
+            assert stored["profile_id"] in owners, (body, stored)
+        else:
+            assert stored["profile_id"] is None, (body, stored)
+    return {frozenset(held) for held in holders.values()}
+
+
+@SETTINGS
+@given(
+    bodies=st.lists(events(with_user_id=False), min_size=1, max_size=8).flatmap(
+        lambda bodies: st.tuples(st.just(bodies), st.permutations(bodies))
+    )
+)
+def test_grouping_of_emails_and_phones_does_not_depend_on_event_order(
+    bodies: tuple[list[dict[str, Any]], list[dict[str, Any]]],
 ) -> None:
-    shuffled = list(events)
-    random.shuffle(shuffled)
-    groupings = []
-    for order in (events, shuffled):
-        store = Store()
-        try:
-            for payload in order:
-                store.post(payload)
-            groupings.append(store.grouping())
-        finally:
-            store.close()
-    assert groupings[0] == groupings[1]
+    in_order, shuffled = bodies
+    expected = expected_grouping(in_order)
+
+    with fresh_store() as first:
+        grouping = grouping_of(first, in_order)
+        backfill_in_app(first)
+        after_backfill = {frozenset(h) for h in live_profiles(first).values()}
+    with fresh_store() as second:
+        other_grouping = grouping_of(second, shuffled)
+
+    assert grouping == expected
+    assert other_grouping == expected
+    assert after_backfill == expected

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx2 as httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -31,6 +32,7 @@ def all_event_ids(http: httpx.Client | TestClient, source_id: str) -> list[str]:
     return [e["id"] for e in all_events(http, source_id=source_id)]
 
 
+@pytest.mark.e2e  # starts a real server process
 def test_concurrent_requests_are_each_stored_exactly_once(live_server: LiveServer) -> None:
     connections, per_connection = 16, 25
     with live_server.client() as http:
@@ -57,6 +59,7 @@ def test_concurrent_requests_are_each_stored_exactly_once(live_server: LiveServe
     assert len(sent) == connections * per_connection
 
 
+@pytest.mark.e2e  # starts a real server process
 def test_a_full_write_queue_answers_503_and_stores_nothing_for_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = start_server(

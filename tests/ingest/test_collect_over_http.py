@@ -20,6 +20,8 @@ from tests.conftest import (
 
 LIMIT = 1024
 
+pytestmark = pytest.mark.e2e  # every test here starts a real server process
+
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:

@@ -86,6 +86,7 @@ def test_an_overlong_delivery_id_is_refused_and_nothing_stored(hooks: TestClient
     assert all_events(hooks, source_id="hooks") == []
 
 
+@pytest.mark.e2e  # starts a real server process
 def test_concurrent_duplicates_race_safely(live_server: LiveServer) -> None:
     with live_server.client() as http:
         create_source(http, id="hooks")

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config
 from eventstitch.sources.cache import TokenBucket, effective_limit
-from eventstitch.storage.interfaces import RateLimit
+from eventstitch.storage.records import RateLimit
 from tests.conftest import API_TOKEN, all_events, assert_error_shape, create_source
 from tests.ingest.test_collect_refusals import rejected
 

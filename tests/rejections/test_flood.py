@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -33,6 +34,7 @@ def samples(metrics_text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     return found
 
 
+@pytest.mark.e2e  # starts a real server process
 def test_a_flood_of_bad_requests_keeps_memory_bounded_and_good_events_flowing(
     tmp_path: Path,
 ) -> None:

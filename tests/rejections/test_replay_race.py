@@ -12,7 +12,7 @@ from eventstitch.rejections import service
 from eventstitch.sources import service as sources_service
 from eventstitch.sources.schemas import SourceCreate
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import EventFilter, RejectionBounds
+from eventstitch.storage.records import EventFilter, RejectionBounds
 from tests.storage.test_contract import T0
 from tests.storage.test_rejections_contract import rejection
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from eventstitch.sources import signatures
 from eventstitch.sources.signatures import SignatureRefused, verify
-from eventstitch.storage.interfaces import SignatureRule
+from eventstitch.storage.records import SignatureRule
 
 NOW = 1_614_265_330.0
 GITHUB = SignatureRule("github", ("It's a Secret to Everybody",))

@@ -1,8 +1,9 @@
 """The `storage` fixture: one started store per test, for every backend that can run here.
 
-Adding a backend: write a context manager `<name>_config(tmp_path, **overrides)` that yields a
-`Config` pointing at a fresh, empty database and removes it afterwards, then add it to
-`BACKENDS`. Every test in `test_contract.py` then runs on it too.
+The backends are `eventstitch.storage.BACKENDS`. Adding one: write a context manager
+`<name>_config(tmp_path, **overrides)` that yields a `Config` pointing at a fresh, empty
+database and removes it afterwards, then add it to `CONFIGS`. Every test in `test_contract.py`
+then runs on it too.
 
 No pytest asyncio plugin: each test gets one event loop (`run`), and the store is started and
 closed on that loop, since a backend may bind its connections to the loop that started it.
@@ -19,9 +20,9 @@ from typing import Any, Protocol, TypeVar
 import pytest
 
 from eventstitch.config import Config, load_config
-from eventstitch.storage import open_storage
+from eventstitch.storage import BACKENDS, open_storage
 from eventstitch.storage.interfaces import Storage
-from tests.pg import fresh_database_url
+from tests.pg import backend_params, fresh_database_url
 
 T = TypeVar("T")
 
@@ -46,17 +47,18 @@ def postgres_config(tmp_path: Path, **overrides: Any) -> Iterator[Config]:
         yield load_config({}, data_dir=tmp_path / "postgres-data", database_url=url, **overrides)
 
 
-BACKENDS: dict[str, Callable[..., AbstractContextManager[Config]]] = {
+CONFIGS: dict[str, Callable[..., AbstractContextManager[Config]]] = {
     "sqlite": sqlite_config,
     "postgres": postgres_config,
 }
+assert set(CONFIGS) == set(BACKENDS), "every backend the code defines needs its test settings"
 
 
 @contextmanager
 def started_storage(backend: str, tmp_path: Path, run: Run, **overrides: Any) -> Iterator[Storage]:
     """A store of `backend`, migrated and started on `run`'s loop, closed afterwards.
     `overrides` replace settings (e.g. `queue_size=1`)."""
-    with BACKENDS[backend](tmp_path, **overrides) as config:
+    with CONFIGS[backend](tmp_path, **overrides) as config:
         storage = open_storage(config)
         run(storage.start())
         try:
@@ -74,7 +76,7 @@ def run() -> Iterator[Run]:
         loop.close()
 
 
-@pytest.fixture(params=sorted(BACKENDS))
+@pytest.fixture(params=backend_params(BACKENDS))
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend's name; the contract suite runs once per name."""
     name: str = request.param

@@ -20,15 +20,11 @@ import pytest
 
 from eventstitch.config import load_config
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import (
-    Claim,
-    EventRecord,
-    SourceRefused,
-    Storage,
-    StorageUnavailable,
-)
-from eventstitch.storage.sqlite import SqliteStorage
-from tests.storage.conftest import BACKENDS, Run, started_storage
+from eventstitch.storage.errors import SourceRefused, StorageUnavailable
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import Claim, EventRecord
+from eventstitch.storage.sqlite.backend import SqliteStorage
+from tests.storage.conftest import CONFIGS, Run, started_storage
 from tests.storage.test_contract import WEBHOOK, add_sources, event, source
 
 PHONE = ("phone", "+48601234567")
@@ -60,7 +56,7 @@ def held_writer(storage: Storage) -> tuple[threading.Event, asyncio.Future[Any]]
         holding.set()
         release.wait(timeout=10)
 
-    write = asyncio.ensure_future(storage.write(hold))
+    write = asyncio.ensure_future(storage.db.write(hold))
     return release, write
 
 
@@ -164,7 +160,7 @@ def test_batches_with_claims_link_every_event_once(storage: Storage, run: Run, r
 @pytest.fixture
 def two_processes(backend: str, tmp_path: Path, run: Run) -> Iterator[tuple[Storage, Storage]]:
     """Two stores on one database, each with its own writer, as two processes have."""
-    with BACKENDS[backend](tmp_path) as config:
+    with CONFIGS[backend](tmp_path) as config:
         first, second = open_storage(config), open_storage(config)
         run(first.start())
         run(second.start())
@@ -255,7 +251,7 @@ def test_owners_of_a_rolled_back_batch_are_not_remembered(
     p = run(storage.events.append(event(n=1), accepted_kinds=WEBHOOK, claim=creating(mail_p)))
     q = run(storage.events.append(event(n=2), accepted_kinds=WEBHOOK, claim=creating(mail_q)))
     run(
-        storage.write(
+        storage.db.write(
             lambda conn: conn.execute(
                 "CREATE TRIGGER fail_keys BEFORE INSERT ON delivery_keys"
                 " BEGIN SELECT RAISE(ABORT, 'the disk is full'); END"
@@ -269,7 +265,7 @@ def test_owners_of_a_rolled_back_batch_are_not_remembered(
                 both, accepted_kinds=WEBHOOK, claim=creating(mail_p, mail_q), delivery_key="k1"
             )
         )
-    run(storage.write(lambda conn: conn.execute("DROP TRIGGER fail_keys")))
+    run(storage.db.write(lambda conn: conn.execute("DROP TRIGGER fail_keys")))
     assert run(storage.events.get(both.id)) is None
     later = event(n=4)
     assert run(storage.events.append(later, accepted_kinds=WEBHOOK, claim=creating(mail_q))) == q
@@ -287,13 +283,13 @@ def test_a_full_batch_of_linked_events_fits_in_one_statement(
     largest = 2700
     with pytest.raises(ValueError, match="2700"):
         load_config({"EVENTSTITCH_BATCH_SIZE": str(largest + 1)})
-    writer = storage._writer
+    writer = storage.db.writer  # the batch size is the writer's own
     monkeypatch.setattr(writer, "_batch_size", largest)
 
     def common_limit(conn: sqlite3.Connection) -> None:
         conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32766)
 
-    run(storage.write(common_limit))
+    run(storage.db.write(common_limit))
     events = [event(n=n) for n in range(largest)]
 
     async def scenario() -> list[Any]:

@@ -1,7 +1,7 @@
 """The storage contract: what every backend must do, written against the `Storage` protocol only.
 
 No SQL and nothing backend-specific here: each test runs once per backend in
-`tests/storage/conftest.py::BACKENDS`. Events are built with ids minted at chosen times, so that
+`tests/storage/conftest.py::CONFIGS`. Events are built with ids minted at chosen times, so that
 time filters and time buckets can be checked exactly.
 """
 
@@ -18,23 +18,20 @@ import pytest
 
 from eventstitch.ids import new_event_id
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.errors import DuplicateDelivery, DuplicateSource, QueueFull, SourceRefused
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import (
     CountQuery,
     CountResult,
-    DuplicateDelivery,
-    DuplicateSource,
     EventFilter,
     EventRecord,
     GroupBy,
     IdentificationRule,
-    QueueFull,
     RateLimit,
     SignatureRule,
     SourceRecord,
-    SourceRefused,
-    Storage,
 )
-from tests.storage.conftest import BACKENDS, Run, started_storage
+from tests.storage.conftest import CONFIGS, Run, started_storage
 
 WEBHOOK = frozenset({"webhook"})
 MINUTE = 60_000
@@ -784,7 +781,7 @@ def test_import_keeps_ids_and_times_and_skips_what_exists(storage: Storage, run:
 
 
 def test_migrate_applies_every_version_once(backend: str, tmp_path: Path, run: Run) -> None:
-    with BACKENDS[backend](tmp_path) as config:
+    with CONFIGS[backend](tmp_path) as config:
         fresh = open_storage(config)
         applied = run(fresh.migrate())
         assert applied

@@ -11,15 +11,9 @@ from typing import Any
 import pytest
 
 from eventstitch.ids import new_event_id
-from eventstitch.storage.interfaces import (
-    CountQuery,
-    EventFilter,
-    EventRecord,
-    GroupBy,
-    SourceRecord,
-    SourceRefused,
-    Storage,
-)
+from eventstitch.storage.errors import SourceRefused
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy, SourceRecord
 from tests.storage.conftest import Run
 
 WEBHOOK = frozenset({"webhook"})

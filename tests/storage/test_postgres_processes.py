@@ -70,7 +70,7 @@ def schema_versions(url: str) -> list[int]:
 
 def shipped_versions() -> list[int]:
     """The versions of the PostgreSQL migrations in the package."""
-    folder = resources.files("eventstitch.storage.migrations.postgres")
+    folder = resources.files("eventstitch.storage.postgres.migrations")
     return sorted(int(f.name.split("_", 1)[0]) for f in folder.iterdir() if f.name.endswith(".sql"))
 
 

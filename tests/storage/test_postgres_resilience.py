@@ -15,14 +15,9 @@ import pytest
 
 from eventstitch.ids import new_event_id
 from eventstitch.storage import open_storage
-from eventstitch.storage.interfaces import (
-    EventFilter,
-    EventRecord,
-    QueryTimeout,
-    SourceRecord,
-    Storage,
-    StorageUnavailable,
-)
+from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import EventFilter, EventRecord, SourceRecord
 from tests.conftest import free_port, make_config
 from tests.pg import fresh_database_url, require_postgres, server_url
 from tests.storage.conftest import Run

@@ -1,4 +1,4 @@
-"""The rejections store's contract, on every backend (tests/storage/conftest.py::BACKENDS):
+"""The rejections store's contract, on every backend (tests/storage/conftest.py::CONFIGS):
 what goes in comes back, listings filter and page newest first, the bounds drop the oldest
 and every drop is counted, and a replay can be claimed once."""
 
@@ -7,12 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from eventstitch.storage.interfaces import (
-    RejectionBounds,
-    RejectionFilter,
-    RejectionRecord,
-    Storage,
-)
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import RejectionBounds, RejectionFilter, RejectionRecord
 from tests.storage.conftest import Run
 from tests.storage.test_contract import DAY, T0, id_at
 

@@ -131,6 +131,7 @@ def snapshot(http: TestClient) -> dict[str, object]:
     return {"profiles": profiles, "events": events}
 
 
+@pytest.mark.postgres
 def test_profiles_travel_with_their_events_sqlite_to_postgres_and_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

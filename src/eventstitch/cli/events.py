@@ -20,7 +20,7 @@ from eventstitch.query.schemas import (
     parse_time,
     property_filters,
 )
-from eventstitch.storage.interfaces import EventFilter, EventRecord
+from eventstitch.storage.records import EventFilter, EventRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 

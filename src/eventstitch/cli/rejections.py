@@ -12,7 +12,7 @@ from eventstitch.errors import BadRequest
 from eventstitch.query.schemas import parse_time
 from eventstitch.rejections import service
 from eventstitch.rejections.schemas import RejectionPage, page_json, rejection_json
-from eventstitch.storage.interfaces import RejectionFilter, RejectionRecord
+from eventstitch.storage.records import RejectionFilter, RejectionRecord
 
 
 @click.group()

@@ -13,7 +13,7 @@ from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
 from eventstitch.context import AppContext
 from eventstitch.sources import service
 from eventstitch.sources.schemas import SourceCreate, SourceOut, SourcePatch
-from eventstitch.storage.interfaces import SourceRecord
+from eventstitch.storage.records import SourceRecord
 
 
 def _show(source: SourceRecord, as_json: bool) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventstitch.ids import id_floor, new_event_id
-from eventstitch.storage.interfaces import Claim, EventRecord, Identifier
+from eventstitch.storage.records import Claim, EventRecord, Identifier
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from eventstitch.config import Config
 from eventstitch.identity.normalise import JUNK_VALUES, junk_set, normalise
-from eventstitch.storage.interfaces import Claim, IdentificationRule, Identifier
+from eventstitch.storage.records import Claim, IdentificationRule, Identifier
 
 
 def lookup(payload: Any, path: Sequence[str]) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from eventstitch.ids import ms_to_iso
-from eventstitch.storage.interfaces import MergeRecord, ProfileRecord
+from eventstitch.storage.records import MergeRecord, ProfileRecord
 
 
 class IdentifierOut(BaseModel):

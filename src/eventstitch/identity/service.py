@@ -10,7 +10,7 @@ from eventstitch.errors import BadRequest, NotFound
 from eventstitch.identity.normalise import normalise, valid_kind
 from eventstitch.identity.rules import extract
 from eventstitch.sources import service as sources_service
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.records import (
     CountQuery,
     EventFilter,
     EventRecord,
@@ -112,7 +112,7 @@ async def backfill(
                 if claim is not None:
                     items.append((event.id, event.received_ms, claim))
             before = page[-1].id if len(page) == BACKFILL_PAGE else None
-            report["linked"] += await ctx.storage.events.reclaim(items, checkpoint=(name, before))
+            report["linked"] += await ctx.storage.events.backfill(items, checkpoint=(name, before))
             report["events"] += len(page)
             if progress is not None:
                 progress(len(page))

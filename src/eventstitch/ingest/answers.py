@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstitch.storage.interfaces import EventRecord, VisitResult
+from eventstitch.storage.records import EventRecord, VisitResult
 
 
 def collect_answer(event: EventRecord, duplicate: bool) -> dict[str, Any]:

@@ -24,17 +24,13 @@ from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.ingest.tracking import parse_track_payload
 from eventstitch.sources import service as sources_service
 from eventstitch.sources import signatures
-from eventstitch.storage.interfaces import (
-    Claim,
+from eventstitch.storage.errors import (
     DuplicateDelivery,
-    EventRecord,
     QueueFull,
-    SourceRecord,
     SourceRefused,
     StorageUnavailable,
-    Visit,
-    VisitResult,
 )
+from eventstitch.storage.records import Claim, EventRecord, SourceRecord, Visit, VisitResult
 
 WEBHOOK_KINDS = frozenset({"webhook"})
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from eventstitch.query.schemas import (
     parse_time,
     property_filters,
 )
-from eventstitch.storage.interfaces import EventFilter
+from eventstitch.storage.records import EventFilter
 
 router = APIRouter(prefix="/api", tags=["events"])
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms, ms_to_iso
-from eventstitch.storage.interfaces import EventRecord, GroupBy, PropertyPath
+from eventstitch.storage.records import EventRecord, GroupBy, PropertyPath
 
 PROPERTY_PREFIX = "properties."
 _KEY = re.compile(r"^[^.\x00]{1,128}$")

@@ -11,17 +11,17 @@ from typing import Any
 import orjson
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, NotFound, clip
+from eventstitch.errors import BadRequest, NotFound, clip, query_too_slow
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.query.schemas import TIME_DIMENSIONS, encode_cursor, event_json
-from eventstitch.storage.interfaces import (
+from eventstitch.storage.errors import QueryTimeout
+from eventstitch.storage.records import (
     CountQuery,
     CountResult,
     EventFilter,
     EventRecord,
     GroupBy,
     PropertyPath,
-    QueryTimeout,
 )
 
 _BUCKET_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -40,7 +40,7 @@ async def list_page(
             event_filter, limit=size + 1, before_id=before_id
         )
     except QueryTimeout:
-        raise _too_slow(ctx) from None
+        raise query_too_slow(ctx.config.query_timeout_ms) from None
     if len(events) > size:
         return events[:size], encode_cursor(events[size - 1].id)
     return events, None
@@ -69,7 +69,7 @@ async def count(
     try:
         result = await ctx.storage.events.count(event_filter, query)
     except QueryTimeout:
-        raise _too_slow(ctx) from None
+        raise query_too_slow(ctx.config.query_timeout_ms) from None
     rows = [_row_json(group_by, row.keys, row.count, row.distinct) for row in result.rows]
     if len(group_by) == 1 and group_by[0].dimension in TIME_DIMENSIONS:
         rows = _fill_series(ctx, event_filter, group_by[0], result, rows, distinct is not None)
@@ -141,15 +141,6 @@ def page_size(*, ctx: AppContext, limit: int | None) -> int:
     return limit
 
 
-def _too_slow(ctx: AppContext) -> BadRequest:
-    return BadRequest(
-        f"the query ran longer than {ctx.config.query_timeout_ms} ms and was stopped; "
-        "narrow it with type, source_id, since or until",
-        errors=[{"field": "query", "limit_ms": ctx.config.query_timeout_ms}],
-        reason="query_timeout",
-    )
-
-
 async def follow(
     *, ctx: AppContext, event_filter: EventFilter, interval: float, backlog: int
 ) -> AsyncIterator[EventRecord]:
@@ -214,7 +205,7 @@ async def conversion(*, ctx: AppContext, event_filter: EventFilter, by: str) -> 
             CountQuery(group_by=(dimension, GroupBy("converted_kind")), max_rows=limit),
         )
     except QueryTimeout:
-        raise _too_slow(ctx) from None
+        raise query_too_slow(ctx.config.query_timeout_ms) from None
     kinds: dict[str, dict[str, int]] = {}
     for row in converted.rows:
         kinds.setdefault(row.keys[0], {})[row.keys[1]] = row.count

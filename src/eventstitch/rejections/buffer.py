@@ -19,12 +19,8 @@ from eventstitch import metrics
 from eventstitch.config import Config
 from eventstitch.ids import now_ms
 from eventstitch.rejections.scrub import scrubbed
-from eventstitch.storage.interfaces import (
-    RejectionBounds,
-    RejectionRecord,
-    SourceRecord,
-    Storage,
-)
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import RejectionBounds, RejectionRecord, SourceRecord
 
 log = logging.getLogger(__name__)
 

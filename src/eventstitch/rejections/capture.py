@@ -16,7 +16,7 @@ from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, clip
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import COLLECT_PREFIX, safe_headers
-from eventstitch.storage.interfaces import RejectionRecord
+from eventstitch.storage.records import RejectionRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from eventstitch.query.schemas import decode_cursor, parse_time
 from eventstitch.rejections import service
 from eventstitch.rejections.schemas import RejectionOut, RejectionPageOut, page_json, rejection_json
-from eventstitch.storage.interfaces import RejectionFilter
+from eventstitch.storage.records import RejectionFilter
 
 router = APIRouter(prefix="/api", tags=["rejections"])
 

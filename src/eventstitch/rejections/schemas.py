@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from eventstitch.ids import ms_to_iso
-from eventstitch.storage.interfaces import RejectionRecord
+from eventstitch.storage.records import RejectionRecord
 
 
 class RejectionOut(BaseModel):

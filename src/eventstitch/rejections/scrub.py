@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from eventstitch.sources import signatures
-from eventstitch.storage.interfaces import RejectionRecord, SourceRecord
+from eventstitch.storage.records import RejectionRecord, SourceRecord
 
 
 def scrubbed(record: RejectionRecord, source: SourceRecord | None) -> RejectionRecord:

@@ -29,7 +29,8 @@ from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.query import service as query_service
 from eventstitch.query.schemas import encode_cursor
 from eventstitch.rejections.schemas import RejectionPage
-from eventstitch.storage.interfaces import RejectionFilter, RejectionRecord, StorageError
+from eventstitch.storage.errors import StorageError
+from eventstitch.storage.records import RejectionFilter, RejectionRecord
 
 log = logging.getLogger(__name__)
 

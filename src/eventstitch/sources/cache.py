@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import time
 
-from eventstitch.storage.interfaces import RateLimit, SourceRecord, Storage
+from eventstitch.storage.interfaces import Storage
+from eventstitch.storage.records import RateLimit, SourceRecord
 
 
 class TokenBucket:

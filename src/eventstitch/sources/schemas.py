@@ -8,12 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eventstitch.ids import ms_to_iso
 from eventstitch.sources import signatures
-from eventstitch.storage.interfaces import (
-    IdentificationRule,
-    RateLimit,
-    SignatureRule,
-    SourceRecord,
-)
+from eventstitch.storage.records import IdentificationRule, RateLimit, SignatureRule, SourceRecord
 
 SOURCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 PAYLOAD_PATH_PATTERN = r"^[^.\s]{1,128}(\.[^.\s]{1,128}){0,15}$"

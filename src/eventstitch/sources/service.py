@@ -12,7 +12,8 @@ from eventstitch.context import AppContext
 from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from eventstitch.ids import now_ms
 from eventstitch.sources.schemas import SourceCreate, SourcePatch
-from eventstitch.storage.interfaces import DuplicateSource, SignatureRule, SourceRecord
+from eventstitch.storage.errors import DuplicateSource
+from eventstitch.storage.records import SignatureRule, SourceRecord
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
@@ -142,9 +143,6 @@ def admit(*, ctx: AppContext, source: SourceRecord) -> None:
             errors=[{"field": "rate_limit", "per_second": bucket.rate, "burst": bucket.burst}],
             headers={"Retry-After": str(seconds)},
         )
-
-
-SYSTEM_SOURCE_ID = "system"
 
 
 async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None:

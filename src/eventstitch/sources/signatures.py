@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote_plus
 
 from eventstitch.errors import Unauthorized
-from eventstitch.storage.interfaces import SignatureRule
+from eventstitch.storage.records import SignatureRule
 
 PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "hmac", "token")
 ALGORITHMS = ("sha1", "sha256", "sha512")

@@ -21,21 +21,21 @@ from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
 from eventstitch.query.schemas import event_json
 from eventstitch.sources.schemas import SourceOut, checked_rate_limit, checked_signature
-from eventstitch.storage.codec import (
+from eventstitch.storage.errors import DuplicateSource
+from eventstitch.storage.records import (
+    CountQuery,
+    EventFilter,
+    EventRecord,
+    ProfileRecord,
+    SourceRecord,
+)
+from eventstitch.storage.shared.codec import (
     rate_limit_from_json,
     rate_limit_to_json,
     rules_from_json,
     signature_from_json,
     signature_to_json,
     traits_from_json,
-)
-from eventstitch.storage.interfaces import (
-    CountQuery,
-    DuplicateSource,
-    EventFilter,
-    EventRecord,
-    ProfileRecord,
-    SourceRecord,
 )
 
 FORMAT = "eventstitch-export"

@@ -1,0 +1,1 @@
+"""Probes: liveness with database reachability, and Prometheus metrics."""

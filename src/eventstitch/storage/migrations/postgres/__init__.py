@@ -1,1 +1,0 @@
-"""PostgreSQL migrations, applied in order of their number (see storage/postgres.py)."""

@@ -1,0 +1,1 @@
+"""The server backend: PostgreSQL, for several collector processes on one database."""

@@ -1,0 +1,172 @@
+"""Events on PostgreSQL: appended by group commit (writer.py), read on the pool."""
+
+from __future__ import annotations
+
+from eventstitch.storage.postgres.backfill import backfill_stored
+from eventstitch.storage.postgres.db import PostgresDb
+from eventstitch.storage.postgres.identity import pg_claim
+from eventstitch.storage.postgres.queries import POSTGRES, count_sql, key_value, pg_text
+from eventstitch.storage.postgres.rows import (
+    EVENT_ARRAYS,
+    EVENT_FIELDS,
+    EVENT_VALUES,
+    Conn,
+    event_arrays,
+)
+from eventstitch.storage.postgres.visits import write_visit
+from eventstitch.storage.records import (
+    Claim,
+    CountQuery,
+    CountResult,
+    EventFilter,
+    EventRecord,
+    Visit,
+    VisitResult,
+)
+from eventstitch.storage.shared.backend import StoreSettings
+from eventstitch.storage.shared.rows import event_from_row
+from eventstitch.storage.shared.sql import count_result, where_clause
+
+_EVENT_COLUMNS = (
+    "id, type, source_id, received_ms, profile_less, profile_id, session_id,"
+    " COALESCE(properties_exact, properties::text), COALESCE(context_exact, context::text),"
+    " converted_ms, converted_by"
+)
+
+
+_IMPORT = (
+    f"INSERT INTO events ({EVENT_FIELDS}, converted_ms, converted_by)"
+    f" SELECT {EVENT_VALUES}, b.converted_ms, b.converted_by"
+    f" FROM unnest({EVENT_ARRAYS}, %s::int8[], %s::text[])"
+    f" AS b({EVENT_FIELDS}, converted_ms, converted_by) ON CONFLICT (id) DO NOTHING"
+)
+
+
+class PostgresEvents:
+    """`EventStore` on PostgreSQL."""
+
+    def __init__(self, db: PostgresDb, *, settings: StoreSettings) -> None:
+        self._db = db
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
+
+    async def append(
+        self,
+        event: EventRecord,
+        *,
+        accepted_kinds: frozenset[str],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
+    ) -> str | None:
+        # Queued for the writer's next batch (on the loop the store started on); answered once
+        # committed.
+        writer, safe = self._db.writer, pg_claim(claim)
+        profile: str | None = await self._db.home(
+            lambda: writer.submit_event(event, accepted_kinds, safe, delivery_key)
+        )
+        return profile
+
+    async def get(self, event_id: str) -> EventRecord | None:
+        async def select(conn: Conn) -> EventRecord | None:
+            cursor = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = %s", (pg_text(event_id),)
+            )
+            row = await cursor.fetchone()
+            return event_from_row(row) if row else None
+
+        return await self._db.read(select)
+
+    async def list_page(
+        self, event_filter: EventFilter, *, limit: int, before_id: str | None
+    ) -> list[EventRecord]:
+        where, params = where_clause(POSTGRES, event_filter, before_id=before_id)
+
+        async def select(conn: Conn) -> list[EventRecord]:
+            cursor = await conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT %s",
+                (*params, limit),
+            )
+            return [event_from_row(row) for row in await cursor.fetchall()]
+
+        return await self._db.read(select)
+
+    async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
+        sql, params, from_rollup = count_sql(event_filter, query)
+        total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
+
+        async def select(conn: Conn) -> CountResult:
+            rows = await (await conn.execute(sql, params)).fetchall()
+            total = await (await conn.execute(total_sql, total_params)).fetchone()
+            return count_result(
+                rows, query, from_rollup=from_rollup, total=total[0] if total else 0, key=key_value
+            )
+
+        return await self._db.read(select)
+
+    async def track(self, visit: Visit) -> VisitResult:
+        single_valued, system_events = self._single_valued, self._system_events
+        claims = tuple(pg_claim(claim) for claim in visit.claims)
+        visit = Visit(
+            visit.source_id,
+            visit.profile_less,
+            visit.profile_hint,
+            visit.session_hint,
+            visit.events,
+            claims,
+        )
+        result: VisitResult = await self._db.write(
+            lambda conn: write_visit(
+                conn,
+                visit,
+                single_valued=single_valued,
+                system_events=system_events,
+            ),
+            # A visit with a profile reads and may create or follow profiles.
+            identity=not visit.profile_less or any(c is not None for c in claims),
+        )
+        return result
+
+    async def backfill(
+        self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
+    ) -> int:
+        single_valued, system_events = self._single_valued, self._system_events
+        claims = []
+        for event_id, ms, claim in items:
+            safe = pg_claim(claim)
+            assert safe is not None
+            claims.append((event_id, ms, safe))
+        result: int = await self._db.write(
+            lambda conn: backfill_stored(
+                conn,
+                claims,
+                checkpoint=checkpoint,
+                single_valued=single_valued,
+                system_events=system_events,
+            ),
+            identity=True,
+        )
+        return result
+
+    async def checkpoint(self, name: str) -> str | None:
+        async def select(conn: Conn) -> str | None:
+            cursor = await conn.execute(
+                "SELECT value FROM checkpoints WHERE name = %s", (pg_text(name),)
+            )
+            row = await cursor.fetchone()
+            return str(row[0]) if row else None
+
+        return await self._db.read(select)
+
+    async def import_batch(self, events: list[EventRecord]) -> int:
+        if not events:
+            return 0
+        params = event_arrays(events)
+        params.append([e.converted_ms for e in events])
+        params.append([None if e.converted_by is None else pg_text(e.converted_by) for e in events])
+
+        async def insert(conn: Conn) -> int:
+            # The rollup trigger counts exactly the rows that go in.
+            cursor = await conn.execute(_IMPORT, params)
+            return cursor.rowcount
+
+        return await self._db.run(insert)

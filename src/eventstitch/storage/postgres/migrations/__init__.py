@@ -1,0 +1,1 @@
+"""PostgreSQL migrations, applied in order of their number (see `postgres.db`)."""

@@ -1,0 +1,136 @@
+"""PostgreSQL's SQL dialect, and its event filters and counts (built in `shared.sql`).
+
+Same meaning as on SQLite: a property equals a query-string value when it is that string, or
+that number (numerically), or the JSON literal `true`, `false` or `null`; here each candidate
+is a jsonb containment the GIN index serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from eventstitch.storage.records import CountQuery, EventFilter, GroupBy, PropertyPath
+from eventstitch.storage.shared.dialect import Dialect, Fragment
+from eventstitch.storage.shared.query_plan import as_number
+from eventstitch.storage.shared.sql import count_order, grouped_count
+
+_LITERALS = {"true": True, "false": False, "null": None}
+
+
+def pg_text(value: str) -> str:
+    """A string PostgreSQL can hold: text refuses U+0000, so it becomes U+FFFD (which no id,
+    type or source id contains, so such a filter value still matches nothing)."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def without_nul(value: Any) -> Any:
+    """A JSON value with U+0000 replaced by U+FFFD in every string and key (see `pg_text`)."""
+    if isinstance(value, str):
+        return pg_text(value)
+    if isinstance(value, dict):
+        return {pg_text(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def jsonb_text(value: Any) -> str:
+    """A JSON value as jsonb text; U+0000 in strings becomes U+FFFD."""
+    raw = orjson.dumps(value)
+    return orjson.dumps(without_nul(value)).decode() if b"\\u0000" in raw else raw.decode()
+
+
+def _nested(path: PropertyPath, value: Any) -> str:
+    """`{"a":{"b":value}}` for path (a, b), as jsonb text for a containment test."""
+    document: Any = value
+    for key in reversed(path):
+        document = {pg_text(key): document}
+    return orjson.dumps(document).decode()
+
+
+def _literal_match(path: PropertyPath, value: str) -> Fragment:
+    """Equality of a property with a query-string value, as one or more jsonb containments,
+    each of which the GIN index (jsonb_path_ops) serves. Containment compares scalars exactly:
+    strings by content, numbers numerically (5 matches 5.0), and `true`/`false`/`null` only
+    themselves; below the top level an array never contains a bare scalar, so `a=x` does not
+    match `{"a": ["x"]}`, as on SQLite."""
+    candidates: list[Any] = [pg_text(value)]
+    number = as_number(value)
+    if number is not None:
+        candidates.append(number)
+    if value in _LITERALS:
+        candidates.append(_LITERALS[value])
+    clauses = ["properties @> %s::jsonb"] * len(candidates)
+    return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
+
+
+def _in_list(column: str, values: Sequence[str]) -> Fragment:
+    return f"{column} = ANY(%s::text[])", [[pg_text(v) for v in values]]
+
+
+def _property_value(path: PropertyPath) -> Fragment:
+    # JSON null and a missing key are one group, as SQL NULL, like SQLite's json_extract.
+    return "NULLIF(properties #> %s::text[], 'null'::jsonb)", [[pg_text(key) for key in path]]
+
+
+POSTGRES = Dialect(
+    mark="%s",
+    percent="%%",  # psycopg's literal %
+    true="true",
+    text=pg_text,
+    flag=bool,
+    json=jsonb_text,
+    in_list=_in_list,
+    property_match=_literal_match,
+    property_value=_property_value,
+    converted_kind="split_part(converted_by, ':', 1)",
+)
+
+
+def _order_keys(key: str, group: GroupBy) -> list[str]:
+    """Sort expressions that order a key as SQLite orders json_extract values: NULL first, then
+    numbers (booleans are 0 and 1 there), then text byte by byte (objects and arrays as JSON)."""
+    if group.dimension != "property":
+        return [f"{key} ASC NULLS FIRST"]  # text columns are all COLLATE "C"
+    kind = f"jsonb_typeof({key})"
+    return [
+        f"(CASE WHEN {key} IS NULL THEN 0 WHEN {kind} IN ('number', 'boolean') THEN 1 ELSE 2 END)",
+        f"(CASE {kind} WHEN 'number' THEN ({key})::numeric"
+        f" WHEN 'boolean' THEN ({key})::boolean::int END)",
+        f"(CASE {kind} WHEN 'string' THEN {key} #>> '{{}}' ELSE {key}::text END) COLLATE \"C\"",
+    ]
+
+
+def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[Any], bool]:
+    """SELECT keys..., count, distinct? grouped by the query's dimensions; and whether it reads
+    the rollup. Property keys come back as jsonb text (see `key_value`). One extra row beyond
+    `max_rows` is asked for, to detect truncation."""
+    grouped = grouped_count(POSTGRES, event_filter, query)
+    params, keys = grouped.params, grouped.keys
+    if not keys:
+        return grouped.sql, params, grouped.from_rollup
+    order = count_order(keys, query, _order_keys)
+    outputs = [
+        f"{k}::text" if g.dimension == "property" else k
+        for k, g in zip(keys, query.group_by, strict=True)
+    ]
+    outputs += ["n", "d"] if query.distinct is not None else ["n"]
+    sql = f"SELECT {', '.join(outputs)} FROM ({grouped.sql}) AS groups ORDER BY {order} LIMIT %s"
+    params.append(query.max_rows + 1)
+    return sql, params, grouped.from_rollup
+
+
+def key_value(group: GroupBy, key: Any) -> Any:
+    """A group's key as SQLite's json_extract gives it: strings and numbers as they are, true
+    and false as 1 and 0, objects and arrays as JSON text."""
+    if group.dimension != "property" or key is None:
+        return key
+    value = orjson.loads(key)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return value

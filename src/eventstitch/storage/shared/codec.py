@@ -1,0 +1,95 @@
+"""JSON encodings of record fields that every backend stores as JSON text or JSONB."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from eventstitch.storage.records import IdentificationRule, RateLimit, SignatureRule
+
+
+def rules_to_json(rules: tuple[IdentificationRule, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": ".".join(rule.path),
+            "kind": rule.kind,
+            "create_profile": rule.create_profile,
+            "event_types": list(rule.event_types),
+        }
+        for rule in rules
+    ]
+
+
+def rules_from_json(data: list[dict[str, Any]]) -> tuple[IdentificationRule, ...]:
+    return tuple(
+        IdentificationRule(
+            path=tuple(item["path"].split(".")),
+            kind=item["kind"],
+            create_profile=bool(item.get("create_profile", False)),
+            event_types=tuple(item.get("event_types", ())),
+        )
+        for item in data
+    )
+
+
+def traits_to_json(traits: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
+    return {name: ".".join(path) for name, path in traits.items()}
+
+
+def traits_from_json(data: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(path.split(".")) for name, path in data.items()}
+
+
+def signature_to_json(rule: SignatureRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    return {
+        "preset": rule.preset,
+        "secrets": list(rule.secrets),
+        "header": rule.header,
+        "algorithm": rule.algorithm,
+        "encoding": rule.encoding,
+        "prefix": rule.prefix,
+        "tolerance_seconds": rule.tolerance_seconds,
+    }
+
+
+def signature_from_json(data: Mapping[str, Any] | None) -> SignatureRule | None:
+    if data is None:
+        return None
+    return SignatureRule(
+        preset=data["preset"],
+        secrets=tuple(data["secrets"]),
+        header=data.get("header", ""),
+        algorithm=data.get("algorithm", "sha256"),
+        encoding=data.get("encoding", "hex"),
+        prefix=data.get("prefix", ""),
+        tolerance_seconds=int(data.get("tolerance_seconds", 300)),
+    )
+
+
+def rate_limit_to_json(limit: RateLimit | None) -> dict[str, Any] | None:
+    return None if limit is None else {"per_second": limit.per_second, "burst": limit.burst}
+
+
+def rate_limit_from_json(data: Mapping[str, Any] | None) -> RateLimit | None:
+    if data is None:
+        return None
+    return RateLimit(per_second=float(data["per_second"]), burst=int(data.get("burst", 0)))
+
+
+def source_field_to_json(key: str, value: Any) -> Any:
+    """A changed source field as the JSON-able value a backend stores."""
+    if key == "tags":
+        return list(value)
+    if key == "identification":
+        return rules_to_json(value)
+    if key == "traits":
+        return traits_to_json(value)
+    if key == "delivery_id_path":
+        return ".".join(value)
+    if key == "signature":
+        return signature_to_json(value)
+    if key == "rate_limit":
+        return rate_limit_to_json(value)
+    return value

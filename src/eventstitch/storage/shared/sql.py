@@ -1,0 +1,180 @@
+"""SQL both backends run alike, built over their `Dialect`: the event filter, the rollup filter,
+the grouped count, the checkpoint statements. Fixed fragments only; every value is bound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventstitch.identity.resolution import SYSTEM_SOURCE_ID
+from eventstitch.ids import id_floor
+from eventstitch.storage.records import CountQuery, CountResult, CountRow, EventFilter, GroupBy
+from eventstitch.storage.shared.dialect import Dialect, Fragment
+from eventstitch.storage.shared.query_plan import BUCKET_MS, can_use_rollup
+
+
+def _where(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def _common(d: Dialect, event_filter: EventFilter, clauses: list[str], params: list[Any]) -> None:
+    """The filters the events table and the rollup share: types, sources, profile-less."""
+    for column, values in (("type", event_filter.types), ("source_id", event_filter.source_ids)):
+        if values:
+            sql, bound = d.in_list(column, values)
+            clauses.append(sql)
+            params += bound
+    if event_filter.profile_less is not None:
+        clauses.append(f"profile_less = {d.mark}")
+        params.append(d.flag(event_filter.profile_less))
+
+
+def where_clause(
+    d: Dialect, event_filter: EventFilter, *, before_id: str | None = None
+) -> Fragment:
+    """The WHERE clause over `events` for a filter. Time bounds become id bounds (UUIDv7)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    _common(d, event_filter, clauses, params)
+    if event_filter.profile_id is not None:
+        clauses.append(f"profile_id = {d.mark}")
+        params.append(d.text(event_filter.profile_id))
+    if event_filter.converted:
+        clauses.append("converted_ms IS NOT NULL")
+    elif event_filter.converted is not None:
+        # Still waiting: collected without a profile and not linked since. Tracked events had
+        # a profile all along, and system events never identify anyone: neither waits.
+        clauses.append(
+            f"profile_less = {d.true} AND converted_ms IS NULL AND source_id <> {d.mark}"
+        )
+        params.append(SYSTEM_SOURCE_ID)
+    bounds = (
+        (">=", None if event_filter.since_ms is None else id_floor(event_filter.since_ms)),
+        ("<", None if event_filter.until_ms is None else id_floor(event_filter.until_ms)),
+        ("<", None if before_id is None else d.text(before_id)),
+    )
+    for op, limit in bounds:
+        if limit is not None:
+            clauses.append(f"id {op} {d.mark}")
+            params.append(limit)
+    for path, value in event_filter.properties:
+        clause, values = d.property_match(path, value)
+        clauses.append(clause)
+        params += values
+    return _where(clauses), params
+
+
+def rollup_where(d: Dialect, event_filter: EventFilter) -> Fragment:
+    """The WHERE clause over the hourly rollup (only for filters `can_use_rollup` accepts)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    _common(d, event_filter, clauses, params)
+    for op, limit in ((">=", event_filter.since_ms), ("<", event_filter.until_ms)):
+        if limit is not None:
+            clauses.append(f"hour {op} {d.mark}")
+            params.append(limit)
+    return _where(clauses), params
+
+
+def _dimension(d: Dialect, group: GroupBy, *, rollup: bool) -> Fragment:
+    if group.dimension == "type":
+        return "type", []
+    if group.dimension == "source":
+        return "source_id", []
+    if group.dimension == "property":
+        return d.property_value(group.path)
+    if group.dimension == "converted_kind":
+        return d.converted_kind, []
+    size = BUCKET_MS[group.dimension]
+    column = "hour" if rollup else "received_ms"
+    return f"({column} - {column} {d.percent} {size})", []
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedCount:
+    """`SELECT keys..., n, d? ... GROUP BY` without its order: each backend orders its own way."""
+
+    sql: str
+    params: list[Any]
+    keys: list[str]
+    from_rollup: bool
+
+
+def grouped_count(d: Dialect, event_filter: EventFilter, query: CountQuery) -> GroupedCount:
+    """Keys k0.., the count `n` and the distinct count `d` when asked, read from the rollup
+    when it answers exactly; a group of none (erased events leave zeros) is no group."""
+    rollup = can_use_rollup(event_filter, query)
+    columns: list[str] = []
+    params: list[Any] = []
+    for i, group in enumerate(query.group_by):
+        sql, values = _dimension(d, group, rollup=rollup)
+        columns.append(f"{sql} AS k{i}")
+        params += values
+    keys = [f"k{i}" for i in range(len(columns))]
+    if rollup:
+        columns.append("SUM(count) AS n")
+        where, where_params = rollup_where(d, event_filter)
+        table = "event_counts_hourly"
+    else:
+        columns.append("COUNT(*) AS n")
+        if query.distinct is not None:
+            sql, values = d.property_value(query.distinct)
+            columns.append(f"COUNT(DISTINCT {sql}) AS d")
+            params += values
+        where, where_params = where_clause(d, event_filter)
+        table = "events"
+    sql = f"SELECT {', '.join(columns)} FROM {table}{where}"
+    params += where_params
+    if keys:
+        sql += f" GROUP BY {', '.join(keys)}"
+        if rollup:
+            sql += " HAVING SUM(count) > 0"
+    return GroupedCount(sql, params, keys, rollup)
+
+
+def count_order(
+    keys: Sequence[str], query: CountQuery, order_key: Callable[[str, GroupBy], list[str]]
+) -> str:
+    """Time buckets first (oldest first), then the largest count, then the other keys."""
+    pairs = list(zip(keys, query.group_by, strict=True))
+    times = [f"{k} ASC" for k, g in pairs if g.dimension in BUCKET_MS]
+    others = [e for k, g in pairs if g.dimension not in BUCKET_MS for e in order_key(k, g)]
+    return ", ".join([*times, "n DESC", *others])
+
+
+def count_result(
+    rows: Iterable[Sequence[Any]],
+    query: CountQuery,
+    *,
+    from_rollup: bool,
+    total: Any,
+    key: Callable[[GroupBy, Any], Any] = lambda _, value: value,
+) -> CountResult:
+    """The rows of a grouped count (one more than `max_rows` asked for) as the answer."""
+    width = len(query.group_by)
+    result = CountResult(from_rollup=from_rollup, total=int(total or 0))
+    for row in rows:
+        if width == 0 and row[0] is None:
+            break  # SUM over no rollup rows
+        result.rows.append(
+            CountRow(
+                keys=tuple(key(g, v) for g, v in zip(query.group_by, row[:width], strict=True)),
+                count=int(row[width]),
+                distinct=int(row[width + 1]) if query.distinct is not None else None,
+            )
+        )
+    if len(result.rows) > query.max_rows:
+        result.rows = result.rows[: query.max_rows]
+        result.truncated = True
+    return result
+
+
+def checkpoint_sql(d: Dialect) -> tuple[str, str]:
+    """Clearing a named checkpoint, and setting it (name, value, updated_ms)."""
+    return (
+        f"DELETE FROM checkpoints WHERE name = {d.mark}",
+        f"INSERT INTO checkpoints (name, value, updated_ms) VALUES ({d.mark}, {d.mark}, {d.mark})"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+        " updated_ms = excluded.updated_ms",
+    )

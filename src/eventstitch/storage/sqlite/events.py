@@ -1,0 +1,132 @@
+"""Events on SQLite: appended by group commit, read on reader threads."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from eventstitch.storage.records import (
+    Claim,
+    CountQuery,
+    CountResult,
+    EventFilter,
+    EventRecord,
+    Visit,
+    VisitResult,
+)
+from eventstitch.storage.shared.backend import StoreSettings
+from eventstitch.storage.shared.rows import event_from_row
+from eventstitch.storage.shared.sql import count_result, where_clause
+from eventstitch.storage.sqlite.backfill import backfill_stored
+from eventstitch.storage.sqlite.db import SqliteDb
+from eventstitch.storage.sqlite.queries import SQLITE, count_sql
+from eventstitch.storage.sqlite.rows import event_row
+from eventstitch.storage.sqlite.visits import write_visit
+
+_EVENT_COLUMNS = (
+    "id, type, source_id, received_ms, profile_less, profile_id, session_id, properties, context,"
+    " converted_ms, converted_by"
+)
+
+
+class SqliteEvents:
+    """`EventStore` on SQLite."""
+
+    def __init__(self, db: SqliteDb, *, settings: StoreSettings) -> None:
+        self._db = db
+        self._single_valued = settings.single_valued
+        self._system_events = settings.system_events
+
+    async def append(
+        self,
+        event: EventRecord,
+        *,
+        accepted_kinds: frozenset[str],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
+    ) -> str | None:
+        # Queued for the writer's next batch; answered once committed.
+        profile: str | None = await self._db.writer.submit_event(
+            event, accepted_kinds, claim, delivery_key
+        )
+        return profile
+
+    async def get(self, event_id: str) -> EventRecord | None:
+        def select(conn: sqlite3.Connection) -> EventRecord | None:
+            row = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id = ?", (event_id,)
+            ).fetchone()
+            return event_from_row(row) if row else None
+
+        return await self._db.read(select)
+
+    async def list_page(
+        self, event_filter: EventFilter, *, limit: int, before_id: str | None
+    ) -> list[EventRecord]:
+        where, params = where_clause(SQLITE, event_filter, before_id=before_id)
+
+        def select(conn: sqlite3.Connection) -> list[EventRecord]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            )
+            return [event_from_row(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
+        sql, params, from_rollup = count_sql(event_filter, query)
+        total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
+
+        def select(conn: sqlite3.Connection) -> CountResult:
+            rows = conn.execute(sql, params).fetchall()
+            total = conn.execute(total_sql, total_params).fetchone()[0]
+            return count_result(rows, query, from_rollup=from_rollup, total=total)
+
+        return await self._db.read(select)
+
+    async def track(self, visit: Visit) -> VisitResult:
+        single_valued, system_events = self._single_valued, self._system_events
+        return await self._db.write(
+            lambda conn: write_visit(
+                conn, visit, single_valued=single_valued, system_events=system_events
+            )
+        )
+
+    async def backfill(
+        self, items: list[tuple[str, int, Claim]], *, checkpoint: tuple[str, str | None]
+    ) -> int:
+        single_valued, system_events = self._single_valued, self._system_events
+        return await self._db.write(
+            lambda conn: backfill_stored(
+                conn,
+                items,
+                checkpoint=checkpoint,
+                single_valued=single_valued,
+                system_events=system_events,
+            )
+        )
+
+    async def checkpoint(self, name: str) -> str | None:
+        def select(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._db.read(select)
+
+    async def import_batch(self, events: list[EventRecord]) -> int:
+        if not events:
+            return 0
+        marks = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(events))
+        values = [
+            value for e in events for value in (*event_row(e), e.converted_ms, e.converted_by)
+        ]
+
+        def insert(conn: sqlite3.Connection) -> int:
+            # The rollup triggers count exactly the rows that go in.
+            cursor = conn.execute(
+                f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {marks} ON CONFLICT (id) DO NOTHING",
+                values,
+            )
+            return int(cursor.rowcount)
+
+        return await self._db.write(insert)
