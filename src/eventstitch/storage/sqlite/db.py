@@ -24,6 +24,27 @@ from eventstitch.storage.sqlite.writer import SqliteWriter
 T = TypeVar("T")
 
 
+_BUSY_TIMEOUT_MS = 10_000
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting out processes that start at the same moment.
+
+    SQLite answers "database is locked" at once, without its busy wait, when a new file's
+    journal mode is switched while another connection holds a lock on it; so two workers
+    started together could fail. The switch is retried for as long as the busy wait lasts.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def path_from_url(url: str) -> Path:
     """`sqlite:///relative/path.db` or `sqlite:////absolute/path.db` to a file path."""
     prefix = "sqlite:///"
@@ -102,9 +123,9 @@ class SqliteDb:
     # -- connections -----------------------------------------------------------------------
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        _switch_to_wal(conn)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -113,7 +134,7 @@ class SqliteDb:
             conn = sqlite3.connect(
                 f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             self._local.conn = conn
             with self._lock:
                 self._read_connections.append(conn)
