@@ -47,6 +47,13 @@ REJECTIONS_BUFFER_PEAK = Gauge(
     "The most refused requests that waited in memory at once since the process started.",
     registry=REGISTRY,
 )
+IDENTITY_SKIPPED = Counter(
+    "eventstitch_identity_rules_skipped",
+    "Identification rules not applied to an event, by reason (several_values: the rule's "
+    "path held a list of different values, which would merge different people).",
+    ["reason"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "eventstitch_write_queue_depth",
     "Events waiting for the writer.",

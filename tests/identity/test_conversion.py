@@ -681,3 +681,62 @@ def test_bad_rules_are_refused_and_the_source_keeps_its_rules(
     assert client.get("/api/sources/hooks").json()["identification"] == [
         {**EMAIL_RULE, "event_types": []}
     ]
+
+
+# -- a rule's path holding a list ------------------------------------------------------------
+
+
+def test_a_list_of_different_emails_merges_nobody_and_says_why_on_the_event(
+    client: TestClient,
+) -> None:
+    """A mail to two recipients names two people: linking them through the one event
+    would make them one profile."""
+    create_source(
+        client,
+        id="mailer",
+        identification=[{"path": "recipients", "kind": "email", "create_profile": True}],
+    )
+    alex = collect(client, "mailer", {"recipients": ["alex@x.com"]})
+    bea = collect(client, "mailer", {"recipients": ["bea@y.com"]})
+    both = collect(client, "mailer", {"recipients": ["alex@x.com", "Bea@y.com"]})
+
+    assert alex["profile_id"]
+    assert bea["profile_id"]
+    assert alex["profile_id"] != bea["profile_id"]
+    assert both["profile_id"] is None
+    assert identifiers(profile(client, alex["profile_id"])) == {"email:alex@x.com"}
+    assert identifiers(profile(client, bea["profile_id"])) == {"email:bea@y.com"}
+    assert event(client, both["id"])["context"]["identity_skipped"] == [
+        {"path": "recipients", "reason": "several_values"}
+    ]
+    metrics = client.get("/metrics").text
+    assert 'eventstitch_identity_rules_skipped_total{reason="several_values"}' in metrics
+
+
+def test_a_list_repeating_one_email_still_identifies_its_person(client: TestClient) -> None:
+    create_source(
+        client,
+        id="mailer",
+        identification=[{"path": "to", "kind": "email", "create_profile": True}],
+    )
+    answer = collect(client, "mailer", {"to": ["alex@x.com", "ALEX@x.com", None]})
+    assert answer["profile_id"] is not None
+    assert identifiers(profile(client, answer["profile_id"])) == {"email:alex@x.com"}
+    assert "identity_skipped" not in event(client, answer["id"])["context"]
+
+
+def test_a_backfill_merges_nobody_from_a_list_either(client: TestClient) -> None:
+    create_source(client, id="mailer")
+    first = collect(client, "mailer", {"to": "alex@x.com"})
+    both = collect(client, "mailer", {"to": ["alex@x.com", "bea@y.com"]})
+    set_rules(
+        client, "mailer", identification=[{"path": "to", "kind": "email", "create_profile": True}]
+    )
+    bea = collect(client, "mailer", {"to": "bea@y.com"})
+    backfill_in_app(client)
+
+    alex = owner(client, "email:alex@x.com")
+    assert alex is not None
+    assert alex != bea["profile_id"]
+    assert event(client, first["id"])["profile_id"] == alex
+    assert event(client, both["id"])["profile_id"] is None

@@ -105,11 +105,19 @@ def test_merging_three_profiles_at_once_keeps_the_oldest(client: TestClient) -> 
     create_source(
         client,
         id="hooks",
-        identification=[EMAIL_RULE, {"path": "emails", "kind": "email"}],
+        identification=[
+            EMAIL_RULE,
+            {"path": "billing.email", "kind": "email"},
+            {"path": "shipping.email", "kind": "email"},
+        ],
     )
     ids = [collect(client, "hooks", {"email": f"{n}@a.com"})["profile_id"] for n in "abc"]
 
-    collect(client, "hooks", {"emails": ["c@a.com", "b@a.com", "a@a.com"]})
+    collect(
+        client,
+        "hooks",
+        {"email": "c@a.com", "billing": {"email": "b@a.com"}, "shipping": {"email": "a@a.com"}},
+    )
 
     assert {owner(client, f"email:{n}@a.com") for n in "abc"} == {ids[0]}
     assert profile(client, ids[1])["merged_into"] == ids[0]

@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from eventstitch.identity.normalise import JUNK_VALUES, MAX_VALUE_LENGTH, junk_set, normalise
-from eventstitch.identity.rules import Policy, extract
+from eventstitch.identity.rules import Policy, extract, identify
 from eventstitch.storage.records import IdentificationRule
 
 KINDS = ("email", "phone", "user_id", "stripe_customer")
@@ -293,15 +293,13 @@ def test_a_value_at_any_dotted_path_is_found(keys: list[str], email: str) -> Non
     assert claim.identifiers == (("email", email),)
 
 
-def test_a_list_of_values_yields_one_identifier_each_and_skips_junk_and_objects() -> None:
-    payload = {
-        "emails": ["a@a.com", " B@B.com", "undefined", {"x": "c@c.com"}, ["d@d.com"], "A@A.COM"]
-    }
+def test_a_list_skips_junk_and_objects_and_identifies_its_one_person() -> None:
+    payload = {"emails": [" B@B.com", "undefined", {"x": "c@c.com"}, ["d@d.com"], "b@b.COM"]}
 
     claim = extract(payload, "t", [rule("emails", "email", create=True)], {})
 
     assert claim is not None
-    assert claim.identifiers == (("email", "a@a.com"), ("email", "b@b.com"))
+    assert claim.identifiers == (("email", "b@b.com"),)
 
 
 def test_event_types_narrow_a_rule_to_those_types() -> None:
@@ -369,3 +367,20 @@ def test_the_same_identifier_found_twice_counts_once() -> None:
     assert claim is not None
     assert claim.identifiers == (("email", "a@a.com"),)
     assert claim.create_profile is True
+
+
+_ADDRESSES = st.sampled_from(["alex@x.com", "ALEX@x.com ", "bea@y.com", "cy@z.org", "", None, 7])
+
+
+@given(st.lists(_ADDRESSES, max_size=6))
+def test_a_list_at_a_rule_path_identifies_only_when_it_names_one_person(values: list[Any]) -> None:
+    rule = IdentificationRule(path=("to",), kind="email", create_profile=True)
+    found = identify({"to": values}, "mail", [rule], {})
+    distinct = {v for v in (normalise("email", value) for value in values) if v is not None}
+    if len(distinct) == 1:
+        assert found.claim is not None
+        assert found.claim.identifiers == (("email", distinct.pop()),)
+        assert found.skipped == ()
+    else:
+        assert found.claim is None
+        assert found.skipped == (("to",) if len(distinct) > 1 else ())

@@ -45,6 +45,16 @@ class Policy:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """What an event's payload says about who it is, and which rules it could not use."""
+
+    claim: Claim | None
+    skipped: tuple[str, ...] = ()
+    """Paths of rules whose list held several different values: such a list names several
+    people (the recipients of a mail, say), so the rule identifies nobody on this event."""
+
+
 def extract(
     properties: Mapping[str, Any],
     event_type: str,
@@ -52,24 +62,46 @@ def extract(
     traits: Mapping[str, tuple[str, ...]],
     policy: Policy = Policy(),
 ) -> Claim | None:
-    """The identifiers and traits an event carries under the source's rules; None if none.
+    """The identifiers and traits an event carries under the source's rules; None if none."""
+    return identify(properties, event_type, rules, traits, policy).claim
 
-    A list of scalars at a rule's path yields one identifier per element. A shared kind's value
-    becomes a trait named after the kind instead of an identifier.
+
+def identify(
+    properties: Mapping[str, Any],
+    event_type: str,
+    rules: Sequence[IdentificationRule],
+    traits: Mapping[str, tuple[str, ...]],
+    policy: Policy = Policy(),
+) -> Identification:
+    """Apply the source's rules to one event's payload.
+
+    A list at a rule's path counts only when all its usable elements are one value: taking
+    each element as an identifier of the same person would merge different people into one
+    profile, the worst mistake identity can make. A shared kind's value becomes a trait named
+    after the kind instead of an identifier.
     """
     found: dict[Identifier, None] = {}  # an ordered set
     copied: dict[str, Any] = {}
+    skipped: list[str] = []
     create = False
     for rule in rules:
         if not rule.applies_to(event_type):
             continue
         raw = lookup(properties, rule.path)
-        for item in raw if isinstance(raw, list) else [raw]:
-            value = normalise(
-                rule.kind, item, default_region=policy.default_region, junk=policy.junk
+        values = {
+            value: None
+            for item in (raw if isinstance(raw, list) else [raw])
+            if (
+                value := normalise(
+                    rule.kind, item, default_region=policy.default_region, junk=policy.junk
+                )
             )
-            if value is None:
-                continue
+            is not None
+        }
+        if len(values) > 1:
+            skipped.append(".".join(rule.path))
+            continue
+        for value in values:
             if rule.kind in policy.shared:
                 copied[rule.kind] = value
                 continue
@@ -79,6 +111,5 @@ def extract(
         value = lookup(properties, path)
         if value is not None:
             copied[trait] = value
-    if not found:
-        return None
-    return Claim(identifiers=tuple(found), create_profile=create, traits=copied)
+    claim = Claim(identifiers=tuple(found), create_profile=create, traits=copied) if found else None
+    return Identification(claim, tuple(skipped))

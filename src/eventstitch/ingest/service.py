@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded
-from eventstitch.identity.rules import extract, lookup
+from eventstitch.identity.rules import Identification, identify, lookup
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import (
     normalise_event_type,
@@ -22,6 +22,7 @@ from eventstitch.ingest.parsing import (
 )
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.ingest.tracking import parse_track_payload
+from eventstitch.metrics import IDENTITY_SKIPPED
 from eventstitch.sources import service as sources_service
 from eventstitch.sources import signatures
 from eventstitch.storage.errors import (
@@ -73,6 +74,7 @@ async def collect(
         properties, body_kind = parse_body(
             request.body, content_type, max_depth=ctx.config.max_nesting_depth
         )
+    identification = _identify(ctx, source, properties, event_type)
     event_id, received_ms = new_event_id()
     event = EventRecord(
         id=event_id,
@@ -91,11 +93,10 @@ async def collect(
             "client": request.client,
             "query": query_string,
             "headers": kept_headers,
+            **_skipped_rules(identification),
         },
     )
-    claim = None
-    if source.identification:
-        claim = extract(properties, event_type, source.identification, source.traits, ctx.policy)
+    claim = identification.claim
     key = delivery_key(ctx, headers, properties, source.delivery_id_path)
     try:
         profile_id = await store(
@@ -105,6 +106,31 @@ async def collect(
         original = await ctx.storage.events.get(duplicate.original_event_id)
         return original or dataclasses.replace(event, id=duplicate.original_event_id), True
     return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
+
+
+def _identify(
+    ctx: AppContext, source: SourceRecord, properties: Mapping[str, Any], event_type: str
+) -> Identification:
+    """The source's identification rules applied to one event (nothing when it has none)."""
+    if not source.identification:
+        return Identification(None)
+    identification = identify(
+        properties, event_type, source.identification, source.traits, ctx.policy
+    )
+    if identification.skipped:
+        IDENTITY_SKIPPED.labels("several_values").inc(len(identification.skipped))
+    return identification
+
+
+def _skipped_rules(identification: Identification) -> dict[str, Any]:
+    """What the event's context says about rules that could not identify anyone on it."""
+    if not identification.skipped:
+        return {}
+    return {
+        "identity_skipped": [
+            {"path": path, "reason": "several_values"} for path in identification.skipped
+        ]
+    }
 
 
 def _verify(source: SourceRecord, request: WebhookRequest, headers: Mapping[str, str]) -> None:
@@ -236,6 +262,8 @@ async def track(
             context["client_event_id"] = item.client_id
         if item.tags:
             context["tags"] = item.tags
+        identification = _identify(ctx, source, item.properties, event_type)
+        context.update(_skipped_rules(identification))
         events.append(
             EventRecord(
                 id=event_id,
@@ -249,11 +277,7 @@ async def track(
                 context=context,
             )
         )
-        claims.append(
-            extract(item.properties, event_type, source.identification, source.traits, ctx.policy)
-            if source.identification
-            else None
-        )
+        claims.append(identification.claim)
     visit = Visit(
         source_id=source.id,
         profile_less=payload.profile_less,
