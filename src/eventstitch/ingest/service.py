@@ -108,9 +108,10 @@ async def collect(
 
 
 def _verify(source: SourceRecord, request: WebhookRequest, headers: Mapping[str, str]) -> None:
-    """Check the delivery's signature over the raw body, before anything parses it (401 if
-    bad)."""
+    """Check the delivery's signature over the raw body, before anything parses it: 405 for
+    a method the signature does not cover, 401 if bad."""
     if source.signature is not None:
+        signatures.check_method(source.signature, source_id=source.id, method=request.method)
         signatures.verify(
             source.signature,
             source_id=source.id,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote_plus
 
-from eventstitch.errors import Unauthorized
+from eventstitch.errors import MethodNotAllowed, Unauthorized
 from eventstitch.storage.records import SignatureRule
 
 PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "hmac", "token")
@@ -28,6 +28,10 @@ _FIXED_HEADERS = {
     "shopify": "x-shopify-hmac-sha256",
     "standard_webhooks": "webhook-signature",
 }
+QUERY_COVERING_PRESETS = frozenset({"token"})
+"""Presets whose check covers a GET's query string. A token authenticates the request as a
+whole; every HMAC preset signs only the body, and a GET's empty body signs nothing it carries
+(its signature is the same for every GET, so one seen ping would forge any query)."""
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _WHSEC = "whsec_"
 
@@ -41,6 +45,25 @@ class SignatureRefused(Unauthorized):
 def signature_header(rule: SignatureRule) -> str:
     """The lower-case header that carries the signature (or token) under this rule."""
     return _FIXED_HEADERS.get(rule.preset) or rule.header or TOKEN_HEADER
+
+
+def covered_methods(rule: SignatureRule) -> tuple[str, ...]:
+    """The methods whose content this rule's check covers: POST always (the body is signed),
+    GET only for presets whose sender authenticates the query too."""
+    return ("GET", "POST") if rule.preset in QUERY_COVERING_PRESETS else ("POST",)
+
+
+def check_method(rule: SignatureRule, *, source_id: str, method: str) -> None:
+    """Refuse (405, `unsigned_method`) a method whose content the signature does not cover."""
+    allowed = covered_methods(rule)
+    if method not in allowed:
+        raise MethodNotAllowed(
+            f"source {source_id!r} is signed over the body ({rule.preset}), which a {method} "
+            f"does not have; send {' or '.join(allowed)}",
+            errors=[{"field": "method", "value": method, "allowed": list(allowed)}],
+            reason="unsigned_method",
+            headers={"Allow": ", ".join(allowed)},
+        )
 
 
 def without_secret(
