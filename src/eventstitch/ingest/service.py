@@ -85,9 +85,11 @@ async def collect(
         properties=properties,
         context={
             "method": request.method,
-            "content_type": content_type,
+            # Only what the stored headers keep: a source may read its secret from any
+            # header, User-Agent included.
+            "content_type": content_type if "content-type" in kept_headers else None,
             "body_kind": body_kind,
-            "user_agent": headers.get("user-agent"),
+            "user_agent": headers.get("user-agent") if "user-agent" in kept_headers else None,
             "client": request.client,
             "query": query_string,
             "headers": kept_headers,
