@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from eventstitch.config import Config
 from eventstitch.errors import Unauthorized
+from eventstitch.files import PRIVATE_FILE, private_dir
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 
@@ -34,12 +35,13 @@ def ensure_api_token(config: Config) -> tuple[str, bool]:
     path = token_path(config)
     if path.exists():
         return path.read_text(encoding="utf-8").strip(), False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = secrets.token_urlsafe(32)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
     except FileExistsError:  # another worker won the race; use its token
         return path.read_text(encoding="utf-8").strip(), False
+    os.fchmod(fd, PRIVATE_FILE)  # the mode given to open passes through the umask
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(token + "\n")
     return token, True

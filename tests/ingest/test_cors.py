@@ -67,6 +67,18 @@ def test_answers_and_refusals_carry_the_origin_for_allowed_browsers(browser: Tes
     assert refused.headers["access-control-allow-origin"] == SHOP
 
 
+def test_a_get_to_a_signed_source_passes_the_preflight_and_its_405_is_readable(
+    browser: TestClient,
+) -> None:
+    rule = {"preset": "github", "secrets": ["It's a Secret to Everybody"]}
+    create_source(browser, id="signed", signature=rule)
+    assert preflight(browser, "/collect/x/signed", SHOP).status_code == 204
+    refused = browser.get("/collect/x/signed?a=1", headers={"Origin": SHOP})
+    assert assert_error_shape(refused, 405)["errors"][0]["allowed"] == ["POST"]
+    assert refused.headers["allow"] == "POST"
+    assert refused.headers["access-control-allow-origin"] == SHOP
+
+
 def test_api_routes_never_answer_cross_origin(browser: TestClient) -> None:
     answer = browser.get("/api/sources", headers={"Origin": SHOP})
     assert answer.status_code == 200

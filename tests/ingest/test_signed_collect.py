@@ -122,13 +122,42 @@ def test_shopify_and_standard_webhooks_over_http(client: TestClient) -> None:
     assert len(all_events(client, source_id="shop")) == 1
 
 
-def test_a_get_is_verified_over_the_empty_body(client: TestClient) -> None:
-    signed_source(client, "gh", preset="github", secrets=[GITHUB_SECRET])
-    headers = github(b"")
+@pytest.mark.parametrize(
+    ("preset", "secret", "sign"),
+    [
+        ("github", GITHUB_SECRET, lambda: github(b"")),
+        ("shopify", GITHUB_SECRET, lambda: shopify(b"", GITHUB_SECRET)),
+        ("stripe", GITHUB_SECRET, lambda: stripe(b"", GITHUB_SECRET)),
+        ("standard_webhooks", STANDARD_SECRET, lambda: standard(b"")),
+    ],
+    ids=["github", "shopify", "stripe", "standard_webhooks"],
+)
+def test_a_get_to_a_body_signed_source_is_405_even_with_the_empty_body_signature(
+    client: TestClient, preset: str, secret: str, sign: Any
+) -> None:
+    signed_source(client, "sig", preset=preset, secrets=[secret])
+    before = rejected(client, "unsigned_method")
+    headers = sign()
     del headers["content-type"]
-    assert client.get("/collect/ping/gh?a=1", headers=headers).is_success
-    assert_error_shape(client.get("/collect/ping/gh?a=1", headers=github(b"x")), 401)
-    [event] = all_events(client, source_id="gh")
+    # The signature of an empty body is valid, but covers nothing the query carries.
+    answer = client.get("/collect/anything/sig?plan=free&admin=true", headers=headers)
+    error = assert_error_shape(answer, 405)
+    assert answer.headers["allow"] == "POST"
+    assert error["errors"] == [{"field": "method", "value": "GET", "allowed": ["POST"]}]
+    assert "source 'sig'" in error["error"]
+    assert rejected(client, "unsigned_method") == before + 1
+    assert_error_shape(client.get("/collect/anything/sig?admin=true"), 405)  # unsigned too
+    assert all_events(client, source_id="sig") == []
+
+
+def test_a_token_source_still_takes_a_get_and_an_unsigned_source_any_get(
+    client: TestClient,
+) -> None:
+    signed_source(client, "form", preset="token", secrets=[TOKEN])
+    create_source(client, id="open")
+    assert client.get("/collect/ping/form?a=1", headers={"X-Webhook-Token": TOKEN}).is_success
+    assert client.get("/collect/ping/open?a=1").is_success
+    [event] = all_events(client, source_id="form")
     assert event["properties"] == {"a": "1"}
 
 

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
 from hypothesis import given
@@ -305,3 +306,49 @@ def test_any_single_byte_change_to_the_signature_is_refused(
     changed = flip(headers[name].encode("latin-1"), index, value).decode("latin-1")
     with pytest.raises(SignatureRefused):
         check(rule, body, {**headers, name: changed})
+
+
+_PLAIN = st.text(alphabet="abcxyz019-_.~", min_size=1, max_size=8)
+_SECRET = "tok-secret-0123456789"
+
+
+def _token_piece(name_case: str, escape: bool, plus: bool, value_only: bool) -> str:
+    """One way a query string can carry the secret."""
+    if value_only:
+        return quote_plus(_SECRET) if escape else _SECRET
+    name = {"lower": "token", "upper": "TOKEN", "mixed": "ToKeN"}[name_case]
+    if escape:
+        name = "".join(f"%{ord(c):02X}" for c in name)
+    if plus:
+        name = f"+{name}+"
+    return f"{name}={quote_plus(_SECRET) if escape else _SECRET}"
+
+
+@given(
+    params=st.lists(st.tuples(_PLAIN, _PLAIN), max_size=6),
+    carriers=st.lists(
+        st.tuples(
+            st.sampled_from(["lower", "upper", "mixed"]),
+            st.booleans(),
+            st.booleans(),
+            st.booleans(),
+            st.integers(0, 6),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    separators=st.lists(st.sampled_from(["&", ";"]), min_size=10, max_size=10),
+)
+def test_strip_token_leaves_no_secret_and_every_other_parameter_as_sent(
+    params: list[tuple[str, str]],
+    carriers: list[tuple[str, bool, bool, bool, int]],
+    separators: list[str],
+) -> None:
+    pieces = [f"{k}={v}" for k, v in params]
+    for name_case, escape, plus, value_only, at in carriers:
+        pieces.insert(min(at, len(pieces)), _token_piece(name_case, escape, plus, value_only))
+    query = "".join(sep + piece for sep, piece in zip(separators, pieces, strict=False))[1:]
+    kept = signatures.strip_token(query, secrets=(_SECRET,))
+    assert _SECRET not in unquote_plus(kept)
+    assert "token" not in unquote_plus(kept).lower()
+    assert [p for p in kept.replace(";", "&").split("&") if p] == [f"{k}={v}" for k, v in params]

@@ -8,7 +8,8 @@ import click
 import uvicorn
 
 from eventstitch.auth import ensure_api_token
-from eventstitch.config import PREFIX, ConfigError, load_config, settings_markdown
+from eventstitch.config import PREFIX, ConfigError, load_config, masked_url, settings_markdown
+from eventstitch.files import private_dir
 
 
 @click.command(epilog="Settings (environment):\n\n" + settings_markdown().split("\n", 7)[7])
@@ -25,7 +26,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         config = load_config()
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.data_dir)
     token, created = ensure_api_token(config)
     if created:
         click.echo(
@@ -34,7 +35,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         click.echo("Send it as 'Authorization: Bearer <token>' to every /api route.\n")
     click.echo(
         f"Eventstitch on http://{config.host}:{config.port} "
-        f"({config.workers} worker(s), database {config.resolved_database_url})"
+        f"({config.workers} worker(s), database {masked_url(config.resolved_database_url)})"
     )
     uvicorn.run(
         "eventstitch.app:create_app",

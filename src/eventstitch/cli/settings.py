@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from eventstitch.config import SETTINGS, ConfigError, load_config, settings_markdown
+from eventstitch.config import SETTINGS, ConfigError, load_config, masked_url, settings_markdown
 
 
 @click.group()
@@ -20,7 +20,7 @@ def docs() -> None:
 
 @config.command()
 def show() -> None:
-    """Print the settings in force (the API token hidden)."""
+    """Print the settings in force (the API token and any database password hidden)."""
     try:
         current = load_config()
     except ConfigError as exc:
@@ -29,4 +29,6 @@ def show() -> None:
         value = getattr(current, setting.name)
         if setting.name == "api_token" and value:
             value = "(set)"
+        elif setting.name == "database_url":
+            value = masked_url(value)
         click.echo(f"{setting.env_name}={value}")

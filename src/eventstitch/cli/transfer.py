@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from pathlib import Path
 from typing import BinaryIO
 
 import click
 
 from eventstitch.cli.runtime import emit_json, progress_bar, run
 from eventstitch.context import AppContext
+from eventstitch.files import open_private
 from eventstitch.transfer import service
 from eventstitch.transfer.service import ImportReport
 
@@ -18,10 +21,23 @@ database_option = click.option(
 
 
 @click.command("export")
-@click.option("-o", "--output", type=click.File("wb"), default="-", help="File, or - for stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default="-",
+    help="File (created owner-only: it holds the signing secrets), or - for stdout.",
+)
 @database_option
-def export(output: BinaryIO, database_url: str | None) -> None:
+def export(output: Path, database_url: str | None) -> None:
     """Write sources and events as JSON Lines, with counts and a checksum at the end."""
+    with (
+        contextlib.nullcontext(sys.stdout.buffer) if str(output) == "-" else open_private(output)
+    ) as stream:
+        _export(stream, database_url)
+
+
+def _export(output: BinaryIO, database_url: str | None) -> None:
 
     async def call(ctx: AppContext) -> None:
         total = await service.total_events(ctx=ctx)

@@ -87,9 +87,11 @@ async def collect(
         properties=properties,
         context={
             "method": request.method,
-            "content_type": content_type,
+            # Only what the stored headers keep: a source may read its secret from any
+            # header, User-Agent included.
+            "content_type": content_type if "content-type" in kept_headers else None,
             "body_kind": body_kind,
-            "user_agent": headers.get("user-agent"),
+            "user_agent": headers.get("user-agent") if "user-agent" in kept_headers else None,
             "client": request.client,
             "query": query_string,
             "headers": kept_headers,
@@ -134,9 +136,10 @@ def _skipped_rules(identification: Identification) -> dict[str, Any]:
 
 
 def _verify(source: SourceRecord, request: WebhookRequest, headers: Mapping[str, str]) -> None:
-    """Check the delivery's signature over the raw body, before anything parses it (401 if
-    bad)."""
+    """Check the delivery's signature over the raw body, before anything parses it: 405 for
+    a method the signature does not cover, 401 if bad."""
     if source.signature is not None:
+        signatures.check_method(source.signature, source_id=source.id, method=request.method)
         signatures.verify(
             source.signature,
             source_id=source.id,

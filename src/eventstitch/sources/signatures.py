@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, unquote_plus
 
-from eventstitch.errors import Unauthorized
+from eventstitch.errors import MethodNotAllowed, Unauthorized
 from eventstitch.storage.records import SignatureRule
 
 PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "hmac", "token")
@@ -28,6 +28,11 @@ _FIXED_HEADERS = {
     "shopify": "x-shopify-hmac-sha256",
     "standard_webhooks": "webhook-signature",
 }
+QUERY_COVERING_PRESETS = frozenset({"token"})
+"""Presets whose check covers a GET's query string. A token authenticates the request as a
+whole; every HMAC preset signs only the body, and a GET's empty body signs nothing it carries
+(its signature is the same for every GET, so one seen ping would forge any query)."""
+_QUERY_SEPARATOR = re.compile(r"[&;]")
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _WHSEC = "whsec_"
 
@@ -43,17 +48,42 @@ def signature_header(rule: SignatureRule) -> str:
     return _FIXED_HEADERS.get(rule.preset) or rule.header or TOKEN_HEADER
 
 
+def covered_methods(rule: SignatureRule) -> tuple[str, ...]:
+    """The methods whose content this rule's check covers: POST always (the body is signed),
+    GET only for presets whose sender authenticates the query too."""
+    return ("GET", "POST") if rule.preset in QUERY_COVERING_PRESETS else ("POST",)
+
+
+def check_method(rule: SignatureRule, *, source_id: str, method: str) -> None:
+    """Refuse (405, `unsigned_method`) a method whose content the signature does not cover."""
+    allowed = covered_methods(rule)
+    if method not in allowed:
+        raise MethodNotAllowed(
+            f"source {source_id!r} is signed over the body ({rule.preset}), which a {method} "
+            f"does not have; send {' or '.join(allowed)}",
+            errors=[{"field": "method", "value": method, "allowed": list(allowed)}],
+            reason="unsigned_method",
+            headers={"Allow": ", ".join(allowed)},
+        )
+
+
 def without_secret(
     rule: SignatureRule | None, headers: dict[str, str], query_string: str
 ) -> tuple[dict[str, str], str]:
     """Headers and query string to keep, without what carries this rule's secret: the header
-    its signature (or token) comes in, whatever its name, and a token preset's `token`
-    parameter. Without a rule both come back as they are (no copy: the hot path)."""
+    its signature (or token) comes in, whatever its name, any header or query parameter whose
+    text holds one of the secrets, and a token preset's `token` parameter. Without a rule both
+    come back as they are (no copy: the hot path)."""
     if rule is None:
         return headers, query_string
     name = signature_header(rule)
-    kept = {k: v for k, v in headers.items() if k != name}
-    return kept, strip_token(query_string) if rule.preset == "token" else query_string
+    kept = {
+        k: v
+        for k, v in headers.items()
+        if k != name and not any(secret in v for secret in rule.secrets)
+    }
+    query = strip_token(query_string, secrets=rule.secrets, by_name=rule.preset == "token")
+    return kept, query
 
 
 def standard_webhooks_key(secret: str) -> bytes:
@@ -128,18 +158,33 @@ def sign(rule: SignatureRule, secret: str, signed: bytes) -> str:
     return digest.hex()
 
 
-def strip_token(query_string: str) -> str:
-    """The query string without its `token` parameter, so the secret is never stored."""
-    if TOKEN_QUERY not in query_string and "%" not in query_string:
+def strip_token(query_string: str, *, secrets: tuple[str, ...] = (), by_name: bool = True) -> str:
+    """The query string without what may carry a token, so the secret is never stored: every
+    parameter named `token` (`by_name`; in any case or escaping), and every parameter whose
+    decoded text holds one of `secrets`. Parameters are split on `&` and on `;`, since
+    servers and frameworks read either as a separator."""
+    lowered = query_string.lower()
+    if (
+        not (by_name and TOKEN_QUERY in lowered)
+        and "%" not in query_string
+        and "+" not in query_string
+        and not any(secret in query_string for secret in secrets)
+    ):
         return query_string
     # Piece by piece, so that the rest stays exactly as sent (re-encoding would turn "%20"
     # into "+" and "flag" into "flag=", and change what a GET stores as properties).
-    kept = [
-        piece
-        for piece in query_string.split("&")
-        if unquote_plus(piece.split("=", 1)[0]) != TOKEN_QUERY
-    ]
-    return "&".join(kept)
+    pieces = _QUERY_SEPARATOR.split(query_string)
+    separators = _QUERY_SEPARATOR.findall(query_string)
+    kept: list[str] = []
+    for index, piece in enumerate(pieces):
+        decoded = unquote_plus(piece)
+        name = decoded.split("=", 1)[0].strip().lower()
+        if (by_name and name == TOKEN_QUERY) or any(secret in decoded for secret in secrets):
+            continue
+        if kept:
+            kept.append(separators[index - 1])
+        kept.append(piece)
+    return "".join(kept)
 
 
 def _check(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstitch.config import Config
+from eventstitch.config import Config, masked_url
 from eventstitch.storage.interfaces import Storage
 from eventstitch.storage.shared.backend import StoreSettings
 
@@ -40,7 +40,7 @@ def open_storage(config: Config) -> Storage:
             ) from None
 
         return PostgresStorage(url, settings=settings)
-    raise ValueError(
-        f"unsupported database URL scheme {scheme!r};"
+    raise ValueError(  # the whole text may be a key=value string holding a password
+        f"unsupported database URL {masked_url(url)[:80]!r};"
         " use sqlite:///path or postgresql://user@host/database"
     )

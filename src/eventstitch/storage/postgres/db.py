@@ -10,6 +10,7 @@ a transaction-level advisory lock, so processes starting at once apply each one 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -42,13 +43,17 @@ _CONNECTION_DEFAULTS = {
 }
 
 
+_QUOTED = re.compile(r'"[^"]*"')
+
+
 def conninfo_from_url(url: str) -> str:
     """A libpq connection string for a postgresql:// or postgres:// URL, with our defaults
     for what the URL leaves out. Raises ValueError for a URL libpq cannot read."""
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise ValueError(f"not a PostgreSQL URL: {exc}") from None
+        # libpq quotes the part it could not read, which may be a password: leave it out.
+        raise ValueError(f"not a PostgreSQL URL: {_QUOTED.sub('...', str(exc))}") from None
     for key, value in _CONNECTION_DEFAULTS.items():
         params.setdefault(key, value)
     return make_conninfo("", **params)

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from eventstitch.files import private_dir, private_file
 from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.migrations import discover, pending
@@ -98,7 +99,7 @@ class SqliteDb:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare_files()
         await asyncio.to_thread(self._migrate_now)
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="eventstitch-read")
         self.writer.start()
@@ -114,8 +115,18 @@ class SqliteDb:
             self._read_connections.clear()
 
     async def migrate(self) -> list[int]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare_files()
         return await asyncio.to_thread(self._migrate_now)
+
+    def _prepare_files(self) -> None:
+        """The folder and the database owner-only before SQLite opens them: the database holds
+        signing secrets, and SQLite gives its -wal and -shm the database file's mode."""
+        private_dir(self.path.parent)
+        private_file(self.path)
+        for suffix in ("-wal", "-shm", "-journal"):
+            companion = self.path.with_name(self.path.name + suffix)
+            if companion.exists():  # left by an older version with the umask's mode
+                private_file(companion)
 
     def queue_depth(self) -> int:
         return self.writer.depth()
