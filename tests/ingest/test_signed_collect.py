@@ -245,6 +245,12 @@ def test_the_api_shows_hints_never_secrets_and_null_removes_the_rule(client: Tes
         ({"preset": "shopify", "secrets": ["a" * 16], "tolerance_seconds": 5}, "not an option"),
         ({"preset": "standard_webhooks", "secrets": ["whsec_not base64!!!"]}, "base64"),
         ({"preset": "stripe", "secrets": ["a" * 16], "tolerance_seconds": 0}, "tolerance"),
+        # Headers Eventstitch reads for itself: a token there would be a delivery key, be
+        # echoed by a 415, or be kept by a refusal that names no source.
+        ({"preset": "token", "secrets": ["a" * 16], "header": "Idempotency-Key"}, "reads it"),
+        ({"preset": "token", "secrets": ["a" * 16], "header": "x-event-id"}, "reads it"),
+        ({"preset": "token", "secrets": ["a" * 16], "header": "Content-Type"}, "reads it"),
+        ({"preset": "hmac", "secrets": ["a" * 16], "header": "Origin"}, "reads it"),
     ],
 )
 def test_a_bad_signature_rule_is_422_and_creates_nothing(

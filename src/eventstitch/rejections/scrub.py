@@ -7,26 +7,13 @@ import dataclasses
 from eventstitch.sources import signatures
 from eventstitch.storage.records import RejectionRecord, SourceRecord
 
-HEADERS_KEPT_WITHOUT_SOURCE = frozenset(
-    {
-        "accept",
-        "content-encoding",
-        "content-length",
-        "content-type",
-        "host",
-        "origin",
-        # The delivery-id headers of ingest.service.DELIVERY_ID_HEADERS: a replay to a source
-        # created afterwards still deduplicates by them.
-        "idempotency-key",
-        "x-event-id",
-        "x-github-delivery",
-        "webhook-id",
-        "x-shopify-webhook-id",
-    }
-)
+HEADERS_KEPT_WITHOUT_SOURCE = signatures.HEADERS_EVENTSTITCH_READS - {
+    "connection",
+    "transfer-encoding",
+}
 """The only headers kept of a refusal no source is known for (a bad path, an unknown source,
-a /track body naming none): any other header, User-Agent included, may be where some source
-reads its token, and nothing says which."""
+a /track body naming none): no source may read its secret from these, while any other
+header, User-Agent included, may be where some source reads its token."""
 
 
 def scrubbed(record: RejectionRecord, source: SourceRecord | None) -> RejectionRecord:

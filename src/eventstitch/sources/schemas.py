@@ -108,6 +108,11 @@ class SignatureIn(BaseModel):
         stray = given - _PRESET_OPTIONS.get(self.preset, set())
         if stray:
             raise ValueError(f"{', '.join(sorted(stray))}: not an option of {self.preset}")
+        if self.header is not None and self.header.lower() in signatures.HEADERS_EVENTSTITCH_READS:
+            raise ValueError(
+                f"header {self.header}: Eventstitch reads it for itself, so it cannot carry "
+                "the secret; choose another name"
+            )
         if self.preset == "hmac" and self.header is None:
             raise ValueError("the hmac preset needs the header that carries the signature")
         if self.preset == "standard_webhooks":

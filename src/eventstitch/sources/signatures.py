@@ -28,6 +28,27 @@ _FIXED_HEADERS = {
     "shopify": "x-shopify-hmac-sha256",
     "standard_webhooks": "webhook-signature",
 }
+HEADERS_EVENTSTITCH_READS = frozenset(
+    {
+        "accept",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "host",
+        "origin",
+        "transfer-encoding",
+        # The delivery-id headers of ingest.service.DELIVERY_ID_HEADERS.
+        "idempotency-key",
+        "x-event-id",
+        "x-github-delivery",
+        "webhook-id",
+        "x-shopify-webhook-id",
+    }
+)
+"""Headers Eventstitch reads, answers with or keeps for itself: none may carry a source's
+secret (a token there would become a delivery key, be echoed in a 415 or be kept by a
+refusal no source is known for), so a source may not name one as its signature header."""
 QUERY_COVERING_PRESETS = frozenset({"token"})
 """Presets whose check covers a GET's query string. A token authenticates the request as a
 whole; every HMAC preset signs only the body, and a GET's empty body signs nothing it carries
