@@ -9,6 +9,7 @@ import uvicorn
 
 from eventstitch.auth import ensure_api_token
 from eventstitch.config import PREFIX, ConfigError, load_config, settings_markdown
+from eventstitch.protocol import LimitedHttpToolsProtocol
 
 
 @click.command(epilog="Settings (environment):\n\n" + settings_markdown().split("\n", 7)[7])
@@ -45,5 +46,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_level=config.log_level.lower(),
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with the head budgets and the body timeout (see eventstitch.protocol).
+        http=LimitedHttpToolsProtocol,
     )
