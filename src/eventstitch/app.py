@@ -23,6 +23,7 @@ from eventstitch.errors import EventstitchError, Overloaded, error_body, query_t
 from eventstitch.identity.routes import router as profiles_router
 from eventstitch.ingest.openapi import COLLECT_PATHS
 from eventstitch.ingest.routes import (
+    CLOSE_AFTER_500,
     COLLECT_PREFIX,
     TRACK_PATH,
     CollectEndpoint,
@@ -91,7 +92,9 @@ async def _storage_error(request: Request, exc: Exception) -> Response:
 
 async def _unexpected_error(_: Request, exc: Exception) -> Response:
     log.error("unexpected error", exc_info=exc)
-    return _error(500, "internal error")
+    # The server closes the connection after a 500 from here (the exception goes on up to it),
+    # so the answer says so: a keep-alive client then opens a new one instead of failing.
+    return _error(500, "internal error", headers=dict(CLOSE_AFTER_500))
 
 
 def build_api(ctx: AppContext, api_token: str) -> FastAPI:

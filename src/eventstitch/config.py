@@ -55,6 +55,13 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
 def _batch_size(raw: str) -> int:
     value = _positive_int(raw)
     # A batch is one statement: up to 12 bound values per event (linked inserts), and SQLite
@@ -134,6 +141,34 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", _positive_int, "1", "Collector processes `serve` starts on one port."),
     Setting(
         "max_body_bytes", _positive_int, "1048576", "Largest request body accepted (413 above)."
+    ),
+    Setting(
+        "max_url_bytes",
+        _positive_int,
+        "16384",
+        "Longest request target (path and query string) in bytes; longer: 414 and the "
+        "connection is closed, before the rest of the request is read.",
+    ),
+    Setting(
+        "max_header_bytes",
+        _positive_int,
+        "32768",
+        "Most bytes of request header names and values together, chunked trailers included; "
+        "more: 431 and the connection is closed, before the rest of the head is read.",
+    ),
+    Setting(
+        "max_header_count",
+        _positive_int,
+        "100",
+        "Most request header fields, chunked trailers included; more: 431 and the connection "
+        "is closed.",
+    ),
+    Setting(
+        "body_timeout_seconds",
+        _positive_float,
+        "30",
+        "Longest time a request body may take to arrive, counted from the end of its headers, "
+        "on every route; slower: 408 and the connection is closed, nothing stored.",
     ),
     Setting(
         "max_nesting_depth",
@@ -301,6 +336,10 @@ class Config:
     port: int
     workers: int
     max_body_bytes: int
+    max_url_bytes: int
+    max_header_bytes: int
+    max_header_count: int
+    body_timeout_seconds: float
     max_nesting_depth: int
     queue_size: int
     batch_size: int

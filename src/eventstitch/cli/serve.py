@@ -10,6 +10,7 @@ import uvicorn
 from eventstitch.auth import ensure_api_token
 from eventstitch.config import PREFIX, ConfigError, load_config, masked_url, settings_markdown
 from eventstitch.files import private_dir
+from eventstitch.protocol import LimitedHttpToolsProtocol
 
 
 @click.command(epilog="Settings (environment):\n\n" + settings_markdown().split("\n", 7)[7])
@@ -46,5 +47,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         log_level=config.log_level.lower(),
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with the head budgets and the body timeout (see eventstitch.protocol).
+        http=LimitedHttpToolsProtocol,
     )

@@ -39,6 +39,9 @@ Send = Callable[[Message], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 _CONTENT_TYPE_JSON = (b"content-type", b"application/json")
+# Every 500 closes its connection and says so: after an unexpected failure the connection's
+# state is not trusted, and a keep-alive client told nothing would fail on its next request.
+CLOSE_AFTER_500 = {"Connection": "close"}
 
 
 class ClientGone(Exception):
@@ -151,7 +154,8 @@ class IngestEndpoint:
         except Exception:
             log.exception("unexpected failure on %s", scope.get("path"))
             metrics.EVENTS_REJECTED.labels("internal_error").inc()
-            await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
+            body = error_body(500, "internal error; nothing was stored")
+            await send_json(send, 500, body, CLOSE_AFTER_500)
             return
         self._stats.record(accepted, time.perf_counter() - started)
         await send_json(send, 200, orjson.dumps(answer))

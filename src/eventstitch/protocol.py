@@ -1,0 +1,279 @@
+"""The HTTP/1.1 protocol `serve` runs: uvicorn's httptools protocol with budgets on the head.
+
+httptools puts no limit on a request's head: uvicorn gathers the URL and every header (and the
+trailers of a chunked body) whole before the application sees any of it, so one request with a
+32 MiB header costs 32 MiB or more before anything could refuse it; and a body that stops
+arriving holds its connection and buffers for ever. This subclass counts while parsing:
+
+- the request target against `EVENTSTITCH_MAX_URL_BYTES` (414),
+- header fields and their bytes (names and values, trailers included) against
+  `EVENTSTITCH_MAX_HEADER_COUNT` and `EVENTSTITCH_MAX_HEADER_BYTES` (431),
+- bytes received that complete neither the head, nor the trailers, nor any body: what the
+  parser is still gathering in memory, bounded by the head budget plus one read (431),
+- the time the body takes after the head, against `EVENTSTITCH_BODY_TIMEOUT_SECONDS` (408).
+
+Over a budget it answers in the one error shape with `Connection: close` and closes the
+connection; the application gets a disconnect, so nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from eventstitch import metrics
+from eventstitch.config import PREFIX, load_config
+from eventstitch.errors import error_body
+
+# The request line's method, spaces and version, and each header's `: ` and CRLF, are not in
+# the budgets' counts; this much per head and per field is allowed for them in the raw bytes.
+_REQUEST_LINE_FRAMING = 256
+_FIELD_FRAMING = 4
+# After a refusal the answer is sent and the sending side shut, and whatever the client still
+# sends is read and dropped for up to this long: closing at once with unread bytes would make
+# the kernel reset the connection, and the client could lose the answer it is owed.
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    """The budgets of one request's head, and how long its body may take."""
+
+    max_url_bytes: int
+    max_header_bytes: int
+    max_header_count: int
+    body_timeout_seconds: float
+
+    @property
+    def max_unparsed_bytes(self) -> int:
+        """Raw bytes a head may take at most, framing included: beyond it the parser would be
+        gathering more than any head within the budgets needs."""
+        framing = _REQUEST_LINE_FRAMING + _FIELD_FRAMING * self.max_header_count
+        return self.max_url_bytes + self.max_header_bytes + framing
+
+
+@functools.cache
+def configured_limits() -> HeadLimits:
+    """The limits of this process, read once from the environment (workers read it too)."""
+    config = load_config()
+    return HeadLimits(
+        max_url_bytes=config.max_url_bytes,
+        max_header_bytes=config.max_header_bytes,
+        max_header_count=config.max_header_count,
+        body_timeout_seconds=config.body_timeout_seconds,
+    )
+
+
+class RequestRefused(Exception):
+    """A request over one of the protocol's budgets, with its answer."""
+
+    def __init__(self, status: int, reason: str, message: str, error: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.error = error
+
+
+def _over(status: int, reason: str, what: str, limit: int, unit: str) -> RequestRefused:
+    """The refusal of a request whose `what` is over `limit`, naming the setting to raise."""
+    setting = {
+        "url_too_long": "MAX_URL_BYTES",
+        "too_many_headers": "MAX_HEADER_COUNT",
+        "headers_too_large": "MAX_HEADER_BYTES",
+    }[reason]
+    name = PREFIX + setting
+    field = "url" if reason == "url_too_long" else "headers"
+    return RequestRefused(
+        status,
+        reason,
+        f"{what} the limit of {limit} {unit} ({name})",
+        {"field": field, "limit": limit, "setting": name},
+    )
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing heads over their budgets and stalled bodies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = configured_limits()
+        self._in_message = False
+        self._head_done = False
+        self._progressed = False
+        self._unparsed_bytes = 0
+        self._url_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's own data_received, but a refusal raised by a callback below is answered
+        # as itself rather than as uvicorn's plain-text 400 for a malformed request.
+        if self._refused:
+            return  # lingering after a refusal: read and dropped
+        self._unset_keepalive_if_required()
+        self._progressed = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, RequestRefused):
+                self._refuse(exc.__context__)
+                return
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if not self._in_message:
+            return
+        if self._progressed:
+            self._unparsed_bytes = 0
+        else:
+            self._unparsed_bytes += len(data)
+            if self._unparsed_bytes > self.limits.max_unparsed_bytes:
+                self._refuse(
+                    _over(
+                        431,
+                        "headers_too_large",
+                        "the request head is larger than",
+                        self.limits.max_header_bytes,
+                        "bytes of headers",
+                    )
+                )
+                return
+        if self._head_done and self._body_timer is None:
+            self._body_timer = self.loop.call_later(
+                self.limits.body_timeout_seconds, self._body_timed_out
+            )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._cancel_body_timer()
+        self._in_message = True
+        self._head_done = False
+        self._unparsed_bytes = 0
+        self._url_bytes = 0
+        self._header_bytes = 0
+        self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url_bytes += len(url)
+        limit = self.limits.max_url_bytes
+        if self._url_bytes > limit:
+            raise _over(414, "url_too_long", "the request target is longer than", limit, "bytes")
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value)
+        if self._header_count > self.limits.max_header_count:
+            raise _over(
+                431,
+                "too_many_headers",
+                "the request has more header fields than",
+                self.limits.max_header_count,
+                "fields",
+            )
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _over(
+                431,
+                "headers_too_large",
+                "the request headers are larger than",
+                self.limits.max_header_bytes,
+                "bytes",
+            )
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        self._progressed = True
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self._progressed = True
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._progressed = True
+        self._cancel_body_timer()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_body_timer()
+        super().connection_lost(exc)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if not self._in_message or self.transport.is_closing():
+            return
+        timeout = self.limits.body_timeout_seconds
+        self._refuse(
+            RequestRefused(
+                408,
+                "body_timeout",
+                f"the request body did not arrive within {timeout:g} s "
+                f"({PREFIX}BODY_TIMEOUT_SECONDS)",
+                {
+                    "field": "body",
+                    "limit_seconds": timeout,
+                    "setting": f"{PREFIX}BODY_TIMEOUT_SECONDS",
+                },
+            )
+        )
+
+    def _refuse(self, refusal: RequestRefused) -> None:
+        """Answer the refusal and close: the application, if it started, sees a disconnect."""
+        metrics.EVENTS_REJECTED.labels(refusal.reason).inc()
+        cycle = self.cycle if self._head_done else None
+        earlier_unanswered = (
+            not self._head_done and self.cycle is not None and not self.cycle.response_complete
+        )
+        can_answer = not earlier_unanswered and (cycle is None or not cycle.response_started)
+        if cycle is not None:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._cancel_body_timer()
+        if self.transport.is_closing():
+            return
+        self._refused = True
+        if can_answer:
+            self.transport.write(self._answer(refusal))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            # The client's own close ends it sooner (eof_received closes the transport).
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+    def _answer(self, refusal: RequestRefused) -> bytes:
+        body = error_body(refusal.status, refusal.message, [refusal.error])
+        head = [STATUS_LINE[refusal.status]]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        return b"".join(head) + body

@@ -1,0 +1,307 @@
+"""The HTTP protocol's budgets over real HTTP, on both backends: the request target (414), the
+header count and bytes, chunked trailers included (431), the body's arrival time (408), and a
+500 that says it closes its connection. Requests are written byte by byte on a socket, so the
+counts at the limit are exact."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from eventstitch.storage import BACKENDS
+from tests.conftest import LiveServer, create_source, start_server, stored_events
+from tests.pg import backend_params, fresh_database_url
+
+pytestmark = pytest.mark.e2e  # every test here starts a real server process
+
+MAX_URL_BYTES = 16384  # the defaults: tested as shipped
+MAX_HEADER_BYTES = 32768
+MAX_HEADER_COUNT = 100
+SOCKET_SECONDS = 10  # a bound on every wait below, never an expected duration
+
+
+@pytest.fixture(scope="module", params=backend_params(BACKENDS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, str]]:
+    """One server per backend for the module, its body timeout lowered to 1 s, and the
+    database URL (empty for the embedded file)."""
+    folder = tmp_path_factory.mktemp(f"protocol-{request.param}")
+    env = {"EVENTSTITCH_BODY_TIMEOUT_SECONDS": "1"}
+    if request.param == "sqlite":
+        live = start_server(folder / "data", folder / "server.log", **env)
+        try:
+            yield live, ""
+        finally:
+            live.stop()
+        return
+    with fresh_database_url() as url:
+        live = start_server(
+            folder / "data", folder / "server.log", EVENTSTITCH_DATABASE_URL=url, **env
+        )
+        try:
+            yield live, url
+        finally:
+            live.stop()
+
+
+@pytest.fixture
+def source(server: tuple[LiveServer, str]) -> str:
+    with server[0].client() as client:
+        return str(create_source(client, kind="webhook")["id"])
+
+
+@pytest.fixture
+def tracker(server: tuple[LiveServer, str]) -> str:
+    with server[0].client() as client:
+        return str(create_source(client, kind="tracker")["id"])
+
+
+def _port(live: LiveServer) -> int:
+    return int(live.url.rsplit(":", 1)[1])
+
+
+def exchange(live: LiveServer, request: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """Send raw bytes and read one answer: status, headers, body, and whether the server then
+    closed the connection (an answer that keeps it open is read no further)."""
+    with socket.create_connection(("127.0.0.1", _port(live)), timeout=SOCKET_SECONDS) as sock:
+        sock.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed without an answer after {received!r}"
+            received += chunk
+        head, body = received.split(b"\r\n\r\n", 1)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        length = int(headers["content-length"])
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "closed in the middle of the answer"
+            body += chunk
+        closed = False
+        if headers.get("connection") == "close":
+            closed = sock.recv(65536) == b""  # the server's end of the connection
+        return int(status_line.split()[1]), headers, body, closed
+
+
+def post(target: str, fields: list[tuple[str, str]], body: bytes = b"{}") -> bytes:
+    """A POST with exactly these header fields besides Content-Length."""
+    head = [f"POST {target} HTTP/1.1"] + [f"{name}: {value}" for name, value in fields]
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def header_bytes(fields: list[tuple[str, str]], body: bytes = b"{}") -> int:
+    """What the budget counts of `post`'s head: every name and value, Content-Length included."""
+    every = [*fields, ("Content-Length", str(len(body)))]
+    return sum(len(name) + len(value) for name, value in every)
+
+
+def events_of(live: LiveServer, source_id: str) -> list[dict[str, Any]]:
+    with live.client() as client:
+        return stored_events(client, source_id=source_id)
+
+
+def assert_refused(
+    answer: tuple[int, dict[str, str], bytes, bool], status: int, setting: str
+) -> None:
+    """The one error shape with `status`, naming the setting, and the connection closed."""
+    code, headers, body, closed = answer
+    assert code == status, body
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert closed, "the connection was left open after the refusal"
+    error = orjson.loads(body)
+    assert set(error) == {"ok", "error", "errors", "status"}
+    assert error["ok"] is False
+    assert error["status"] == status
+    assert setting in error["error"]
+    assert error["errors"][0]["setting"] == setting
+
+
+def test_headers_at_the_byte_budget_are_stored_and_one_byte_over_is_431(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, _ = server
+    fields = [("Host", "x"), ("Content-Type", "application/json"), ("X-Pad", "")]
+    pad = MAX_HEADER_BYTES - header_bytes(fields)
+    fields[-1] = ("X-Pad", "p" * pad)
+    assert header_bytes(fields) == MAX_HEADER_BYTES
+    code, _, body, _ = exchange(live, post(f"/collect/at-limit/{source}", fields))
+    assert code == 200, body
+    stored = events_of(live, source)
+    assert [e["context"]["headers"]["x-pad"] for e in stored] == ["p" * pad]
+
+    fields[-1] = ("X-Pad", "p" * (pad + 1))
+    answer = exchange(live, post(f"/collect/over-limit/{source}", fields))
+    assert_refused(answer, 431, "EVENTSTITCH_MAX_HEADER_BYTES")
+    assert len(events_of(live, source)) == 1
+
+
+def test_header_count_at_the_budget_is_stored_and_one_more_field_is_431(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, _ = server
+    fields = [("Host", "x")] + [(f"X-F{i}", "v") for i in range(MAX_HEADER_COUNT - 2)]
+    assert len(fields) + 1 == MAX_HEADER_COUNT  # and Content-Length
+    code, _, body, _ = exchange(live, post(f"/collect/at-limit/{source}", fields))
+    assert code == 200, body
+
+    fields.append(("X-One-More", "v"))
+    answer = exchange(live, post(f"/collect/over-limit/{source}", fields))
+    assert_refused(answer, 431, "EVENTSTITCH_MAX_HEADER_COUNT")
+    assert [e["type"] for e in events_of(live, source)] == ["at-limit"]
+
+
+def test_request_target_at_the_budget_is_stored_and_one_byte_over_is_414(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, _ = server
+    path = f"/collect/at-limit/{source}?pad="
+    target = path + "q" * (MAX_URL_BYTES - len(path))
+    code, _, body, _ = exchange(live, post(target, [("Host", "x")]))
+    assert code == 200, body
+    assert [len(e["context"]["query"]) for e in events_of(live, source)] == [
+        MAX_URL_BYTES - len(path) + len("pad=")
+    ]
+
+    answer = exchange(live, post(target.replace("at-limit", "over-limit") + "q", [("Host", "x")]))
+    assert_refused(answer, 414, "EVENTSTITCH_MAX_URL_BYTES")
+    assert [e["type"] for e in events_of(live, source)] == ["at-limit"]
+
+
+def chunked_with_trailer(target: str, trailer_value: str) -> bytes:
+    """A chunked POST of `{}` whose last chunk carries one trailer field, `X-Trail`."""
+    return (
+        f"POST {target} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"2\r\n{{}}\r\n0\r\nX-Trail: {trailer_value}\r\n\r\n"
+    ).encode("latin-1")
+
+
+def test_trailers_count_against_the_header_budget(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, _ = server
+    head = len("Host") + len("x") + len("Transfer-Encoding") + len("chunked") + len("X-Trail")
+    fits = "t" * (MAX_HEADER_BYTES - head)
+    code, _, body, _ = exchange(live, chunked_with_trailer(f"/collect/at-limit/{source}", fits))
+    assert code == 200, body
+
+    over = chunked_with_trailer(f"/collect/over-limit/{source}", fits + "t")
+    assert_refused(exchange(live, over), 431, "EVENTSTITCH_MAX_HEADER_BYTES")
+    assert [e["type"] for e in events_of(live, source)] == ["at-limit"]
+
+
+def peak_rss_kib(live: LiveServer) -> int:
+    """The server process's peak resident memory (with one worker, uvicorn serves in it)."""
+    status = Path(f"/proc/{live.process.pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+    return int(line.split()[1])
+
+
+def send_huge(live: LiveServer, request_start: bytes, size: int) -> None:
+    """Send `request_start` and then `size` bytes of one field, as far as the server reads."""
+    block = b"h" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", _port(live)), timeout=SOCKET_SECONDS) as sock:
+        try:
+            sock.sendall(request_start)
+            for _ in range(size // len(block)):
+                sock.sendall(block)
+            sock.sendall(b"\r\n\r\n")
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass  # refused and closed while the rest was still being sent: what is wanted
+
+
+PEAK_GROWTH_BOUND_KIB = 16 * 1024
+
+
+def test_a_32_mib_header_url_or_trailer_leaves_peak_memory_within_16_mib(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, _ = server
+    exchange(live, post(f"/collect/warm-up/{source}", [("Host", "x")]))
+    before = peak_rss_kib(live)
+    size = 32 << 20
+    send_huge(live, f"POST /collect/big/{source} HTTP/1.1\r\nX-Big: ".encode(), size)
+    send_huge(live, f"GET /collect/big/{source}?a=".encode(), size)
+    chunked = f"POST /collect/big/{source} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+    send_huge(live, f"{chunked}\r\n\r\n2\r\n{{}}\r\n0\r\nX-Trail: ".encode(), size)
+    growth = peak_rss_kib(live) - before
+    print(f"peak RSS {before} KiB before, grew by {growth} KiB after three 32 MiB heads")
+    assert growth < PEAK_GROWTH_BOUND_KIB, f"peak memory grew by {growth} KiB"
+    assert [e["type"] for e in events_of(live, source)] == ["warm-up"]
+
+
+@pytest.mark.parametrize("route", ["collect", "track", "api"])
+def test_a_stalled_body_is_answered_408_and_closed_and_stores_nothing(
+    server: tuple[LiveServer, str], source: str, tracker: str, route: str
+) -> None:
+    live, _ = server
+    target, fields = {
+        "collect": (f"/collect/stalled/{source}", [("Host", "x")]),
+        "track": ("/track", [("Host", "x"), ("Content-Type", "application/json")]),
+        "api": (
+            "/api/sources",
+            [("Host", "x"), ("Authorization", "Bearer test-token-0123456789")],
+        ),
+    }[route]
+    with live.client() as client:
+        sources_before = client.get("/api/sources").json()["sources"]
+    head = post(target, fields, b"x" * 100)[:-100]
+    answer = exchange(live, head + b'{"a":')  # 5 of the 100 bytes announced, then silence
+    assert_refused(answer, 408, "EVENTSTITCH_BODY_TIMEOUT_SECONDS")
+    assert events_of(live, source) == []
+    assert events_of(live, tracker) == []
+    with live.client() as client:
+        assert client.get("/api/sources").json()["sources"] == sources_before
+
+
+def break_events_table(database_url: str, data_dir: Path) -> None:
+    """Damage what `GET /api/events` reads, behind the server's back: a real 500."""
+    if not database_url:
+        with sqlite3.connect(data_dir / "eventstitch.db") as conn:
+            conn.execute("UPDATE events SET properties = '{not json'")
+        return
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events RENAME TO events_moved")
+
+
+def repair_events_table(database_url: str, data_dir: Path) -> None:
+    if not database_url:
+        with sqlite3.connect(data_dir / "eventstitch.db") as conn:
+            conn.execute("UPDATE events SET properties = '{}'")
+        return
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events_moved RENAME TO events")
+
+
+def test_a_500_says_connection_close_and_the_next_request_succeeds(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    live, database_url = server
+    with live.client() as client:
+        assert client.post(f"/collect/before/{source}", json={}).status_code == 200
+        break_events_table(database_url, live.data_dir)
+        try:
+            failed = client.get("/api/events", params={"source_id": source})
+            assert failed.status_code == 500, failed.text
+            assert failed.headers["connection"] == "close"
+            assert failed.json()["error"] == "internal error"
+            # The same client, whose connection the server closed: a new one, no error.
+            assert client.get("/health").status_code == 200
+        finally:
+            repair_events_table(database_url, live.data_dir)
+        assert client.get("/api/events", params={"source_id": source}).status_code == 200
