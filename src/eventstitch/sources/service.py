@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from typing import Any
 
 from eventstitch import system
 from eventstitch.context import AppContext
-from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
+from eventstitch.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+    clip,
+)
 from eventstitch.ids import now_ms
-from eventstitch.sources.schemas import SourceCreate, SourcePatch
+from eventstitch.sources.schemas import SOURCE_ID_PATTERN, SourceCreate, SourcePatch
 from eventstitch.storage.errors import DuplicateSource
 from eventstitch.storage.records import SignatureRule, SourceRecord
+
+SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
@@ -116,6 +126,15 @@ async def delete(*, ctx: AppContext, source_id: str) -> None:
 
 async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> SourceRecord:
     """The source if it may take events of this ingest route, else the refusal to answer."""
+    if not SOURCE_ID.fullmatch(source_id):
+        # Checked before any lookup: an id no source can have is never read, cached or kept
+        # whole, so junk ids cannot grow memory.
+        raise NotFound(
+            f"source {clip(source_id, 80)!r} not found: a source id is 1 to 64 letters, digits,"
+            " '.', '_' or '-', starting with a letter or digit",
+            errors=[{"field": "source_id", "value": clip(source_id, 80)}],
+            reason="unknown_source",
+        )
     source = await ctx.sources.get(source_id)
     if source is None:
         raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
