@@ -274,9 +274,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("query_max_limit", _positive_int, "1000", "Largest `limit` accepted on `/api/events`."),
     Setting("sources_default_limit", _positive_int, "100", "Sources per page of /api/sources."),
-    Setting(
-        "sources_max_limit", _positive_int, "500", "Largest `limit` accepted on /api/sources."
-    ),
+    Setting("sources_max_limit", _positive_int, "500", "Largest `limit` accepted on /api/sources."),
     Setting(
         "query_timeout_ms",
         _positive_int,
@@ -405,7 +403,9 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> C
     if values["query_default_limit"] > values["query_max_limit"]:
         raise ConfigError(f"{PREFIX}QUERY_DEFAULT_LIMIT must not exceed {PREFIX}QUERY_MAX_LIMIT")
     if values["sources_default_limit"] > values["sources_max_limit"]:
-        raise ConfigError(f"{PREFIX}SOURCES_DEFAULT_LIMIT must not exceed {PREFIX}SOURCES_MAX_LIMIT")
+        raise ConfigError(
+            f"{PREFIX}SOURCES_DEFAULT_LIMIT must not exceed {PREFIX}SOURCES_MAX_LIMIT"
+        )
     return Config(**values)
 
 

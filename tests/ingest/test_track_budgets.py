@@ -13,7 +13,13 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config
-from tests.conftest import API_TOKEN, all_events, assert_error_shape, create_source, uses_sqlite_file
+from tests.conftest import (
+    API_TOKEN,
+    all_events,
+    assert_error_shape,
+    create_source,
+    uses_sqlite_file,
+)
 
 BODY_SIZE = 16_000
 """Every call of the byte-budget test has this body size, so its stored headers (with
@@ -41,6 +47,7 @@ def default_budget(config: Config) -> Iterator[TestClient]:
 def _padded_call(own_padding: int) -> bytes:
     """A call of 5 events sharing a 2 KB context; the first event carries `own_padding`
     characters of its own; an ignored field keeps the body at BODY_SIZE bytes."""
+
     def body(filler: int) -> bytes:
         return orjson.dumps(
             {

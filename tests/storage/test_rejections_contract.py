@@ -111,7 +111,8 @@ def test_the_byte_bound_keeps_the_newest_at_the_limit_and_drops_one_more(
 ) -> None:
     big = [rejection(T0 + n, body=b"x" * 10_000, body_size=10_000) for n in range(5)]
     size = rejection_row(big[0])[-1]
-    assert 10_000 < size < 11_000 and all(rejection_row(r)[-1] == size for r in big)
+    assert 10_000 < size < 11_000
+    assert all(rejection_row(r)[-1] == size for r in big)
     at_limit = RejectionBounds(max_rows=1000, min_received_ms=0, max_bytes=3 * size)
 
     deleted = run(storage.rejections.add(big[:4], bounds=at_limit, lost={}))

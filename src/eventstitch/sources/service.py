@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import time
@@ -71,6 +72,44 @@ async def get(*, ctx: AppContext, source_id: str) -> SourceRecord:
 async def list_all(*, ctx: AppContext) -> list[SourceRecord]:
     """Every source, oldest first."""
     return await ctx.storage.sources.list_all()
+
+
+async def list_page(
+    *, ctx: AppContext, limit: int | None, cursor: str | None
+) -> tuple[list[SourceRecord], str | None]:
+    """One page of sources, oldest first, and the cursor of the next page (None at the end):
+    hundreds of sources with their rules must not make one unbounded answer."""
+    most = ctx.config.sources_max_limit
+    size = ctx.config.sources_default_limit if limit is None else limit
+    if not 1 <= size <= most:
+        raise Unprocessable(
+            f"limit must be between 1 and {most}, got {size}",
+            errors=[{"field": "limit", "limit": most}],
+            reason="bad_limit",
+        )
+    after = _read_cursor(cursor) if cursor is not None else None
+    found = await ctx.storage.sources.list_page(limit=size + 1, after=after)
+    if len(found) <= size:
+        return found, None
+    last = found[size - 1]
+    token = f"{last.created_ms}:{last.id}".encode()
+    return found[:size], base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[int, str]:
+    """A page cursor back as (created_ms, id), or 422 when it is not one we gave out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, source_id = text.partition(":")
+        if SOURCE_ID.fullmatch(source_id) and stamp.isdigit() and len(stamp) <= 18:
+            return int(stamp), source_id
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Unprocessable(
+        f"cursor {clip(cursor, 40)!r} is not one this listing gave out",
+        errors=[{"field": "cursor", "value": clip(cursor, 40)}],
+        reason="bad_cursor",
+    )
 
 
 async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> SourceRecord:

@@ -127,9 +127,7 @@ def add_drops_sql(d: Dialect) -> str:
 
 def insert_sql(d: Dialect) -> str:
     marks = ", ".join([d.mark] * len(INSERT_COLUMNS.split(",")))
-    return (
-        f"INSERT INTO rejections ({INSERT_COLUMNS}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
-    )
+    return f"INSERT INTO rejections ({INSERT_COLUMNS}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
 
 
 def over_bytes_sql(d: Dialect) -> str:
