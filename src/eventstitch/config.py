@@ -204,6 +204,16 @@ SETTINGS: tuple[Setting, ...] = (
         "no CORS headers. /api never answers cross-origin requests.",
     ),
     Setting(
+        "track_max_events", _positive_int, "500", "Most events one /track call may carry (422)."
+    ),
+    Setting(
+        "track_max_stored_bytes",
+        _positive_int,
+        "4194304",
+        "Most bytes one /track call may store, counted over all its events: each event carries "
+        "the call's context, properties and headers (413 above; nothing stored).",
+    ),
+    Setting(
         "idempotency_window_seconds",
         _non_negative_int,
         "86400",
@@ -215,6 +225,18 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         "10000",
         "Refused ingest requests kept for inspection and replay at most; the oldest go first.",
+    ),
+    Setting(
+        "rejections_max_bytes",
+        _positive_int,
+        "268435456",
+        "Bytes of refused requests kept at most (each row's stored size); the oldest go first.",
+    ),
+    Setting(
+        "rejections_max_path_chars",
+        _positive_int,
+        "1024",
+        "Most characters of a refused request's path and of its query string kept.",
     ),
     Setting(
         "rejections_max_age_seconds",
@@ -256,6 +278,19 @@ SETTINGS: tuple[Setting, ...] = (
         "re-checks every source inside the commit, so a disabled source never gets an event in.",
     ),
     Setting(
+        "source_cache_max_entries",
+        _positive_int,
+        "10000",
+        "Sources, unknown source ids and rate-limit buckets each held in memory at most; the "
+        "least recently used go first.",
+    ),
+    Setting(
+        "source_cache_max_bytes",
+        _positive_int,
+        "8388608",
+        "Bytes the copies of sources, and the unknown source ids, each hold in memory at most.",
+    ),
+    Setting(
         "rate_limit_per_second",
         _non_negative_float,
         "0",
@@ -274,6 +309,8 @@ SETTINGS: tuple[Setting, ...] = (
         "query_default_limit", _positive_int, "50", "Events per page when `limit` is not given."
     ),
     Setting("query_max_limit", _positive_int, "1000", "Largest `limit` accepted on `/api/events`."),
+    Setting("sources_default_limit", _positive_int, "100", "Sources per page of /api/sources."),
+    Setting("sources_max_limit", _positive_int, "500", "Largest `limit` accepted on /api/sources."),
     Setting(
         "query_timeout_ms",
         _positive_int,
@@ -346,18 +383,26 @@ class Config:
     sqlite_synchronous: str
     retry_after_seconds: int
     cors_origins: frozenset[str]
+    track_max_events: int
+    track_max_stored_bytes: int
     idempotency_window_seconds: int
     rejections_max_rows: int
+    rejections_max_bytes: int
+    rejections_max_path_chars: int
     rejections_max_age_seconds: int
     rejections_max_body_bytes: int
     rejections_buffer_size: int
     rejections_buffer_bytes: int
     rejections_flush_ms: int
     source_cache_seconds: float
+    source_cache_max_entries: int
+    source_cache_max_bytes: int
     rate_limit_per_second: float
     rate_limit_burst: int
     query_default_limit: int
     query_max_limit: int
+    sources_default_limit: int
+    sources_max_limit: int
     query_timeout_ms: int
     max_insight_buckets: int
     log_level: str
@@ -429,6 +474,10 @@ def load_config(environ: Mapping[str, str] | None = None, **overrides: Any) -> C
         values[name] = value
     if values["query_default_limit"] > values["query_max_limit"]:
         raise ConfigError(f"{PREFIX}QUERY_DEFAULT_LIMIT must not exceed {PREFIX}QUERY_MAX_LIMIT")
+    if values["sources_default_limit"] > values["sources_max_limit"]:
+        raise ConfigError(
+            f"{PREFIX}SOURCES_DEFAULT_LIMIT must not exceed {PREFIX}SOURCES_MAX_LIMIT"
+        )
     return Config(**values)
 
 

@@ -30,6 +30,8 @@ class AppContext:
                 storage,
                 ttl_seconds=config.source_cache_seconds,
                 default_limit=RateLimit(config.rate_limit_per_second, config.rate_limit_burst),
+                max_entries=config.source_cache_max_entries,
+                max_bytes=config.source_cache_max_bytes,
             ),
             Policy.from_config(config),
             RejectionBuffer(config, storage),

@@ -76,7 +76,8 @@ def test_create_takes_either_kind_and_may_start_disabled(client: TestClient) -> 
 def test_list_has_every_source_oldest_first(client: TestClient) -> None:
     made = [create_source(client, id=f"s{n}", name=f"Source {n}") for n in range(3)]
     listed = client.get("/api/sources").json()
-    assert set(listed) == {"sources"}
+    assert set(listed) == {"sources", "next_cursor"}
+    assert listed["next_cursor"] is None  # one page holds them all
     by_id = {s["id"]: s for s in listed["sources"]}
     assert set(by_id) == {"system", "s0", "s1", "s2"}
     for source in made:

@@ -9,6 +9,7 @@ from typing import Any
 
 from eventstitch.storage.interfaces import Storage
 from eventstitch.storage.records import RejectionBounds, RejectionFilter, RejectionRecord
+from eventstitch.storage.shared.rejection_rows import rejection_row
 from tests.storage.conftest import Run
 from tests.storage.test_contract import DAY, T0, id_at
 
@@ -98,11 +99,31 @@ def test_the_count_bound_drops_the_oldest_and_counts_them(storage: Storage, run:
     records = [rejection(T0 + n) for n in range(10)]
     bounds = RejectionBounds(max_rows=4, min_received_ms=0)
     deleted = run(storage.rejections.add(records[:6], bounds=bounds, lost={}))
-    assert deleted == {"max_age": 0, "max_rows": 2}
+    assert deleted == {"max_age": 0, "max_rows": 2, "max_bytes": 0}
     deleted = run(storage.rejections.add(records[6:], bounds=bounds, lost={"buffer_full": 3}))
-    assert deleted == {"max_age": 0, "max_rows": 4}
+    assert deleted == {"max_age": 0, "max_rows": 4, "max_bytes": 0}
     assert [r.id for r in listed(storage, run)] == [r.id for r in reversed(records[6:])]
     assert run(storage.rejections.dropped()) == {"buffer_full": 3, "max_rows": 6}
+
+
+def test_the_byte_bound_keeps_the_newest_at_the_limit_and_drops_one_more(
+    storage: Storage, run: Run
+) -> None:
+    big = [rejection(T0 + n, body=b"x" * 10_000, body_size=10_000) for n in range(5)]
+    size = rejection_row(big[0])[-1]
+    assert 10_000 < size < 11_000
+    assert all(rejection_row(r)[-1] == size for r in big)
+    at_limit = RejectionBounds(max_rows=1000, min_received_ms=0, max_bytes=3 * size)
+
+    deleted = run(storage.rejections.add(big[:4], bounds=at_limit, lost={}))
+
+    assert deleted == {"max_age": 0, "max_rows": 0, "max_bytes": 1}
+    assert [r.id for r in listed(storage, run)] == [r.id for r in reversed(big[1:4])]
+    one_under = dataclasses.replace(at_limit, max_bytes=3 * size - 1)
+    deleted = run(storage.rejections.add(big[4:], bounds=one_under, lost={}))
+    assert deleted == {"max_age": 0, "max_rows": 0, "max_bytes": 2}
+    assert [r.id for r in listed(storage, run)] == [big[4].id, big[3].id]
+    assert run(storage.rejections.dropped()) == {"max_bytes": 3}
 
 
 def test_the_age_bound_drops_what_is_older_and_counts_it(storage: Storage, run: Run) -> None:
@@ -111,7 +132,7 @@ def test_the_age_bound_drops_what_is_older_and_counts_it(storage: Storage, run: 
     run(storage.rejections.add(old + recent, bounds=ROOMY, lost={}))
     bounds = RejectionBounds(max_rows=1000, min_received_ms=T0 - DAY)
     deleted = run(storage.rejections.add([], bounds=bounds, lost={"error": 1}))
-    assert deleted == {"max_age": 3, "max_rows": 0}
+    assert deleted == {"max_age": 3, "max_rows": 0, "max_bytes": 0}
     assert [r.id for r in listed(storage, run)] == [r.id for r in reversed(recent)]
     assert run(storage.rejections.dropped()) == {"error": 1, "max_age": 3}
 

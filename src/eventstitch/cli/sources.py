@@ -75,7 +75,15 @@ def list_(as_json: bool) -> None:
     """List every source."""
 
     async def call(ctx: AppContext) -> list[SourceRecord]:
-        return await service.list_all(ctx=ctx)
+        found: list[SourceRecord] = []
+        cursor: str | None = None
+        while True:  # ends: each page moves strictly forward through a finite table
+            page, cursor = await service.list_page(
+                ctx=ctx, limit=ctx.config.sources_max_limit, cursor=cursor
+            )
+            found += page
+            if cursor is None:
+                return found
 
     found = run(call)
     if as_json:

@@ -64,6 +64,8 @@ def normalise_event_type(raw: str) -> str:
     value = _EVENT_TYPES.get(raw)
     if value is None:
         value = _normalise_event_type(raw)
+        if len(raw) > _CACHED_KEY_CHARS:  # valid only by its spaces: not worth its memory
+            return value
         if len(_EVENT_TYPES) >= 4096:
             _EVENT_TYPES.clear()
         _EVENT_TYPES[raw] = value
@@ -71,6 +73,9 @@ def normalise_event_type(raw: str) -> str:
 
 
 _EVENT_TYPES: dict[str, str] = {}
+_CACHED_KEY_CHARS = 256
+"""Longest key the parsing caches remember: each cache is bounded in entries, and with this in
+bytes too (4096 x 256 at most), whatever size of header or path a client sends."""
 
 
 def _normalise_event_type(raw: str) -> str:
@@ -85,9 +90,15 @@ def _normalise_event_type(raw: str) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=1024)
 def split_content_type(header: str | None) -> tuple[str, str | None]:
     """`Content-Type` as (media type in lower case, charset or None)."""
+    if header is not None and len(header) > _CACHED_KEY_CHARS:
+        return _split_content_type.__wrapped__(header)
+    return _split_content_type(header)
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_content_type(header: str | None) -> tuple[str, str | None]:
     if not header:
         return "", None
     media, _, rest = header.partition(";")
@@ -226,7 +237,11 @@ def scan_headers(headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], di
     first: dict[str, str] = {}
     kept: dict[str, str] = {}
     for raw_name, raw_value in headers:
-        name, keep = _header_name(raw_name)
+        name, keep = (
+            _header_name(raw_name)
+            if len(raw_name) <= _CACHED_KEY_CHARS
+            else _header_name.__wrapped__(raw_name)
+        )
         value = raw_value.decode("latin-1")
         if name in first:
             if keep:

@@ -21,7 +21,7 @@ from eventstitch.ingest.parsing import (
     split_content_type,
 )
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
-from eventstitch.ingest.tracking import parse_track_payload
+from eventstitch.ingest.tracking import check_stored_size, parse_track_payload
 from eventstitch.metrics import IDENTITY_SKIPPED
 from eventstitch.sources import service as sources_service
 from eventstitch.sources import signatures
@@ -240,12 +240,8 @@ async def track(
             max_depth=ctx.config.max_nesting_depth,
         ),
         profile_less_query=str(query.get("profile_less", "")).lower() in ("true", "1", "yes"),
+        max_events=ctx.config.track_max_events,
     )
-    source = await sources_service.get_accepting(
-        ctx=ctx, source_id=payload.source_id, kind="tracker"
-    )
-    if not replay:
-        sources_service.admit(ctx=ctx, source=source)
     base_context: dict[str, Any] = {
         "user_agent": request.header(b"user-agent"),
         "client": request.client,
@@ -253,6 +249,12 @@ async def track(
         **({"visit": payload.context} if payload.context else {}),
         **({"session_properties": payload.properties} if payload.properties else {}),
     }
+    check_stored_size(payload, base_context, limit=ctx.config.track_max_stored_bytes)
+    source = await sources_service.get_accepting(
+        ctx=ctx, source_id=payload.source_id, kind="tracker"
+    )
+    if not replay:
+        sources_service.admit(ctx=ctx, source=source)
     events: list[EventRecord] = []
     claims: list[Claim | None] = []
     for item in payload.events:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eventstitch.errors import Unprocessable, clip
+import orjson
 
-MAX_EVENTS = 500
+from eventstitch.errors import PayloadTooLarge, Unprocessable, clip
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +57,18 @@ def _id(container: Any, field: str, *, required: bool = False) -> str | None:
     return value
 
 
-def parse_track_payload(body: Any, *, profile_less_query: bool) -> TrackPayload:
+def parse_track_payload(body: Any, *, profile_less_query: bool, max_events: int) -> TrackPayload:
     """The parts of a tracker payload that Eventstitch uses, checked."""
     payload = _object(body, "body", required=True)
     events_in = payload.get("events")
     if not isinstance(events_in, list) or not events_in:
         raise _bad("events", "must be a non-empty list")
-    if len(events_in) > MAX_EVENTS:
-        raise _bad("events", f"holds {len(events_in)} events; at most {MAX_EVENTS} per call")
+    if len(events_in) > max_events:
+        raise Unprocessable(
+            f"events holds {len(events_in)} events; at most {max_events} per call",
+            errors=[{"field": "events", "count": len(events_in), "limit": max_events}],
+            reason="too_many_events",
+        )
     events = []
     for index, item in enumerate(events_in):
         field = f"events[{index}]"
@@ -95,3 +99,23 @@ def parse_track_payload(body: Any, *, profile_less_query: bool) -> TrackPayload:
         properties=_object(payload.get("properties"), "properties"),
         events=events,
     )
+
+
+def check_stored_size(payload: TrackPayload, shared_context: dict[str, Any], *, limit: int) -> int:
+    """The bytes the call's events would store, refused (413) over `limit`. Every event
+    carries `shared_context` (headers, the call's context and properties), so a small call
+    with many events could otherwise write hundreds of times its own size. Measured without
+    building the copies: the shared part once, times the events."""
+    shared = len(orjson.dumps(shared_context))
+    total = 0
+    for item in payload.events:
+        total += shared + len(orjson.dumps(item.properties)) + len(orjson.dumps(item.context))
+        total += len(orjson.dumps(item.tags)) + len(item.client_id or "")
+    if total > limit:
+        raise PayloadTooLarge(
+            f"this call would store {total} bytes over its {len(payload.events)} events (each "
+            f"carries the call's context, properties and headers); at most {limit} per call",
+            errors=[{"field": "events", "stored_bytes": total, "limit": limit}],
+            reason="track_too_large",
+        )
+    return total

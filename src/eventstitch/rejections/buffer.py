@@ -194,6 +194,7 @@ class RejectionBuffer:
             self._lost.clear()
         bounds = RejectionBounds(
             max_rows=self._config.rejections_max_rows,
+            max_bytes=self._config.rejections_max_bytes,
             min_received_ms=now_ms() - self._config.rejections_max_age_seconds * 1000,
         )
         try:

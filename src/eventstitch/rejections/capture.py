@@ -34,7 +34,11 @@ def keep(
         return
     try:
         record = refused(
-            route=route, scope=scope, error=error, max_body=ctx.config.rejections_max_body_bytes
+            route=route,
+            scope=scope,
+            error=error,
+            max_body=ctx.config.rejections_max_body_bytes,
+            max_path=ctx.config.rejections_max_path_chars,
         )
     except Exception:
         log.exception("could not capture a refused request for the rejections table")
@@ -44,9 +48,15 @@ def keep(
 
 
 def refused(
-    *, route: str, scope: MutableMapping[str, Any], error: EventstitchError, max_body: int
+    *,
+    route: str,
+    scope: MutableMapping[str, Any],
+    error: EventstitchError,
+    max_body: int,
+    max_path: int = 1024,
 ) -> RejectionRecord:
-    """The record of one refused request, its body cut to `max_body` bytes."""
+    """The record of one refused request, its body cut to `max_body` bytes, its path and query
+    to `max_path` characters (a scanner's 60 KB path must not be kept whole)."""
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     body: bytes | None = scope.get(REFUSED_BODY)
     path: str = scope.get("path", "")
@@ -57,6 +67,9 @@ def refused(
             size = _content_length(headers)
     else:
         kept, size, truncated = body[:max_body], len(body), len(body) > max_body
+    query = scope.get("query_string", b"").decode("latin-1")
+    if len(path) > max_path or len(query) > max_path:
+        truncated = True  # what is kept is not what was sent: it cannot be replayed
     client = scope.get("client")
     rejection_id, received_ms = new_event_id()
     return RejectionRecord(
@@ -69,8 +82,8 @@ def refused(
         errors=error.errors,
         source_id=_source_id(route, path, kept if not truncated else b""),
         method=str(scope.get("method", "")),
-        path=path,
-        query=scope.get("query_string", b"").decode("latin-1"),
+        path=clip(path, max_path),
+        query=clip(query, max_path),
         headers=safe_headers(headers),
         client=client[0] if client else None,
         body=kept,

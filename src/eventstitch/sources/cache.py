@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 
 from eventstitch.storage.interfaces import Storage
 from eventstitch.storage.records import RateLimit, SourceRecord
@@ -59,32 +60,101 @@ def effective_limit(limit: RateLimit | None, default: RateLimit) -> tuple[float,
     return chosen.per_second, chosen.burst or max(1, math.ceil(chosen.per_second))
 
 
+class _Bounded:
+    """A least-recently-used map bounded in entries and in (estimated) bytes."""
+
+    __slots__ = ("_bytes", "_entries", "max_bytes", "max_entries")
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[float, SourceRecord | None, int]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: str) -> tuple[float, SourceRecord | None] | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0], entry[1]
+
+    def put(self, key: str, stamp: float, source: SourceRecord | None) -> None:
+        self.pop(key)
+        size = _ENTRY_OVERHEAD + len(key) + (len(repr(source)) if source is not None else 0)
+        if size > self.max_bytes:
+            return  # larger than the whole bound: read through, never held
+        self._entries[key] = (stamp, source, size)
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self._bytes -= dropped
+
+    def pop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+
+
+_ENTRY_OVERHEAD = 200
+"""Bytes an entry costs besides its id and source (dict slot, tuple, float: an estimate)."""
+
+
 class SourceCache:
+    """Sources by id as this process last read them, misses (unknown ids) apart so that a
+    scanner's junk ids cannot push real sources out; each map is bounded in entries and bytes,
+    and the buckets in entries. Ids reach it only once checked against the source id pattern
+    (`sources.service.get_accepting`), so a key is at most 64 characters."""
+
     def __init__(
-        self, storage: Storage, *, ttl_seconds: float, default_limit: RateLimit | None = None
+        self,
+        storage: Storage,
+        *,
+        ttl_seconds: float,
+        default_limit: RateLimit | None = None,
+        max_entries: int = 10_000,
+        max_bytes: int = 8 << 20,
     ) -> None:
         self._storage = storage
         self._ttl = ttl_seconds
         self._default = default_limit or RateLimit(per_second=0)
-        self._entries: dict[str, tuple[float, SourceRecord | None]] = {}
-        self._buckets: dict[str, TokenBucket] = {}
+        self._found = _Bounded(max_entries, max_bytes)
+        self._missing = _Bounded(max_entries, max_bytes)
+        self._max_buckets = max_entries
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Entries and estimated bytes held now, by map (buckets: entries only)."""
+        return {
+            "sources": (len(self._found), self._found.size_bytes()),
+            "misses": (len(self._missing), self._missing.size_bytes()),
+            "buckets": (len(self._buckets), 0),
+        }
 
     async def get(self, source_id: str) -> SourceRecord | None:
         """The source, from the copy if fresh, else from storage (a miss is remembered too)."""
         now = time.monotonic()
-        entry = self._entries.get(source_id)
+        entry = self._found.get(source_id) or self._missing.get(source_id)
         if entry is not None and now - entry[0] < self._ttl:
             return entry[1]
         source = await self._storage.sources.get(source_id)
-        if len(self._entries) > 10_000:  # unknown ids from scanners must not grow memory
-            self._entries.clear()
-        self._entries[source_id] = (now, source)
+        if source is None:
+            self._found.pop(source_id)
+            self._missing.put(source_id, now, None)
+        else:
+            self._missing.pop(source_id)
+            self._found.put(source_id, now, source)
         self._refresh_bucket(source_id, source, now)
         return source
 
     def peek(self, source_id: str) -> SourceRecord | None:
         """The copy held of a source, fresh or not, without reading storage."""
-        entry = self._entries.get(source_id)
+        entry = self._found.get(source_id)
         return entry[1] if entry is not None else None
 
     def bucket(self, source_id: str) -> TokenBucket | None:
@@ -94,7 +164,8 @@ class SourceCache:
     def forget(self, source_id: str) -> None:
         # The bucket stays: a changed limit is applied to it on the next read, and dropping it
         # would hand a fresh burst to a source on every change.
-        self._entries.pop(source_id, None)
+        self._found.pop(source_id)
+        self._missing.pop(source_id)
 
     def _refresh_bucket(self, source_id: str, source: SourceRecord | None, now: float) -> None:
         limit = effective_limit(source.rate_limit, self._default) if source else None
@@ -104,5 +175,10 @@ class SourceCache:
         bucket = self._buckets.get(source_id)
         if bucket is None:
             self._buckets[source_id] = TokenBucket(limit[0], limit[1], now)
-        elif bucket.rate != limit[0] or bucket.burst != limit[1]:
+            if len(self._buckets) > self._max_buckets:
+                # The least recently read source's bucket goes; read again, it starts full.
+                self._buckets.popitem(last=False)
+            return
+        self._buckets.move_to_end(source_id)
+        if bucket.rate != limit[0] or bucket.burst != limit[1]:
             bucket.change(limit[0], limit[1], now)

@@ -15,11 +15,14 @@ async def create_source(request: Request, body: SourceCreate) -> SourceOut:
     return SourceOut.of(await service.create(ctx=request.app.state.ctx, source_in=body))
 
 
-@router.get("", summary="List sources")
-async def list_sources(request: Request) -> SourceList:
-    return SourceList(
-        sources=[SourceOut.of(s) for s in await service.list_all(ctx=request.app.state.ctx)]
+@router.get("", summary="List sources, a page at a time")
+async def list_sources(
+    request: Request, limit: int | None = None, cursor: str | None = None
+) -> SourceList:
+    found, next_cursor = await service.list_page(
+        ctx=request.app.state.ctx, limit=limit, cursor=cursor
     )
+    return SourceList(sources=[SourceOut.of(s) for s in found], next_cursor=next_cursor)
 
 
 @router.get("/{source_id}", summary="One source")

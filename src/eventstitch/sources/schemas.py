@@ -278,3 +278,6 @@ class SourceOut(BaseModel):
 
 class SourceList(BaseModel):
     sources: list[SourceOut]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; null on the last page."
+    )

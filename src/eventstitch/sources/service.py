@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import time
 import uuid
 from typing import Any
 
 from eventstitch import system
 from eventstitch.context import AppContext
-from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
+from eventstitch.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+    clip,
+)
 from eventstitch.ids import now_ms
-from eventstitch.sources.schemas import SourceCreate, SourcePatch
+from eventstitch.sources.schemas import SOURCE_ID_PATTERN, SourceCreate, SourcePatch
 from eventstitch.storage.errors import DuplicateSource
 from eventstitch.storage.records import SignatureRule, SourceRecord
+
+SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
@@ -61,6 +72,44 @@ async def get(*, ctx: AppContext, source_id: str) -> SourceRecord:
 async def list_all(*, ctx: AppContext) -> list[SourceRecord]:
     """Every source, oldest first."""
     return await ctx.storage.sources.list_all()
+
+
+async def list_page(
+    *, ctx: AppContext, limit: int | None, cursor: str | None
+) -> tuple[list[SourceRecord], str | None]:
+    """One page of sources, oldest first, and the cursor of the next page (None at the end):
+    hundreds of sources with their rules must not make one unbounded answer."""
+    most = ctx.config.sources_max_limit
+    size = ctx.config.sources_default_limit if limit is None else limit
+    if not 1 <= size <= most:
+        raise Unprocessable(
+            f"limit must be between 1 and {most}, got {size}",
+            errors=[{"field": "limit", "limit": most}],
+            reason="bad_limit",
+        )
+    after = _read_cursor(cursor) if cursor is not None else None
+    found = await ctx.storage.sources.list_page(limit=size + 1, after=after)
+    if len(found) <= size:
+        return found, None
+    last = found[size - 1]
+    token = f"{last.created_ms}:{last.id}".encode()
+    return found[:size], base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[int, str]:
+    """A page cursor back as (created_ms, id), or 422 when it is not one we gave out."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, source_id = text.partition(":")
+        if SOURCE_ID.fullmatch(source_id) and stamp.isdigit() and len(stamp) <= 18:
+            return int(stamp), source_id
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise Unprocessable(
+        f"cursor {clip(cursor, 40)!r} is not one this listing gave out",
+        errors=[{"field": "cursor", "value": clip(cursor, 40)}],
+        reason="bad_cursor",
+    )
 
 
 async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> SourceRecord:
@@ -116,6 +165,15 @@ async def delete(*, ctx: AppContext, source_id: str) -> None:
 
 async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> SourceRecord:
     """The source if it may take events of this ingest route, else the refusal to answer."""
+    if not SOURCE_ID.fullmatch(source_id):
+        # Checked before any lookup: an id no source can have is never read, cached or kept
+        # whole, so junk ids cannot grow memory.
+        raise NotFound(
+            f"source {clip(source_id, 80)!r} not found: a source id is 1 to 64 letters, digits,"
+            " '.', '_' or '-', starting with a letter or digit",
+            errors=[{"field": "source_id", "value": clip(source_id, 80)}],
+            reason="unknown_source",
+        )
     source = await ctx.sources.get(source_id)
     if source is None:
         raise NotFound(f"source {source_id!r} not found", reason="unknown_source")

@@ -35,6 +35,10 @@ class SourceStore(Protocol):
 
     async def list_all(self) -> list[SourceRecord]: ...
 
+    async def list_page(self, *, limit: int, after: tuple[int, str] | None) -> list[SourceRecord]:
+        """Oldest first (by creation time, then id), strictly after `after` when given."""
+        ...
+
     async def update(
         self, source_id: str, changes: dict[str, Any], updated_ms: int
     ) -> SourceRecord | None: ...

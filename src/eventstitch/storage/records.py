@@ -225,10 +225,12 @@ class RejectionFilter:
 
 @dataclass(frozen=True, slots=True)
 class RejectionBounds:
-    """How many rejections are kept at most, and the oldest receipt time kept."""
+    """How many rejections are kept at most, how many of their bytes (each row's
+    `stored_size`), and the oldest receipt time kept."""
 
     max_rows: int
     min_received_ms: int
+    max_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)

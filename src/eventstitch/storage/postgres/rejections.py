@@ -24,6 +24,7 @@ from eventstitch.storage.shared.rejection_rows import (
     drop_totals,
     filter_sql,
     insert_sql,
+    over_bytes_sql,
     rejection_from_row,
     rejection_row,
 )
@@ -32,6 +33,7 @@ REJECTIONS_LOCK = 4_157_226_371_301_652_002
 """pg_advisory_xact_lock key held by every write that adds or deletes rejections."""
 
 _INSERT = insert_sql(POSTGRES)
+_OVER_BYTES = over_bytes_sql(POSTGRES)
 _ADD_DROPS = add_drops_sql(POSTGRES)
 
 
@@ -71,7 +73,8 @@ class PostgresRejections:
                     (bounds.max_rows,),
                 )
             ).rowcount
-            deleted = {"max_age": aged, "max_rows": over}
+            heavy = (await conn.execute(_OVER_BYTES, (bounds.max_bytes,))).rowcount
+            deleted = {"max_age": aged, "max_rows": over, "max_bytes": heavy}
             drops = drop_totals(lost, deleted)
             if drops:
                 async with conn.cursor() as cursor:

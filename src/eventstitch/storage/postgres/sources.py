@@ -18,6 +18,7 @@ from eventstitch.storage.shared.rows import (
     source_changes,
     source_from_row,
     source_row,
+    sources_after_sql,
 )
 
 _JSON_COLUMNS = ", ".join(
@@ -62,6 +63,17 @@ class PostgresSources:
     async def list_all(self) -> list[SourceRecord]:
         async def select(conn: Conn) -> list[SourceRecord]:
             cursor = await conn.execute(f"{_SELECT} ORDER BY created_ms, id")
+            return [source_from_row(row) for row in await cursor.fetchall()]
+
+        return await self._db.read(select)
+
+    async def list_page(self, *, limit: int, after: tuple[int, str] | None) -> list[SourceRecord]:
+        where, params = sources_after_sql(POSTGRES, after)
+
+        async def select(conn: Conn) -> list[SourceRecord]:
+            cursor = await conn.execute(
+                f"{_SELECT}{where} ORDER BY created_ms, id LIMIT %s", (*params, limit)
+            )
             return [source_from_row(row) for row in await cursor.fetchall()]
 
         return await self._db.read(select)

@@ -18,10 +18,26 @@ _FIELDS = (
 )
 COLUMNS = _FIELDS.format(body="body")
 LIST_COLUMNS = _FIELDS.format(body="NULL")
+INSERT_COLUMNS = COLUMNS + ", stored_bytes"
+
+
+ROW_OVERHEAD = 200
+"""Bytes a row costs besides its variable columns (fixed columns, index entries: an estimate)."""
+
+
+def stored_size(row: Sequence[Any]) -> int:
+    """The bytes one row of `rejection_row` stores, near enough to bound the table by: its
+    variable columns as encoded, plus a fixed overhead."""
+    return ROW_OVERHEAD + sum(len(v) for v in row if isinstance(v, str | bytes))
 
 
 def rejection_row(r: RejectionRecord) -> tuple[Any, ...]:
-    """The bound values of one row (columns as in `COLUMNS`), JSON encoded."""
+    """The bound values of one row (columns as in `INSERT_COLUMNS`), JSON encoded."""
+    row = _values(r)
+    return (*row, stored_size(row))
+
+
+def _values(r: RejectionRecord) -> tuple[Any, ...]:
     return (
         r.id,
         r.received_ms,
@@ -110,5 +126,15 @@ def add_drops_sql(d: Dialect) -> str:
 
 
 def insert_sql(d: Dialect) -> str:
-    marks = ", ".join([d.mark] * len(COLUMNS.split(",")))
-    return f"INSERT INTO rejections ({COLUMNS}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+    marks = ", ".join([d.mark] * len(INSERT_COLUMNS.split(",")))
+    return f"INSERT INTO rejections ({INSERT_COLUMNS}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+
+
+def over_bytes_sql(d: Dialect) -> str:
+    """Delete the oldest rows beyond the byte bound: every row whose running total of stored
+    bytes, newest first, passes it."""
+    return (
+        "DELETE FROM rejections WHERE id IN (SELECT id FROM (SELECT id, SUM(stored_bytes)"
+        " OVER (ORDER BY id DESC) AS running FROM rejections) AS newest_first"
+        f" WHERE running > {d.mark})"
+    )

@@ -114,3 +114,13 @@ def event_from_row(row: Sequence[Any]) -> EventRecord:
         converted_ms=row[9],
         converted_by=row[10],
     )
+
+
+def sources_after_sql(d: Dialect, after: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a page of sources after (created_ms, id), oldest first."""
+    if after is None:
+        return "", []
+    return (
+        f" WHERE created_ms > {d.mark} OR (created_ms = {d.mark} AND id > {d.mark})",
+        [after[0], after[0], after[1]],
+    )

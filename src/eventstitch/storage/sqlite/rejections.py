@@ -22,6 +22,7 @@ from eventstitch.storage.shared.rejection_rows import (
     drop_totals,
     filter_sql,
     insert_sql,
+    over_bytes_sql,
     rejection_from_row,
     rejection_row,
 )
@@ -29,6 +30,7 @@ from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE
 
 _INSERT = insert_sql(SQLITE)
+_OVER_BYTES = over_bytes_sql(SQLITE)
 _ADD_DROPS = add_drops_sql(SQLITE)
 
 
@@ -57,7 +59,8 @@ class SqliteRejections:
                 " (SELECT id FROM rejections ORDER BY id DESC LIMIT -1 OFFSET ?)",
                 (bounds.max_rows,),
             ).rowcount
-            deleted = {"max_age": aged, "max_rows": over}
+            heavy = conn.execute(_OVER_BYTES, (bounds.max_bytes,)).rowcount
+            deleted = {"max_age": aged, "max_rows": over, "max_bytes": heavy}
             drops = drop_totals(lost, deleted)
             if drops:
                 conn.executemany(_ADD_DROPS, drops)

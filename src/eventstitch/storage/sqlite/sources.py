@@ -12,6 +12,7 @@ from eventstitch.storage.shared.rows import (
     source_changes,
     source_from_row,
     source_row,
+    sources_after_sql,
 )
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE
@@ -48,6 +49,17 @@ class SqliteSources:
     async def list_all(self) -> list[SourceRecord]:
         def select(conn: sqlite3.Connection) -> list[SourceRecord]:
             rows = conn.execute(f"{_SELECT} ORDER BY created_ms, id")
+            return [source_from_row(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def list_page(self, *, limit: int, after: tuple[int, str] | None) -> list[SourceRecord]:
+        where, params = sources_after_sql(SQLITE, after)
+
+        def select(conn: sqlite3.Connection) -> list[SourceRecord]:
+            rows = conn.execute(
+                f"{_SELECT}{where} ORDER BY created_ms, id LIMIT ?", (*params, limit)
+            )
             return [source_from_row(row) for row in rows]
 
         return await self._db.read(select)
