@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from eventstitch import system
+from eventstitch.config import MAX_RETRY_AFTER_SECONDS
 from eventstitch.context import AppContext
 from eventstitch.errors import Conflict, Forbidden, NotFound, TooManyRequests, Unprocessable
 from eventstitch.ids import now_ms
@@ -136,7 +137,8 @@ def admit(*, ctx: AppContext, source: SourceRecord) -> None:
         return
     wait = bucket.take(time.monotonic())
     if wait:
-        seconds = max(1, math.ceil(wait))
+        # Held to 1..3600 whatever the bucket says: a header is no place for a huge number.
+        seconds = min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(min(wait, 1e9))))
         raise TooManyRequests(
             f"source {source.id!r} is over its rate limit of {bucket.rate:g} requests per"
             f" second (burst {bucket.burst}); nothing was stored, retry in {seconds} s",
