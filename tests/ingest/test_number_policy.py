@@ -189,6 +189,8 @@ def test_a_form_is_stored_only_when_its_escapes_are_utf_8(raw: bytes) -> None:
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(n=st.integers(INT64_MIN, INT64_MAX) | st.integers(-(2**66), 2**66))
+@example(n=INT64_MAX + 1)
+@example(n=INT64_MIN - 1)
 def test_over_http_any_integer_is_stored_exactly_or_refused_by_its_range(
     hooks: TestClient, n: int
 ) -> None:

@@ -21,12 +21,8 @@ EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 NON_OBJECT_KEY = "_body"
 """Where a JSON body that is not an object (array, string, number...) is kept whole."""
 
-SUPPORTED_MEDIA_TYPES = (
-    "application/json",
-    "application/*+json",
-    "application/x-www-form-urlencoded",
-    "text/plain (JSON)",
-)
+JSON_MEDIA_TYPES = ("application/json", "application/*+json", "text/plain (JSON)")
+SUPPORTED_MEDIA_TYPES = (*JSON_MEDIA_TYPES, "application/x-www-form-urlencoded")
 
 _SPACES = re.compile(r"\s+")
 # A number that may not fit is found by mapping every digit to "0", "e"/"E" to "e", "+"/"-" to
@@ -117,16 +113,30 @@ def parse_body(
     if media == "application/x-www-form-urlencoded":
         charset = charset or "utf-8"
         return parse_form(_decode(body, charset), encoding=charset, field="body"), "form"
+    value = parse_json_body(
+        body, content_type, max_depth=max_depth, supported=SUPPORTED_MEDIA_TYPES
+    )
+    if isinstance(value, dict):
+        return value, "object"
+    return {NON_OBJECT_KEY: value}, _json_kind(value)
+
+
+def parse_json_body(
+    body: bytes,
+    content_type: str | None,
+    *,
+    max_depth: int,
+    supported: tuple[str, ...] = JSON_MEDIA_TYPES,
+) -> Any:
+    """A body that must be JSON: its content type one that says so (or `text/plain`, as
+    `sendBeacon` sends, or none), else a 415 naming the type."""
+    media, charset = split_content_type(content_type)
     if media in ("", "text/plain", "application/json") or (
         media.startswith("application/") and media.endswith("+json")
     ):
-        value = parse_json(body, charset, max_depth=max_depth)
-        if isinstance(value, dict):
-            return value, "object"
-        return {NON_OBJECT_KEY: value}, _json_kind(value)
+        return parse_json(body, charset, max_depth=max_depth)
     raise UnsupportedMediaType(
-        f"content type {clip(media, 60)!r} is not supported; send one of: "
-        + ", ".join(SUPPORTED_MEDIA_TYPES),
+        f"content type {clip(media, 60)!r} is not supported; send one of: " + ", ".join(supported),
         errors=[{"field": "content-type", "value": clip(media, 60)}],
     )
 
