@@ -66,6 +66,11 @@ def test_environment_values_are_typed() -> None:
         ("EVENTSTITCH_SQLITE_SYNCHRONOUS", "OFF"),
         ("EVENTSTITCH_BATCH_SIZE", "100000"),
         ("EVENTSTITCH_SOURCE_CACHE_SECONDS", "-1"),
+        ("EVENTSTITCH_RATE_LIMIT_PER_SECOND", "1e-300"),
+        ("EVENTSTITCH_RATE_LIMIT_PER_SECOND", "0.0009"),
+        ("EVENTSTITCH_RATE_LIMIT_PER_SECOND", "1000001"),
+        ("EVENTSTITCH_RATE_LIMIT_PER_SECOND", "nan"),
+        ("EVENTSTITCH_RATE_LIMIT_BURST", "1000001"),
     ],
 )
 def test_bad_value_stops_with_the_variable_named(name: str, value: str) -> None:

@@ -62,6 +62,37 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+MIN_RATE_PER_SECOND = 0.001
+"""The slowest rate limit a source may have (one request in 1000 s); 0 means no limit."""
+MAX_RATE_PER_SECOND = 1_000_000.0
+MAX_RATE_BURST = 1_000_000
+MAX_RETRY_AFTER_SECONDS = 3600
+"""The longest Retry-After a 429 names: a client is never told to go away for longer."""
+
+
+def rate_problem(per_second: float) -> str | None:
+    """Why a rate limit cannot be used, or None: a tiny rate would ask clients to wait for
+    ages (and overflows the arithmetic), so it is 0 (no limit) or within the bounds."""
+    if per_second == 0 or MIN_RATE_PER_SECOND <= per_second <= MAX_RATE_PER_SECOND:
+        return None
+    return f"must be 0 (no limit) or between {MIN_RATE_PER_SECOND:g} and {MAX_RATE_PER_SECOND:.0f}"
+
+
+def _rate_per_second(raw: str) -> float:
+    value = float(raw)
+    problem = rate_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _rate_burst(raw: str) -> int:
+    value = _non_negative_int(raw)
+    if value > MAX_RATE_BURST:
+        raise ValueError(f"must be at most {MAX_RATE_BURST}")
+    return value
+
+
 def _batch_size(raw: str) -> int:
     value = _positive_int(raw)
     # A batch is one statement: up to 12 bound values per event (linked inserts), and SQLite
@@ -292,18 +323,19 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "rate_limit_per_second",
-        _non_negative_float,
+        _rate_per_second,
         "0",
         "Requests per second each source may send to /collect or /track, unless the source has "
-        "its own rate_limit; over it: 429 with Retry-After. 0: no limit. Each process keeps its "
+        "its own rate_limit; over it: 429 with Retry-After. 0: no limit; else 0.001 to 1000000. "
+        "Each process keeps its "
         "own buckets, so with N workers a source may get up to N times this.",
     ),
     Setting(
         "rate_limit_burst",
-        _non_negative_int,
+        _rate_burst,
         "0",
-        "Requests a source may send at once before the rate applies. 0: the rate rounded up "
-        "(at least 1).",
+        "Requests a source may send at once before the rate applies, at most 1000000. 0: the "
+        "rate rounded up (at least 1).",
     ),
     Setting(
         "query_default_limit", _positive_int, "50", "Events per page when `limit` is not given."

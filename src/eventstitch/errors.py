@@ -112,3 +112,11 @@ def clip(value: object, limit: int = 80) -> str:
     """A value shortened for an error message, so a huge input never echoes back whole."""
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+ECHOED_ID_CHARS = 200
+
+
+def clip_id(value: str) -> str:
+    """An id as a message repeats it back: a 404 for a 10 KB id must not echo 10 KB."""
+    return clip(value, ECHOED_ID_CHARS)

@@ -48,6 +48,13 @@ def iso_to_ms(text: str) -> int:
     return (value - _EPOCH) // _MS
 
 
+EARLIEST_MS = 0
+"""1970-01-01T00:00:00Z: before it, a time has no UUIDv7 prefix to range over."""
+LATEST_MS = (datetime(9999, 12, 31, tzinfo=UTC) - _EPOCH) // _MS
+"""9999-12-31T00:00:00Z: a day short of the calendar's end, so a bucket after it still has
+a date to be named by."""
+
+
 def now_ms() -> int:
     """The current time in Unix milliseconds."""
     return (datetime.now(tz=UTC) - _EPOCH) // _MS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -262,6 +263,57 @@ def test_track_refuses_malformed_json(web: TestClient) -> None:
 
     assert_error_shape(answer, 400)
     _nothing_stored(web)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml"],
+)
+def test_track_refuses_a_content_type_that_is_not_json_naming_it(
+    web: TestClient, content_type: str
+) -> None:
+    body = json.dumps(tracardi_payload()).encode()  # JSON, but said to be something else
+    answer = web.post("/track", content=body, headers={"Content-Type": content_type})
+
+    error = assert_error_shape(answer, 415)
+    media = content_type.split(";")[0]
+    assert f"content type {media!r} is not supported" in error["error"]
+    assert error["errors"] == [{"field": "content-type", "value": media}]
+    assert error["error"].endswith(  # /track takes no forms
+        "send one of: application/json, application/*+json, text/plain (JSON)"
+    )
+    _nothing_stored(web)
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "text/plain;charset=UTF-8", "application/ld+json"]
+)
+def test_track_takes_json_under_the_types_trackers_send(
+    web: TestClient, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = json.dumps(tracardi_payload()).encode()
+    assert web.post("/track", content=body, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("client_id", [5.5, True, {"id": "x"}, ["x"], "x" * 129], ids=str)
+def test_track_refuses_a_client_event_id_that_is_not_text_or_an_integer(
+    web: TestClient, client_id: Any
+) -> None:
+    events = [{"type": "a"}, {"type": "b", "id": client_id}]
+    answer = web.post("/track", json=tracardi_payload(events=events))
+
+    error = assert_error_shape(answer, 422)
+    assert error["errors"][0]["field"] == "events[1].id"
+    _nothing_stored(web)
+
+
+def test_track_keeps_an_integer_client_event_id_as_its_digits(web: TestClient) -> None:
+    events = [{"type": "a", "id": 12345678901234}, {"type": "b", "id": "c-1"}, {"type": "c"}]
+    answer = track(web, tracardi_payload(events=events))
+
+    stored = [event(web, e["id"])["context"].get("client_event_id") for e in answer["events"]]
+    assert stored == ["12345678901234", "c-1", None]
 
 
 def test_track_refuses_a_body_that_is_not_an_object(web: TestClient) -> None:

@@ -90,7 +90,7 @@ def hooks(client: TestClient) -> TestClient:
             b'{"n": 123456789012345678901234567890}',
             {"content-type": "application/json"},
             400,
-            "beyond 64 bits",
+            "outside signed 64 bits",
         ),
         (
             "/collect/order/nope",

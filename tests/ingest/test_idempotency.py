@@ -63,7 +63,7 @@ def test_a_payload_path_names_the_delivery_id(hooks: TestClient) -> None:
     body = {"id": "evt_123", "type": "charge.succeeded"}
     first = hooks.post("/collect/charge/stripe", json=body).json()
     again = hooks.post("/collect/charge/stripe", json=body).json()
-    assert again == {**first, "duplicate": True}
+    assert again == {**first, "duplicate": True, "body_differs": False}
     assert len(all_events(hooks, source_id="stripe")) == 1
     cleared = hooks.patch("/api/sources/stripe", json={"delivery_id_path": None}).json()
     assert cleared["delivery_id_path"] is None
@@ -113,3 +113,39 @@ def test_concurrent_duplicates_race_safely(live_server: LiveServer) -> None:
     assert len(set(ids)) == 1
     with live_server.client() as http:
         assert [e["id"] for e in all_events(http, source_id="hooks")] == ids[:1]
+
+
+def test_a_reused_delivery_id_with_another_body_says_the_body_differs(hooks: TestClient) -> None:
+    """The first body wins; a sender who reused an id for different content is told so."""
+    key = {"Idempotency-Key": "k-1"}
+    first = hooks.post("/collect/push/hooks", json={"n": 1, "s": "a"}, headers=key).json()
+    same = hooks.post(
+        "/collect/push/hooks",
+        content=b'{ "s": "a",  "n": 1 }',  # the same properties, written differently
+        headers={**key, "content-type": "application/json"},
+    ).json()
+    other = hooks.post("/collect/push/hooks", json={"n": 2, "s": "a"}, headers=key).json()
+    assert same == {**first, "duplicate": True, "body_differs": False}
+    assert other == {**first, "duplicate": True, "body_differs": True}
+    stored = all_events(hooks, source_id="hooks")
+    assert [e["properties"] for e in stored] == [{"n": 1, "s": "a"}]
+
+
+def test_a_repeated_delivery_whose_first_event_was_erased_cannot_say_whether_it_differs(
+    hooks: TestClient,
+) -> None:
+    profiled = create_source(
+        hooks,
+        id="crm",
+        identification=[{"path": "email", "kind": "email", "create_profile": True}],
+    )
+    key = {"Idempotency-Key": "k-erased"}
+    first = hooks.post(
+        f"/collect/signup/{profiled['id']}", json={"email": "a@example.com"}, headers=key
+    ).json()
+    assert hooks.delete(f"/api/profiles/{first['profile_id']}").status_code == 200
+    again = hooks.post(
+        f"/collect/signup/{profiled['id']}", json={"email": "a@example.com"}, headers=key
+    ).json()
+    assert again["duplicate"] is True
+    assert again["body_differs"] is None

@@ -30,7 +30,7 @@ DOCUMENTED_EVENT_TYPE = re.compile(r"[a-z0-9][a-z0-9._:-]{0,127}")
 scalars = (
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
+    | st.integers(-(2**63), 2**63 - 1)
     | st.text(max_size=20)
     | st.floats(allow_nan=False, allow_infinity=False)
 )

@@ -180,3 +180,62 @@ def test_the_limit_in_force(
     limit: RateLimit | None, default: RateLimit, expected: tuple[float, int] | None
 ) -> None:
     assert effective_limit(limit, default) == expected
+
+
+# -- limits at the edge of their range ----------------------------------------------------------
+
+
+def test_a_rate_limit_outside_its_range_is_422_naming_the_field_and_the_range(
+    client: TestClient,
+) -> None:
+    before = len(client.get("/api/sources").json()["sources"])
+    for rate_limit, field in [
+        ({"per_second": 5e-324}, "body.rate_limit.per_second"),
+        ({"per_second": 1e-300}, "body.rate_limit.per_second"),
+        ({"per_second": 0.0009}, "body.rate_limit.per_second"),
+        ({"per_second": 1_000_001}, "body.rate_limit.per_second"),
+        ({"per_second": 1, "burst": 1_000_001}, "body.rate_limit.burst"),
+    ]:
+        answer = client.post("/api/sources", json={"name": "x", "rate_limit": rate_limit})
+        error = assert_error_shape(answer, 422)
+        assert error["errors"][0]["field"] == field, error
+        assert "1000000" in error["error"] or "1e+06" in error["error"], error
+    assert len(client.get("/api/sources").json()["sources"]) == before  # nothing half-made
+    create_source(client, id="edge", rate_limit={"per_second": 0.001, "burst": 1_000_000})
+    tiny = client.patch("/api/sources/edge", json={"rate_limit": {"per_second": 5e-324}})
+    error = assert_error_shape(tiny, 422)
+    assert "between 0.001 and 1000000" in error["error"]
+    assert client.get("/api/sources/edge").json()["rate_limit"] == {
+        "per_second": 0.001,
+        "burst": 1_000_000,
+    }
+    fast = client.patch("/api/sources/edge", json={"rate_limit": {"per_second": 1_000_000}})
+    assert fast.status_code == 200, fast.text
+
+
+def test_a_stored_limit_outside_the_range_is_held_to_it_and_collect_keeps_answering(
+    client: TestClient,
+) -> None:
+    """A limit written by an older version (or an import) must not turn /collect into 500s:
+    the tiny rate is held to the slowest allowed, the huge one to the fastest."""
+    app = client.app
+    assert isinstance(app, EventstitchApp)
+    create_source(client, id="tiny")
+    create_source(client, id="huge")
+    for source_id, limit in (("tiny", RateLimit(5e-324)), ("huge", RateLimit(1e300, 10**15))):
+        client.portal.call(  # type: ignore[union-attr]
+            app.ctx.storage.sources.update, source_id, {"rate_limit": limit}, 1
+        )
+        app.ctx.sources.forget(source_id)
+    answers = burst(client, "/collect/o/tiny", 3)
+    assert [a.status_code for a in answers] == [200, 429, 429]
+    for answer in answers[1:]:
+        assert_rate_limited(answer, "tiny")
+        assert 1 <= int(answer.headers["retry-after"]) <= 3600
+    assert [a.status_code for a in burst(client, "/collect/o/huge", 5)] == [200] * 5
+
+
+def test_the_limit_in_force_is_held_to_the_accepted_range() -> None:
+    assert effective_limit(RateLimit(5e-324), RateLimit(0)) == (0.001, 1)
+    assert effective_limit(RateLimit(1e300, 10**15), RateLimit(0)) == (1_000_000.0, 1_000_000)
+    assert effective_limit(RateLimit(float("nan")), RateLimit(0)) is None

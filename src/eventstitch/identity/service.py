@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from eventstitch import system
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, NotFound
+from eventstitch.errors import BadRequest, NotFound, clip_id
 from eventstitch.identity.normalise import normalise, valid_kind
 from eventstitch.identity.rules import extract
 from eventstitch.sources import service as sources_service
@@ -24,7 +24,7 @@ async def get(*, ctx: AppContext, profile_id: str) -> ProfileRecord:
     """A profile by id (a merged one too: its `merged_into` names the survivor), or NotFound."""
     profile = await ctx.storage.profiles.get(profile_id)
     if profile is None:
-        raise NotFound(f"profile {profile_id!r} not found", reason="unknown_profile")
+        raise NotFound(f"profile {clip_id(profile_id)!r} not found", reason="unknown_profile")
     return profile
 
 

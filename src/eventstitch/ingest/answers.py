@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventstitch.ingest.schemas import RepeatedDelivery
 from eventstitch.storage.records import EventRecord, VisitResult
 
 
-def collect_answer(event: EventRecord, duplicate: bool) -> dict[str, Any]:
+def collect_answer(event: EventRecord, duplicate: RepeatedDelivery | None) -> dict[str, Any]:
     """The answer of the webhook bridge for a stored (or repeated) delivery."""
     answer: dict[str, Any] = {
         "ok": True,
@@ -17,8 +18,9 @@ def collect_answer(event: EventRecord, duplicate: bool) -> dict[str, Any]:
         "profile_less": True,
         "profile_id": event.profile_id,
     }
-    if duplicate:
+    if duplicate is not None:
         answer["duplicate"] = True
+        answer["body_differs"] = duplicate.body_differs
     return answer
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from typing import Any
 from urllib.parse import parse_qs
@@ -20,20 +21,23 @@ EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 NON_OBJECT_KEY = "_body"
 """Where a JSON body that is not an object (array, string, number...) is kept whole."""
 
-SUPPORTED_MEDIA_TYPES = (
-    "application/json",
-    "application/*+json",
-    "application/x-www-form-urlencoded",
-    "text/plain (JSON)",
-)
+JSON_MEDIA_TYPES = ("application/json", "application/*+json", "text/plain (JSON)")
+SUPPORTED_MEDIA_TYPES = (*JSON_MEDIA_TYPES, "application/x-www-form-urlencoded")
 
 _SPACES = re.compile(r"\s+")
-# A run of 20 digits is found by mapping every digit to "0" and everything else to "." and then
-# searching for twenty "0": two C loops, several times faster than a regular expression.
-_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x2E for i in range(256))
-_DIGITS_AS_ZERO_TEXT = str.maketrans({str(d): "0" for d in range(1, 10)} | {"0": "0"})
-_TWENTY_DIGITS = b"0" * 20
-_TWENTY_DIGITS_TEXT = "0" * 20
+# A number that may not fit is found by mapping every digit to "0", "e"/"E" to "e", "+"/"-" to
+# "+" and everything else to ".", then searching for 19 digits in a row (an integer that may be
+# beyond signed 64 bits) or a three-digit exponent (a float that may overflow or underflow):
+# C loops, several times faster than a regular expression.
+_NUMBER_SHAPE = bytes(
+    0x30 if 0x30 <= i <= 0x39 else 0x65 if i in b"eE" else 0x2B if i in b"+-" else 0x2E
+    for i in range(256)
+)
+_NUMBER_SHAPE_TEXT = str.maketrans({str(d): "0" for d in range(10)} | {"E": "e", "-": "+"})
+_LONG_NUMBER_SHAPES = (b"0" * 19, b"e000", b"e+000")
+_LONG_NUMBER_SHAPES_TEXT = tuple(shape.decode() for shape in _LONG_NUMBER_SHAPES)
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_LOOKING = re.compile(
     r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
@@ -119,31 +123,38 @@ def parse_body(
         return {}, "empty"
     if media == "application/x-www-form-urlencoded":
         charset = charset or "utf-8"
-        text = _decode(body, charset)
-        try:
-            return parse_form(text, encoding=charset), "form"
-        except UnicodeError:  # e.g. 'idna' decodes the text but not percent-escapes
-            raise BadRequest(
-                f"form body's percent-escapes are not valid {clip(charset, 40)}",
-                errors=[{"field": "body", "charset": clip(charset, 40)}],
-                reason="bad_encoding",
-            ) from None
+        return parse_form(_decode(body, charset), encoding=charset, field="body"), "form"
+    value = parse_json_body(
+        body, content_type, max_depth=max_depth, supported=SUPPORTED_MEDIA_TYPES
+    )
+    if isinstance(value, dict):
+        return value, "object"
+    return {NON_OBJECT_KEY: value}, _json_kind(value)
+
+
+def parse_json_body(
+    body: bytes,
+    content_type: str | None,
+    *,
+    max_depth: int,
+    supported: tuple[str, ...] = JSON_MEDIA_TYPES,
+) -> Any:
+    """A body that must be JSON: its content type one that says so (or `text/plain`, as
+    `sendBeacon` sends, or none), else a 415 naming the type."""
+    media, charset = split_content_type(content_type)
     if media in ("", "text/plain", "application/json") or (
         media.startswith("application/") and media.endswith("+json")
     ):
-        value = parse_json(body, charset, max_depth=max_depth)
-        if isinstance(value, dict):
-            return value, "object"
-        return {NON_OBJECT_KEY: value}, _json_kind(value)
+        return parse_json(body, charset, max_depth=max_depth)
     raise UnsupportedMediaType(
-        f"content type {clip(media, 60)!r} is not supported; send one of: "
-        + ", ".join(SUPPORTED_MEDIA_TYPES),
+        f"content type {clip(media, 60)!r} is not supported; send one of: " + ", ".join(supported),
         errors=[{"field": "content-type", "value": clip(media, 60)}],
     )
 
 
 def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
-    """Decode JSON, saying where it is malformed; refuse nesting deeper than `max_depth`."""
+    """Decode JSON, saying where it is malformed; refuse nesting deeper than `max_depth`, bytes
+    that are not UTF-8 (`bad_encoding`), and numbers that would not be stored as sent."""
     data: bytes | str = body
     if charset not in (None, "utf-8", "utf8"):
         data = _decode(body, charset)
@@ -154,6 +165,12 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
     except orjson.JSONDecodeError as exc:
         if "depth" in exc.msg.lower() or "recursion" in exc.msg.lower():
             raise _too_deep(max_depth) from None
+        # Said as precisely as can be: the encoding, then a number out of range (orjson calls
+        # both malformed), and only then malformed JSON.
+        if isinstance(data, bytes):
+            _decode(data, "utf-8")
+        if _may_hold_numbers_out_of_range(data):
+            _refuse_numbers_out_of_range(data)
         raise BadRequest(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             errors=[
@@ -171,31 +188,59 @@ def parse_json(body: bytes, charset: str | None, *, max_depth: int) -> Any:
     brackets = data.count(b"{") + data.count(b"[") if isinstance(data, bytes) else max_depth + 1
     if brackets > max_depth and nesting_depth(value, stop_after=max_depth) > max_depth:
         raise _too_deep(max_depth)
-    if isinstance(data, bytes):
-        long_digits = data.translate(_DIGITS_AS_ZERO).find(_TWENTY_DIGITS) >= 0
-    else:
-        long_digits = data.translate(_DIGITS_AS_ZERO_TEXT).find(_TWENTY_DIGITS_TEXT) >= 0
-    if long_digits:
-        _refuse_integers_beyond_64_bits(data)
+    if _may_hold_numbers_out_of_range(data):
+        _refuse_numbers_out_of_range(data)
     return value
 
 
-def _refuse_integers_beyond_64_bits(data: bytes | str) -> None:
-    """orjson reads an integer beyond 64 bits as a float, which would lose digits silently; a
-    run of 20 or more digits (possibly inside a string) sends the body through the exact parser
-    to find out, and an integer literal out of range is refused."""
+def _may_hold_numbers_out_of_range(data: bytes | str) -> bool:
+    """Whether the body has a run of 19 digits or a three-digit exponent (maybe in a string):
+    only such a body can hold an integer beyond signed 64 bits or a float out of range."""
+    if isinstance(data, bytes):
+        shape = data.translate(_NUMBER_SHAPE)
+        return any(shape.find(long) >= 0 for long in _LONG_NUMBER_SHAPES)
+    text = data.translate(_NUMBER_SHAPE_TEXT)
+    return any(text.find(long) >= 0 for long in _LONG_NUMBER_SHAPES_TEXT)
 
-    def checked(literal: str) -> int:
-        number = int(literal)
-        if not -(2**63) <= number < 2**64:
-            raise BadRequest(
-                f"integer {clip(literal, 40)} is beyond 64 bits; send it as a string",
-                errors=[{"field": "body", "value": clip(literal, 40)}],
-                reason="integer_out_of_range",
-            )
-        return number
 
-    json.loads(data, parse_int=checked)
+def _refuse_numbers_out_of_range(data: bytes | str) -> None:
+    """Read the body again with the exact parser, which hands over every number literal as
+    written: an integer outside signed 64 bits (-2^63..2^63-1), which the backends would not
+    store and compare alike, is refused (`integer_out_of_range`), and so is a float that
+    overflows to infinity or underflows to zero (`number_out_of_range`). A body the exact
+    parser cannot read either is left for the caller to call malformed."""
+    try:
+        json.loads(data, parse_int=_checked_int, parse_float=_checked_float)
+    except (ValueError, RecursionError):  # BadRequest is neither: the refusals pass through
+        return
+
+
+def _checked_int(literal: str) -> int:
+    # The length first: int() of thousands of digits is slow, and refused past 4300.
+    if len(literal.lstrip("-")) > 19 or not INT64_MIN <= (number := int(literal)) <= INT64_MAX:
+        raise BadRequest(
+            f"integer {clip(literal, 40)} is outside signed 64 bits "
+            f"({INT64_MIN} to {INT64_MAX}); send it as a string",
+            errors=[
+                {"field": "body", "value": clip(literal, 40), "min": INT64_MIN, "max": INT64_MAX}
+            ],
+            reason="integer_out_of_range",
+        )
+    return number
+
+
+def _checked_float(literal: str) -> float:
+    number = float(literal)
+    mantissa = literal.lower().partition("e")[0]
+    if math.isinf(number) or (number == 0.0 and mantissa.strip("-+.0") != ""):
+        problem = "overflows" if math.isinf(number) else "underflows"
+        raise BadRequest(
+            f"number {clip(literal, 40)} {problem} a 64-bit float (about 1e-308 to 1e308 "
+            "in magnitude); send it as a string",
+            errors=[{"field": "body", "value": clip(literal, 40), "problem": problem}],
+            reason="number_out_of_range",
+        )
+    return number
 
 
 def nesting_depth(value: Any, *, stop_after: int | None = None) -> int:
@@ -218,10 +263,22 @@ def nesting_depth(value: Any, *, stop_after: int | None = None) -> int:
     return deepest
 
 
-def parse_form(text: str, *, encoding: str = "utf-8") -> dict[str, Any]:
+def parse_form(text: str, *, encoding: str = "utf-8", field: str = "query") -> dict[str, Any]:
     """A query string or form body: single keys to strings, repeated keys to lists.
-    Percent-escapes are bytes in `encoding` (a form's declared charset)."""
-    pairs = parse_qs(text, keep_blank_values=True, encoding=encoding)
+    Percent-escapes are bytes in `encoding` (a form's declared charset); escapes that are not
+    valid there are refused (`bad_encoding`), never stored as replacement characters."""
+    try:
+        pairs = parse_qs(text, keep_blank_values=True, encoding=encoding, errors="strict")
+    except UnicodeError as exc:  # 'idna' and the like raise the base class
+        position = exc.start if isinstance(exc, UnicodeDecodeError) else None
+        raise BadRequest(
+            f"{field}'s percent-escapes are not valid {clip(encoding, 40)}",
+            errors=[
+                {"field": field, "charset": clip(encoding, 40)}
+                | ({} if position is None else {"position": position})
+            ],
+            reason="bad_encoding",
+        ) from None
     return {key: values[0] if len(values) == 1 else values for key, values in pairs.items()}
 
 

@@ -29,3 +29,12 @@ class WebhookRequest(RawRequest):
 
     event_type: str
     source_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatedDelivery:
+    """A delivery whose id the source sent before: nothing new was stored."""
+
+    body_differs: bool | None
+    """Whether its properties differ from those stored the first time, so that a sender who
+    reused an id for another body can tell; None when the first event is no longer stored."""

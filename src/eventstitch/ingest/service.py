@@ -8,19 +8,18 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded
+from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded, clip_id
 from eventstitch.identity.rules import Identification, identify, lookup
 from eventstitch.ids import new_event_id
 from eventstitch.ingest.parsing import (
     normalise_event_type,
     parse_body,
     parse_form,
-    parse_json,
+    parse_json_body,
     safe_headers,
     scan_headers,
-    split_content_type,
 )
-from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.ingest.schemas import RawRequest, RepeatedDelivery, WebhookRequest
 from eventstitch.ingest.tracking import check_stored_size, parse_track_payload
 from eventstitch.metrics import IDENTITY_SKIPPED
 from eventstitch.sources import service as sources_service
@@ -50,14 +49,15 @@ MAX_DELIVERY_ID = 256
 
 async def collect(
     *, ctx: AppContext, request: WebhookRequest, replay: bool = False
-) -> tuple[EventRecord, bool]:
+) -> tuple[EventRecord, RepeatedDelivery | None]:
     """Store one profile-less event from the webhook bridge; return it once it is durable,
-    with the profile its identifiers linked it to, if any, and whether it was a repeated
-    delivery (then nothing new was stored and the event is the one stored first). A `replay`
-    of a quarantined request, vouched for by an operator, skips signature and rate limit."""
+    with the profile its identifiers linked it to, if any, and, for a repeated delivery, how
+    it compares with the first (then nothing new was stored and the event is the one stored
+    first). A `replay` of a quarantined request, vouched for by an operator, skips signature
+    and rate limit."""
     event_type = normalise_event_type(request.event_type)
-    source = await sources_service.get_accepting(
-        ctx=ctx, source_id=request.source_id, kind="webhook"
+    source = await _committed(
+        ctx, sources_service.get_accepting(ctx=ctx, source_id=request.source_id, kind="webhook")
     )
     headers, kept_headers = scan_headers(request.headers)
     if not replay:  # a replay was vouched for by an operator; it never carries the signature
@@ -106,8 +106,12 @@ async def collect(
         )
     except DuplicateDelivery as duplicate:
         original = await ctx.storage.events.get(duplicate.original_event_id)
-        return original or dataclasses.replace(event, id=duplicate.original_event_id), True
-    return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
+        if original is None:  # erased since: nothing left to compare with
+            return dataclasses.replace(event, id=duplicate.original_event_id), RepeatedDelivery(
+                body_differs=None
+            )
+        return original, RepeatedDelivery(body_differs=original.properties != properties)
+    return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), None
 
 
 def _identify(
@@ -199,8 +203,8 @@ def store(
 
 
 async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
-    """Await a storage write; its refusals become answers a client understands: 503 to retry
-    (nothing stored), 403 or 404."""
+    """Await a storage write (or the source read before it); its refusals become answers a
+    client understands: 503 to retry (nothing stored), 403 or 404."""
     try:
         return await write
     except QueueFull:
@@ -219,10 +223,11 @@ async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
         ctx.sources.forget(refused.source_id)
         if refused.reason == "unknown_source":
             raise NotFound(
-                f"source {refused.source_id!r} not found", reason=refused.reason
+                f"source {clip_id(refused.source_id)!r} not found", reason=refused.reason
             ) from None
         raise Forbidden(
-            f"source {refused.source_id!r} does not accept these events ({refused.reason})",
+            f"source {clip_id(refused.source_id)!r} does not accept these events"
+            f" ({refused.reason})",
             reason=refused.reason,
         ) from None
 
@@ -234,9 +239,9 @@ async def track(
     `replay` of a quarantined one skips the rate limit."""
     query = parse_form(request.query_string)
     payload = parse_track_payload(
-        parse_json(
+        parse_json_body(
             request.body,
-            split_content_type(request.header(b"content-type"))[1],
+            request.header(b"content-type"),
             max_depth=ctx.config.max_nesting_depth,
         ),
         profile_less_query=str(query.get("profile_less", "")).lower() in ("true", "1", "yes"),
@@ -250,8 +255,8 @@ async def track(
         **({"session_properties": payload.properties} if payload.properties else {}),
     }
     check_stored_size(payload, base_context, limit=ctx.config.track_max_stored_bytes)
-    source = await sources_service.get_accepting(
-        ctx=ctx, source_id=payload.source_id, kind="tracker"
+    source = await _committed(
+        ctx, sources_service.get_accepting(ctx=ctx, source_id=payload.source_id, kind="tracker")
     )
     if not replay:
         sources_service.admit(ctx=ctx, source=source)

@@ -14,6 +14,8 @@ import orjson
 
 from eventstitch.errors import PayloadTooLarge, Unprocessable, clip
 
+MAX_CLIENT_EVENT_ID = 128
+
 
 @dataclass(frozen=True, slots=True)
 class TrackedEventIn:
@@ -57,6 +59,23 @@ def _id(container: Any, field: str, *, required: bool = False) -> str | None:
     return value
 
 
+def _client_event_id(value: Any, field: str) -> str | None:
+    """The tracker's own id of an event, kept as text: an integer becomes its digits (some
+    trackers count events); any other non-string (a float, a boolean, an object, a list) is
+    refused, never stored as a rendering of it. An empty one is no id."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CLIENT_EVENT_ID:
+        raise _bad(
+            field,
+            f"must be a string of 1 to {MAX_CLIENT_EVENT_ID} characters or an integer,"
+            f" got {clip(value, 40)}",
+        )
+    return value
+
+
 def parse_track_payload(body: Any, *, profile_less_query: bool, max_events: int) -> TrackPayload:
     """The parts of a tracker payload that Eventstitch uses, checked."""
     payload = _object(body, "body", required=True)
@@ -76,7 +95,7 @@ def parse_track_payload(body: Any, *, profile_less_query: bool, max_events: int)
         event_type = event.get("type")
         if not isinstance(event_type, str) or not event_type.strip():
             raise _bad(f"{field}.type", f"must be a non-empty string, got {clip(event_type, 40)}")
-        client_id = event.get("id")
+        client_id = _client_event_id(event.get("id"), f"{field}.id")
         tags = event.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise _bad(f"{field}.tags", "must be a list of strings")
@@ -85,7 +104,7 @@ def parse_track_payload(body: Any, *, profile_less_query: bool, max_events: int)
                 type=event_type,
                 properties=_object(event.get("properties"), f"{field}.properties"),
                 context=_object(event.get("context"), f"{field}.context"),
-                client_id=str(client_id) if client_id is not None else None,
+                client_id=client_id,
                 tags=tags,
             )
         )

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from eventstitch.errors import BadRequest, clip
-from eventstitch.ids import iso_to_ms, ms_to_iso
+from eventstitch.ids import EARLIEST_MS, LATEST_MS, iso_to_ms, ms_to_iso
 from eventstitch.storage.records import EventRecord, GroupBy, PropertyPath
 
 PROPERTY_PREFIX = "properties."
@@ -76,17 +76,28 @@ def event_json(event: EventRecord) -> dict[str, Any]:
 
 
 def parse_time(name: str, value: str | None) -> int | None:
-    """An ISO 8601 query parameter as Unix ms, or a 400 naming the parameter."""
+    """An ISO 8601 query parameter as Unix ms, or a 400 naming the parameter. Times outside
+    1970..9999 are refused here: ids and bucket labels cannot be made for them."""
     if value is None:
         return None
     try:
-        return iso_to_ms(value)
-    except ValueError:
+        ms = iso_to_ms(value)
+    except (ValueError, OverflowError):  # a zone can push year 1 or 9999 off the calendar
         raise BadRequest(
             f"{name} must be an ISO 8601 date or time, got {clip(value, 40)!r}",
             errors=[{"field": name, "value": clip(value, 40)}],
             reason="bad_query",
         ) from None
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        earliest, latest = ms_to_iso(EARLIEST_MS), ms_to_iso(LATEST_MS)
+        raise BadRequest(
+            f"{name} must be from {earliest} to {latest}, got {clip(value, 40)!r}",
+            errors=[
+                {"field": name, "value": clip(value, 40), "earliest": earliest, "latest": latest}
+            ],
+            reason="bad_query",
+        )
+    return ms
 
 
 def parse_property_path(name: str, *, field: str | None = None) -> PropertyPath:

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, NotFound, clip, query_too_slow
+from eventstitch.errors import BadRequest, NotFound, clip, clip_id, query_too_slow
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.query.schemas import TIME_DIMENSIONS, encode_cursor, event_json
 from eventstitch.storage.errors import QueryTimeout
@@ -50,7 +50,7 @@ async def get(*, ctx: AppContext, event_id: str) -> EventRecord:
     """One event by id, or NotFound."""
     event = await ctx.storage.events.get(event_id)
     if event is None:
-        raise NotFound(f"event {event_id!r} not found", reason="unknown_event")
+        raise NotFound(f"event {clip_id(event_id)!r} not found", reason="unknown_event")
     return event
 
 

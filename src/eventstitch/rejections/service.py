@@ -20,6 +20,7 @@ from eventstitch.errors import (
     NotFound,
     PayloadTooLarge,
     clip,
+    clip_id,
 )
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.ingest import service as ingest
@@ -60,7 +61,7 @@ async def get(*, ctx: AppContext, rejection_id: str) -> RejectionRecord:
     await ctx.rejections.flush(unless_busy=True)
     record = await ctx.storage.rejections.get(rejection_id)
     if record is None:
-        raise NotFound(f"rejection {clip(rejection_id)!r} not found", reason="unknown_rejection")
+        raise NotFound(f"rejection {clip_id(rejection_id)!r} not found", reason="unknown_rejection")
     return record
 
 

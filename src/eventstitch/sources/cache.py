@@ -16,6 +16,7 @@ import math
 import time
 from collections import OrderedDict
 
+from eventstitch.config import MAX_RATE_BURST, MAX_RATE_PER_SECOND, MIN_RATE_PER_SECOND
 from eventstitch.storage.interfaces import Storage
 from eventstitch.storage.records import RateLimit, SourceRecord
 
@@ -53,11 +54,15 @@ class TokenBucket:
 
 
 def effective_limit(limit: RateLimit | None, default: RateLimit) -> tuple[float, int] | None:
-    """(rate, burst) in force for a source, or None when it is unlimited."""
+    """(rate, burst) in force for a source, or None when it is unlimited. A stored limit
+    outside what the API accepts (written by an older version, or imported) is held to the
+    bounds, so the arithmetic stays finite and the source keeps working."""
     chosen = default if limit is None else limit
-    if chosen.per_second <= 0:
+    if not chosen.per_second > 0:  # NaN too: no usable rate is no limit
         return None
-    return chosen.per_second, chosen.burst or max(1, math.ceil(chosen.per_second))
+    rate = min(max(chosen.per_second, MIN_RATE_PER_SECOND), MAX_RATE_PER_SECOND)
+    burst = min(chosen.burst, MAX_RATE_BURST) if chosen.burst > 0 else max(1, math.ceil(rate))
+    return rate, burst
 
 
 class _Bounded:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from eventstitch.config import MAX_RATE_BURST, MAX_RATE_PER_SECOND, rate_problem
 from eventstitch.ids import ms_to_iso
 from eventstitch.sources import signatures
 from eventstitch.storage.records import IdentificationRule, RateLimit, SignatureRule, SourceRecord
@@ -192,10 +193,23 @@ class RateLimitIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    per_second: float = Field(ge=0, le=1_000_000, allow_inf_nan=False, description="0: unlimited.")
-    burst: int = Field(
-        0, ge=0, le=1_000_000, description="Requests at once; 0: the rate rounded up."
+    per_second: float = Field(
+        ge=0,
+        le=MAX_RATE_PER_SECOND,
+        allow_inf_nan=False,
+        description="0: unlimited; else 0.001 to 1000000.",
     )
+    burst: int = Field(
+        0, ge=0, le=MAX_RATE_BURST, description="Requests at once; 0: the rate rounded up."
+    )
+
+    @field_validator("per_second")
+    @classmethod
+    def _usable_rate(cls, value: float) -> float:
+        problem = rate_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     def record(self) -> RateLimit:
         return RateLimit(per_second=self.per_second, burst=self.burst)

@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from eventstitch import system
+from eventstitch.config import MAX_RETRY_AFTER_SECONDS
 from eventstitch.context import AppContext
 from eventstitch.errors import (
     Conflict,
@@ -18,6 +19,7 @@ from eventstitch.errors import (
     TooManyRequests,
     Unprocessable,
     clip,
+    clip_id,
 )
 from eventstitch.ids import now_ms
 from eventstitch.sources.schemas import SOURCE_ID_PATTERN, SourceCreate, SourcePatch
@@ -65,7 +67,7 @@ async def get(*, ctx: AppContext, source_id: str) -> SourceRecord:
     """One source, or NotFound."""
     source = await ctx.storage.sources.get(source_id)
     if source is None:
-        raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+        raise NotFound(f"source {clip_id(source_id)!r} not found", reason="unknown_source")
     return source
 
 
@@ -143,7 +145,7 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     updated = await ctx.storage.sources.update(source_id, changes, now_ms())
     ctx.sources.forget(source_id)
     if updated is None:
-        raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+        raise NotFound(f"source {clip_id(source_id)!r} not found", reason="unknown_source")
     event_type = "source-disabled" if changes.get("enabled") is False else "source-changed"
     await system.record(
         ctx=ctx,
@@ -159,7 +161,7 @@ async def delete(*, ctx: AppContext, source_id: str) -> None:
     removed = await ctx.storage.sources.delete(source_id)
     ctx.sources.forget(source_id)
     if not removed:
-        raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+        raise NotFound(f"source {clip_id(source_id)!r} not found", reason="unknown_source")
     await system.record(ctx=ctx, event_type="source-removed", properties={"source_id": source_id})
 
 
@@ -176,12 +178,13 @@ async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> Source
         )
     source = await ctx.sources.get(source_id)
     if source is None:
-        raise NotFound(f"source {source_id!r} not found", reason="unknown_source")
+        raise NotFound(f"source {clip_id(source_id)!r} not found", reason="unknown_source")
     if not source.enabled:
-        raise Forbidden(f"source {source_id!r} is disabled", reason="disabled_source")
+        raise Forbidden(f"source {clip_id(source_id)!r} is disabled", reason="disabled_source")
     if source.kind != kind:
         raise Forbidden(
-            f"source {source_id!r} is a {source.kind} source; this route takes {kind} sources",
+            f"source {clip_id(source_id)!r} is a {source.kind} source;"
+            f" this route takes {kind} sources",
             reason="wrong_source_kind",
         )
     return source
@@ -194,7 +197,8 @@ def admit(*, ctx: AppContext, source: SourceRecord) -> None:
         return
     wait = bucket.take(time.monotonic())
     if wait:
-        seconds = max(1, math.ceil(wait))
+        # Held to 1..3600 whatever the bucket says: a header is no place for a huge number.
+        seconds = min(MAX_RETRY_AFTER_SECONDS, max(1, math.ceil(min(wait, 1e9))))
         raise TooManyRequests(
             f"source {source.id!r} is over its rate limit of {bucket.rate:g} requests per"
             f" second (burst {bucket.burst}); nothing was stored, retry in {seconds} s",
@@ -207,7 +211,8 @@ async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None
     source = await ctx.storage.sources.get(source_id)
     if source is not None and source.kind == "system":
         raise Forbidden(
-            f"source {source_id!r} is Eventstitch's own and read-only", reason="read_only_source"
+            f"source {clip_id(source_id)!r} is Eventstitch's own and read-only",
+            reason="read_only_source",
         )
     return source
 
