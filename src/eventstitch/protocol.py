@@ -231,10 +231,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(
             RequestRefused(
                 408,
-                "body_timeout",
-                f"the request body did not arrive within {timeout:g} s "
+                reason="body_timeout",
+                message=f"the request body did not arrive within {timeout:g} s "
                 f"({PREFIX}BODY_TIMEOUT_SECONDS)",
-                {
+                error={
                     "field": "body",
                     "limit_seconds": timeout,
                     "setting": f"{PREFIX}BODY_TIMEOUT_SECONDS",

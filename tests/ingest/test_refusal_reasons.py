@@ -37,6 +37,7 @@ INGEST_CODE: dict[str, tuple[str, ...] | None] = {
     "ingest/tracking.py": None,
     "sources/signatures.py": None,
     "sources/service.py": ("get_accepting", "admit"),
+    "protocol.py": None,
 }
 
 
@@ -182,10 +183,22 @@ PRODUCERS: dict[str, Producer] = {
     ),
     "bad_payload": _track(b'{"source": {"id": "web"}, "events": []}'),
     "rate_limited": _rate_limited,
+    "unsigned_method": lambda http: http.get("/collect/push/signed?a=1"),
+    "too_many_events": _track(
+        b'{"source": {"id": "web"}, "events": [{"type": "a"}, {"type": "b"}, {"type": "c"}]}'
+    ),
+    "track_too_large": _track(
+        b'{"source": {"id": "web"}, "context": {"page": "' + b"p" * 600 + b'"},'
+        b' "events": [{"type": "a"}, {"type": "b"}]}'
+    ),
+    "url_too_long": _post("/collect/o/hooks?q=" + "u" * 16_384, b"{}"),
+    "too_many_headers": _post("/collect/o/hooks", b"{}", {f"x-h{n}": "v" for n in range(101)}),
+    "headers_too_large": _post("/collect/o/hooks", b"{}", {"x-big": "b" * 33_000}),
 }
 
-PRODUCED_APART = {"overloaded", "storage_unavailable"}
-"""Reasons that need the store held or out of reach; each has its own test below."""
+PRODUCED_APART = {"overloaded", "storage_unavailable", "body_timeout"}
+"""Reasons that need the store held or out of reach, each with its own test below, or a
+stalled client (`body_timeout`, tests/test_protocol_limits.py)."""
 
 
 def rejected(http: httpx.Client | TestClient, reason: str) -> float:
@@ -201,6 +214,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServe
     settings = {
         "EVENTSTITCH_CORS_ORIGINS": "https://shop.example",
         "EVENTSTITCH_MAX_BODY_BYTES": "1024",
+        "EVENTSTITCH_TRACK_MAX_EVENTS": "2",
+        "EVENTSTITCH_TRACK_MAX_STORED_BYTES": "1200",
     }
     with fresh_database_url() if request.param == "postgres" else nullcontext("") as url:
         if url:
