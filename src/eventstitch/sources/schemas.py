@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from eventstitch.ids import ms_to_iso
+from eventstitch.ingest.parsing import EVENT_TYPE_REGEX, MAX_EVENT_TYPE
 from eventstitch.sources import signatures
 from eventstitch.storage.records import IdentificationRule, RateLimit, SignatureRule, SourceRecord
 
@@ -20,7 +21,7 @@ CreatableKind = Literal["webhook", "tracker"]
 PayloadPath = Annotated[
     str, Field(pattern=PAYLOAD_PATH_PATTERN, description="Dotted path, e.g. customer.email")
 ]
-EventTypeName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._:-]{0,127}$")]
+EventTypeName = Annotated[str, Field(pattern=EVENT_TYPE_REGEX, max_length=MAX_EVENT_TYPE)]
 TraitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 
 
