@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 
 from eventstitch.storage import BACKENDS
-from tests.conftest import LiveServer, all_events, assert_error_shape, create_source, start_server
+from tests.conftest import LiveServer, all_events, assert_error_shape, start_server
 from tests.pg import backend_params, fresh_database_url
 
 pytestmark = pytest.mark.e2e  # a real server per backend
@@ -91,12 +91,14 @@ def test_sendgrid_array_becomes_one_event_each_and_a_redelivery_stores_nothing(
     answer = http.post("/collect/email/sendgrid", json=delivery)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert len(body["ids"]) == SPLIT_LIMIT and body["duplicates"] == 0
+    assert len(body["ids"]) == SPLIT_LIMIT
+    assert body["duplicates"] == 0
     stored = all_events(http, source_id="sendgrid")
     assert sorted(e["type"] for e in stored) == sorted(d["event"] for d in delivery)
     assert {e["properties"]["sg_event_id"] for e in stored} == {d["sg_event_id"] for d in delivery}
     again = http.post("/collect/email/sendgrid", json=delivery).json()
-    assert again["ids"] == body["ids"] and again["duplicates"] == SPLIT_LIMIT
+    assert again["ids"] == body["ids"]
+    assert again["duplicates"] == SPLIT_LIMIT
     assert len(all_events(http, source_id="sendgrid")) == SPLIT_LIMIT
 
 
@@ -168,7 +170,8 @@ def test_github_form_payload_with_its_event_header(http: httpx.Client) -> None:
     assert event["properties"]["ref"] == "refs/heads/main"
     assert event["properties"]["repository"]["full_name"] == "octocat/Hello-World"
     again = http.post("/collect/github/github", content=body, headers=headers).json()
-    assert again["duplicate"] is True and again["id"] == event["id"]
+    assert again["duplicate"] is True
+    assert again["id"] == event["id"]
 
 
 def test_shopify_topic_header_gives_the_slash_type(http: httpx.Client) -> None:
@@ -222,7 +225,8 @@ def test_an_export_holds_the_shaping_and_no_redacted_value(server: LiveServer) -
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout.decode()
-    assert "10.20.10.30" not in text and "verif-token-123" not in text
+    assert "10.20.10.30" not in text
+    assert "verif-token-123" not in text
     assert '"bracket_keys":true' in text.replace(" ", "")
 
 
@@ -238,7 +242,8 @@ def test_a_redacted_value_never_reaches_the_quarantine(http: httpx.Client) -> No
     assert http.patch("/api/sources/slack", json={"enabled": True}).status_code == 200
     assert http.post(f"/api/rejections/{kept['id']}/replay").status_code == 200
     (event,) = all_events(http, source_id="slack")
-    assert event["type"] == "block_actions" and "token" not in event["properties"]
+    assert event["type"] == "block_actions"
+    assert "token" not in event["properties"]
 
 
 @pytest.mark.parametrize(

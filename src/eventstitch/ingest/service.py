@@ -74,6 +74,7 @@ async def collect(*, ctx: AppContext, request: WebhookRequest, replay: bool = Fa
     limit."""
     path_type = normalise_event_type(request.event_type)
     headers, kept_headers = scan_headers(request.headers)
+    source: SourceRecord | None = None
     try:
         source = await sources_service.get_accepting(
             ctx=ctx, source_id=request.source_id, kind="webhook"
@@ -81,7 +82,7 @@ async def collect(*, ctx: AppContext, request: WebhookRequest, replay: bool = Fa
         return await _collect_from(ctx, source, request, headers, kept_headers, path_type, replay)
     except EventstitchError as error:
         # Refused, even for being disabled: a source's redactions still hold in the quarantine.
-        known = await ctx.sources.get(request.source_id)
+        known = source or ctx.sources.peek(request.source_id)
         if known is not None and known.shaping is not None and known.shaping.redact:
             error.kept_body = _redacted_body(ctx, known.shaping, request, headers)
         raise
