@@ -102,6 +102,13 @@ def _batch_size(raw: str) -> int:
     return value
 
 
+def _split_events(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 2700:  # a split delivery is committed in one batch, bounded like `batch_size`
+        raise ValueError("must be at most 2700")
+    return value
+
+
 def _nesting_depth(raw: str) -> int:
     value = _positive_int(raw)
     if value > 200:  # orjson writes at most 254 levels; stay well inside what can be stored
@@ -206,6 +213,13 @@ SETTINGS: tuple[Setting, ...] = (
         _nesting_depth,
         "32",
         "Deepest nesting of objects and arrays accepted in a body (400 above; 200 at most).",
+    ),
+    Setting(
+        "max_split_events",
+        _split_events,
+        "500",
+        "Most events one delivery to a source that splits arrays may make (413 above; 2700 at "
+        "most).",
     ),
     Setting(
         "queue_size",
@@ -410,6 +424,7 @@ class Config:
     max_header_count: int
     body_timeout_seconds: float
     max_nesting_depth: int
+    max_split_events: int
     queue_size: int
     batch_size: int
     sqlite_synchronous: str

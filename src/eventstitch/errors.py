@@ -17,6 +17,9 @@ class EventstitchError(Exception):
 
     status = 400
     reason = "bad_request"
+    kept_body: bytes | None = None
+    """What the quarantine may keep of the request's body instead of the body itself (a
+    source's redactions applied); None: the body as read."""
 
     def __init__(
         self,

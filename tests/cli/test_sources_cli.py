@@ -25,6 +25,7 @@ SOURCE_FIELDS = {
     "delivery_id_path",
     "signature",
     "rate_limit",
+    "shaping",
     "created_at",
     "updated_at",
 }
@@ -198,3 +199,17 @@ def test_limit_sets_unlimited_and_default(data_dir: Path) -> None:
     assert ok_json("sources", "limit", "shop", "--default")["rate_limit"] is None
     assert "one of" in fails("sources", "limit", "shop", code=2)
     assert "one of" in fails("sources", "limit", "shop", "--unlimited", "--default", code=2)
+
+
+def test_shape_sets_and_clears_the_shaping(data_dir: Path) -> None:
+    ok("sources", "add", "--name", "Grid", "--id", "grid")
+    shaped = ok_json(
+        "sources", "shape", "grid", "--split", "$", "--event-type-from", "event",
+        "--delivery-id-from", "sg_event_id", "--redact", "ip", "--redact", "useragent",
+    )  # fmt: skip
+    assert shaped["shaping"]["split"] == "$"
+    assert shaped["shaping"]["redact"] == ["ip", "useragent"]
+    assert "event_type_from" in fails(
+        "sources", "shape", "grid", "--event-type-from", "a..b", code=2
+    )
+    assert ok_json("sources", "shape", "grid", "--clear")["shaping"] is None

@@ -122,7 +122,8 @@ def hooks(client: TestClient) -> TestClient:
         ),
         ("/collect/" + "x" * 129 + "/hooks", b"{}", {}, 400, "at most 128 characters"),
         ("/collect/order", b"{}", {}, 404, "expected /collect/{event_type}/{source_id}"),
-        ("/collect/order/hooks/extra", b"{}", {}, 404, "expected /collect/"),
+        ("/collect/order/hooks/", b"{}", {}, 404, "expected /collect/"),
+        ("/collect/order//hooks", b"{}", {}, 400, "segments joined by"),
     ],
 )
 def test_collect_refuses_bad_input_clearly_and_stores_nothing(

@@ -35,6 +35,7 @@ INGEST_CODE: dict[str, tuple[str, ...] | None] = {
     "ingest/service.py": None,
     "ingest/parsing.py": None,
     "ingest/tracking.py": None,
+    "ingest/shaping.py": None,
     "sources/signatures.py": None,
     "sources/service.py": ("get_accepting", "admit"),
     "protocol.py": None,
@@ -194,6 +195,8 @@ PRODUCERS: dict[str, Producer] = {
     "url_too_long": _post("/collect/o/hooks?q=" + "u" * 16_384, b"{}"),
     "too_many_headers": _post("/collect/o/hooks", b"{}", {f"x-h{n}": "v" for n in range(101)}),
     "headers_too_large": _post("/collect/o/hooks", b"{}", {"x-big": "b" * 33_000}),
+    "split_not_array": _post("/collect/o/split", b'{"alerts": "none"}'),
+    "split_too_large": _post("/collect/o/split", b'{"alerts": [{}, {}, {}]}'),
 }
 
 PRODUCED_APART = {"overloaded", "storage_unavailable", "body_timeout"}
@@ -215,6 +218,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServe
         "EVENTSTITCH_CORS_ORIGINS": "https://shop.example",
         "EVENTSTITCH_MAX_BODY_BYTES": "1024",
         "EVENTSTITCH_TRACK_MAX_EVENTS": "2",
+        "EVENTSTITCH_MAX_SPLIT_EVENTS": "2",
         "EVENTSTITCH_TRACK_MAX_STORED_BYTES": "1200",
     }
     with fresh_database_url() if request.param == "postgres" else nullcontext("") as url:
@@ -226,6 +230,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServe
                 create_source(http, id="hooks")
                 create_source(http, id="off", enabled=False)
                 create_source(http, id="web", kind="tracker")
+                create_source(http, id="split", shaping={"split": "alerts"})
                 create_source(http, id="limited", rate_limit={"per_second": 0.001, "burst": 1})
                 create_source(
                     http, id="signed", signature={"preset": "github", "secrets": [SECRET]}

@@ -21,6 +21,7 @@ SOURCE_FIELDS = {
     "tags",
     "identification",
     "traits",
+    "shaping",
     "delivery_id_path",
     "signature",
     "rate_limit",

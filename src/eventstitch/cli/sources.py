@@ -282,6 +282,41 @@ def limit(
 
 @sources.command()
 @click.argument("source_id")
+@click.option("--event-type-from", default=None, help="header:<Name> or a payload path.")
+@click.option("--split", default=None, help="$ (the body is an array) or an array's path.")
+@click.option("--delivery-id-from", default=None, help="header:<Name> or a payload path.")
+@click.option("--redact", "redact", multiple=True, help="Payload path to remove; repeatable.")
+@click.option("--form-json-field", default=None, help="Form field holding the JSON delivery.")
+@click.option("--bracket-keys", is_flag=True, help="Form keys a[b][c] become nested objects.")
+@click.option("--clear", is_flag=True, help="Remove the shaping: store deliveries as they come.")
+@json_option
+def shape(
+    source_id: str,
+    event_type_from: str | None,
+    split: str | None,
+    delivery_id_from: str | None,
+    redact: tuple[str, ...],
+    form_json_field: str | None,
+    bracket_keys: bool,
+    clear: bool,
+    as_json: bool,
+) -> None:
+    """Set how a webhook source's deliveries become events (PATCH shaping; replaces it)."""
+    shaping: dict[str, Any] | None = None
+    if not clear:
+        shaping = {
+            "event_type_from": event_type_from,
+            "split": split,
+            "delivery_id_from": delivery_id_from,
+            "redact": list(redact),
+            "form_json_field": form_json_field,
+            "bracket_keys": bracket_keys,
+        }
+    _update(source_id, {"shaping": shaping}, as_json)
+
+
+@sources.command()
+@click.argument("source_id")
 def remove(source_id: str) -> None:
     """Remove a source; the events it collected stay."""
 

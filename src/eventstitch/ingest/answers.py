@@ -9,8 +9,21 @@ from eventstitch.ingest.schemas import RepeatedDelivery
 from eventstitch.storage.records import EventRecord, VisitResult
 
 
-def collect_answer(event: EventRecord, duplicate: RepeatedDelivery | None) -> dict[str, Any]:
-    """The answer of the webhook bridge for a stored (or repeated) delivery."""
+def collect_answer(
+    events: list[EventRecord], repeats: list[RepeatedDelivery | None], split: bool
+) -> dict[str, Any]:
+    """The answer of the webhook bridge for a stored (or repeated) delivery: one event's, or
+    every id of a split delivery in order (`duplicates`: how many were stored before)."""
+    if split:
+        return {
+            "ok": True,
+            "ids": [e.id for e in events],
+            "types": [e.type for e in events],
+            "profile_less": True,
+            "profile_ids": [e.profile_id for e in events],
+            "duplicates": sum(repeat is not None for repeat in repeats),
+        }
+    event, duplicate = events[0], repeats[0]
     answer: dict[str, Any] = {
         "ok": True,
         "id": event.id,

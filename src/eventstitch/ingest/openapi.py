@@ -14,9 +14,17 @@ _PARAMS = [
         "in": "path",
         "required": True,
         "schema": {"type": "string"},
-        "description": "Lower-cased, whitespace to '-'; then [a-z0-9._:-], at most 128.",
+        "description": "Everything between /collect/ and the last segment, slashes included "
+        "(orders/create). Lower-cased, whitespace to '-'; then segments of [a-z0-9._:-] joined "
+        "by '/', each starting with a letter or digit, at most 128 in all. %2F is a slash.",
     },
-    {"name": "source_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "source_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The last path segment.",
+    },
 ]
 _ANSWER = {
     "description": "Stored durably (answered only after commit).",

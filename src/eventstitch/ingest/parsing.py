@@ -17,7 +17,11 @@ import orjson
 
 from eventstitch.errors import BadRequest, NotFound, UnsupportedMediaType, clip
 
-EVENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
+EVENT_TYPE_REGEX = r"^[a-z0-9][a-z0-9._:-]*(/[a-z0-9][a-z0-9._:-]*)*$"
+MAX_EVENT_TYPE = 128
+"""An event type: segments of `[a-z0-9._:-]` joined by '/', each starting with a letter or a
+digit, 128 characters at most in all (Shopify's `orders/create`)."""
+EVENT_TYPE_PATTERN = re.compile(EVENT_TYPE_REGEX)
 NON_OBJECT_KEY = "_body"
 """Where a JSON body that is not an object (array, string, number...) is kept whole."""
 
@@ -49,20 +53,22 @@ COLLECT_PREFIX = "/collect/"
 
 
 def split_collect_path(path: str) -> tuple[str, str]:
-    """`/collect/{event_type}/{source_id}` as (event type, source id), else a 404."""
-    parts = path[len(COLLECT_PREFIX) :].split("/")
-    if len(parts) != 2 or not parts[0] or not parts[1]:
+    """`/collect/{event_type}/{source_id}` as (event type, source id), else a 404. The source
+    is the last segment and the type everything before it, slashes included: the path is the
+    decoded one, so `orders%2Fcreate` and `orders/create` name the same type."""
+    event_type, _, source_id = path[len(COLLECT_PREFIX) :].rpartition("/")
+    if not event_type or not source_id:
         raise NotFound(
             "expected /collect/{event_type}/{source_id}",
             errors=[{"field": "path", "value": path[:120]}],
             reason="bad_path",
         )
-    return parts[0], parts[1]
+    return event_type, source_id
 
 
 def normalise_event_type(raw: str) -> str:
-    """Lower-case, trim, runs of whitespace to one dash; refuse anything outside
-    `[a-z0-9._:-]` (first character a letter or digit, at most 128)."""
+    """Lower-case, trim, runs of whitespace to one dash; refuse anything but segments of
+    `[a-z0-9._:-]` joined by '/', each starting with a letter or digit, at most 128 in all."""
     # Event types repeat from request to request: remember the answers (refusals are not
     # remembered, and the memory is bounded).
     value = _EVENT_TYPES.get(raw)
@@ -84,10 +90,11 @@ bytes too (4096 x 256 at most), whatever size of header or path a client sends."
 
 def _normalise_event_type(raw: str) -> str:
     value = _SPACES.sub("-", raw.strip().lower())
-    if not EVENT_TYPE_PATTERN.match(value):
+    if len(value) > MAX_EVENT_TYPE or not EVENT_TYPE_PATTERN.match(value):
         raise BadRequest(
             f"event type {clip(raw, 60)!r} is not allowed: use letters, digits, '.', '_', ':' "
-            "or '-' (spaces become '-'), starting with a letter or digit, at most 128 characters",
+            "or '-' (spaces become '-'), in segments joined by '/' that each start with a letter "
+            "or digit, at most 128 characters",
             errors=[{"field": "event_type", "value": clip(raw, 60)}],
             reason="bad_event_type",
         )

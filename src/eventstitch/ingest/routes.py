@@ -222,11 +222,19 @@ class CollectEndpoint(IngestEndpoint):
             client=client[0] if client else None,
         )
         try:
-            event, duplicate = await service.collect(ctx=self.ctx, request=request)
-        except EventstitchError:
-            scope[REFUSED_BODY] = body
+            collected = await service.collect(ctx=self.ctx, request=request)
+        except EventstitchError as error:
+            if error.kept_body is None:
+                scope[REFUSED_BODY] = body
+            else:  # the source's redactions applied: kept as JSON, and said so
+                scope[REFUSED_BODY] = error.kept_body
+                scope["headers"] = [
+                    *((k, v) for k, v in headers if k != b"content-type"),
+                    _CONTENT_TYPE_JSON,
+                ]
             raise
-        return collect_answer(event, duplicate), 0 if duplicate else 1
+        answer = collect_answer(collected.events, collected.duplicates, collected.split)
+        return answer, collected.duplicates.count(None)
 
 
 TRACK_PATH = "/track"

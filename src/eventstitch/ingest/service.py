@@ -8,9 +8,17 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from eventstitch.context import AppContext
-from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded, clip_id
-from eventstitch.identity.rules import Identification, identify, lookup
+from eventstitch.errors import (
+    BadRequest,
+    EventstitchError,
+    Forbidden,
+    NotFound,
+    Overloaded,
+    clip_id,
+)
+from eventstitch.identity.rules import Identification, identify
 from eventstitch.ids import new_event_id
+from eventstitch.ingest import shaping as shaping_rules
 from eventstitch.ingest.parsing import (
     normalise_event_type,
     parse_body,
@@ -30,7 +38,14 @@ from eventstitch.storage.errors import (
     SourceRefused,
     StorageUnavailable,
 )
-from eventstitch.storage.records import Claim, EventRecord, SourceRecord, Visit, VisitResult
+from eventstitch.storage.records import (
+    Claim,
+    EventRecord,
+    Shaping,
+    SourceRecord,
+    Visit,
+    VisitResult,
+)
 
 WEBHOOK_KINDS = frozenset({"webhook"})
 T = TypeVar("T")
@@ -47,71 +62,205 @@ DELIVERY_ID_HEADERS = (
 MAX_DELIVERY_ID = 256
 
 
-async def collect(
-    *, ctx: AppContext, request: WebhookRequest, replay: bool = False
-) -> tuple[EventRecord, RepeatedDelivery | None]:
-    """Store one profile-less event from the webhook bridge; return it once it is durable,
-    with the profile its identifiers linked it to, if any, and, for a repeated delivery, how
-    it compares with the first (then nothing new was stored and the event is the one stored
-    first). A `replay` of a quarantined request, vouched for by an operator, skips signature
-    and rate limit."""
-    event_type = normalise_event_type(request.event_type)
-    source = await _committed(
-        ctx, sources_service.get_accepting(ctx=ctx, source_id=request.source_id, kind="webhook")
-    )
+@dataclasses.dataclass(frozen=True, slots=True)
+class Collected:
+    """What one delivery to the webhook bridge stored: its events (the first stored ones for
+    repeated deliveries), which were repeats, and whether the source split it."""
+
+    events: list[EventRecord]
+    duplicates: list[RepeatedDelivery | None]
+    """Per event, None when it was stored now, else how the repeat compares with the first."""
+    split: bool = False
+
+
+async def collect(*, ctx: AppContext, request: WebhookRequest, replay: bool = False) -> Collected:
+    """Store the events of one delivery to the webhook bridge (one, or one per element when
+    the source splits) in one commit; return them once durable, with the profile each was
+    linked to, and which were repeated deliveries (stored first earlier: nothing new). A
+    `replay` of a quarantined request, vouched for by an operator, skips signature and rate
+    limit."""
+    path_type = normalise_event_type(request.event_type)
     headers, kept_headers = scan_headers(request.headers)
+    source: SourceRecord | None = None
+    try:
+        source = await _committed(
+            ctx,
+            sources_service.get_accepting(ctx=ctx, source_id=request.source_id, kind="webhook"),
+        )
+        return await _collect_from(ctx, source, request, headers, kept_headers, path_type, replay)
+    except EventstitchError as error:
+        # Refused, even for being disabled: a source's redactions still hold in the quarantine.
+        known = source or ctx.sources.peek(request.source_id)
+        if known is not None and known.shaping is not None and known.shaping.redact:
+            error.kept_body = _redacted_body(ctx, known.shaping, request, headers)
+        raise
+
+
+async def _collect_from(
+    ctx: AppContext,
+    source: SourceRecord,
+    request: WebhookRequest,
+    headers: Mapping[str, str],
+    kept_headers: dict[str, str],
+    path_type: str,
+    replay: bool,
+) -> Collected:
     if not replay:  # a replay was vouched for by an operator; it never carries the signature
         _verify(source, request, headers)
         sources_service.admit(ctx=ctx, source=source)
     kept_headers, query_string = signatures.without_secret(
         source.signature, kept_headers, request.query_string
     )
-    content_type = headers.get("content-type")
-    if request.method == "GET":
-        properties: dict[str, Any] = parse_form(query_string)
-        body_kind = "query"
-    else:
-        properties, body_kind = parse_body(
-            request.body, content_type, max_depth=ctx.config.max_nesting_depth
+    properties, body_kind = _properties(ctx, request, headers, query_string)
+    shaping = source.shaping
+    if shaping is not None and body_kind in ("form", "query"):
+        properties = shaping_rules.read_form(
+            properties, shaping, max_depth=ctx.config.max_nesting_depth
         )
-    identification = _identify(ctx, source, properties, event_type)
-    event_id, received_ms = new_event_id()
-    event = EventRecord(
-        id=event_id,
-        type=event_type,
-        source_id=request.source_id,
-        received_ms=received_ms,
-        profile_less=True,
-        profile_id=None,
-        session_id=None,
-        properties=properties,
-        context={
-            "method": request.method,
-            # Only what the stored headers keep: a source may read its secret from any
-            # header, User-Agent included.
-            "content_type": content_type if "content-type" in kept_headers else None,
-            "body_kind": body_kind,
-            "user_agent": headers.get("user-agent") if "user-agent" in kept_headers else None,
-            "client": request.client,
-            "query": query_string,
-            "headers": kept_headers,
-            **_skipped_rules(identification),
-        },
+    split = shaping is not None and shaping.split is not None
+    items = (
+        shaping_rules.split(properties, shaping.split, limit=ctx.config.max_split_events)
+        if shaping is not None and shaping.split is not None
+        else [properties]
     )
-    claim = identification.claim
-    key = delivery_key(ctx, headers, properties, source.delivery_id_path)
-    try:
-        profile_id = await store(
-            ctx=ctx, event=event, accepted_kinds=WEBHOOK_KINDS, claim=claim, delivery_key=key
-        )
-    except DuplicateDelivery as duplicate:
-        original = await ctx.storage.events.get(duplicate.original_event_id)
-        if original is None:  # erased since: nothing left to compare with
-            return dataclasses.replace(event, id=duplicate.original_event_id), RepeatedDelivery(
-                body_differs=None
+    delivery_from = _delivery_id_from(source)
+    delivery_wide = delivery_key(ctx, headers, properties, None)
+    context = {
+        "method": request.method,
+        # Only what the stored headers keep: a source may read its secret from any
+        # header, User-Agent included.
+        "content_type": headers.get("content-type") if "content-type" in kept_headers else None,
+        "body_kind": body_kind,
+        "user_agent": headers.get("user-agent") if "user-agent" in kept_headers else None,
+        "client": request.client,
+        "query": query_string,
+        "headers": kept_headers,
+    }
+    events: list[EventRecord] = []
+    claims: list[Claim | None] = []
+    keys: list[str | None] = []
+    for index, item in enumerate(items):
+        if shaping is not None and shaping.redact:
+            item = shaping_rules.redact(item, shaping.redact)
+        event_type = _event_type(shaping, headers, item, path_type)
+        key = delivery_key(ctx, headers, item, delivery_from)
+        if split and key is not None and (delivery_from is None or _from_header(delivery_from)):
+            key = f"{key}#{index}"  # one id for the delivery: each element its own
+        elif split and key is None and delivery_wide is not None:
+            key = f"{delivery_wide}#{index}"
+        identification = _identify(ctx, source, item, event_type)
+        event_id, received_ms = new_event_id()
+        events.append(
+            EventRecord(
+                id=event_id,
+                type=event_type,
+                source_id=request.source_id,
+                received_ms=received_ms,
+                profile_less=True,
+                profile_id=None,
+                session_id=None,
+                properties=item,
+                context={**context, **_skipped_rules(identification)},
             )
-        return original, RepeatedDelivery(body_differs=original.properties != properties)
-    return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), None
+        )
+        claims.append(identification.claim)
+        keys.append(key)
+    if not split:
+        try:
+            profile_id = await store(
+                ctx=ctx,
+                event=events[0],
+                accepted_kinds=WEBHOOK_KINDS,
+                claim=claims[0],
+                delivery_key=keys[0],
+            )
+        except DuplicateDelivery as duplicate:
+            original, repeat = await _original(ctx, events[0], duplicate)
+            return Collected([original], [repeat])
+        event = events[0]
+        return Collected([dataclasses.replace(event, profile_id=profile_id)], [None])
+    outcomes = await _committed(
+        ctx,
+        ctx.storage.events.append_group(
+            list(zip(events, claims, keys, strict=True)), accepted_kinds=WEBHOOK_KINDS
+        ),
+    )
+    stored: list[EventRecord] = []
+    duplicates: list[RepeatedDelivery | None] = []
+    for event, outcome in zip(events, outcomes, strict=True):
+        if isinstance(outcome, DuplicateDelivery):
+            original, repeat = await _original(ctx, event, outcome)
+            stored.append(original)
+            duplicates.append(repeat)
+        else:
+            stored.append(dataclasses.replace(event, profile_id=outcome))
+            duplicates.append(None)
+    return Collected(stored, duplicates, split=True)
+
+
+async def _original(
+    ctx: AppContext, event: EventRecord, duplicate: DuplicateDelivery
+) -> tuple[EventRecord, RepeatedDelivery]:
+    """The event stored first for a repeated delivery, and whether this one's properties
+    differ from it (unknown when it was erased since)."""
+    original = await ctx.storage.events.get(duplicate.original_event_id)
+    if original is None:
+        return dataclasses.replace(event, id=duplicate.original_event_id), RepeatedDelivery(None)
+    return original, RepeatedDelivery(original.properties != event.properties)
+
+
+def _properties(
+    ctx: AppContext, request: WebhookRequest, headers: Mapping[str, str], query_string: str
+) -> tuple[dict[str, Any], str]:
+    if request.method == "GET":
+        return parse_form(query_string), "query"
+    return parse_body(
+        request.body, headers.get("content-type"), max_depth=ctx.config.max_nesting_depth
+    )
+
+
+def _event_type(
+    shaping: Shaping | None, headers: Mapping[str, str], item: dict[str, Any], path_type: str
+) -> str:
+    """The type the source's `event_type_from` finds, under the type rules; else the path's."""
+    if shaping is None or shaping.event_type_from is None:
+        return path_type
+    found = shaping_rules.find(shaping.event_type_from, headers, item)
+    if not isinstance(found, str) or not found.strip():
+        return path_type
+    try:
+        return normalise_event_type(found)
+    except BadRequest as error:
+        raise BadRequest(
+            f"{error.message} (found at {shaping.event_type_from})",
+            errors=[{**error.errors[0], "from": shaping.event_type_from}],
+            reason=error.reason,
+        ) from None
+
+
+def _delivery_id_from(source: SourceRecord) -> str | None:
+    if source.shaping is not None and source.shaping.delivery_id_from is not None:
+        return source.shaping.delivery_id_from
+    return ".".join(source.delivery_id_path) or None
+
+
+def _from_header(spec: str) -> bool:
+    return spec.startswith(shaping_rules.HEADER_PREFIX)
+
+
+def _redacted_body(
+    ctx: AppContext, shaping: Shaping, request: WebhookRequest, headers: Mapping[str, str]
+) -> bytes:
+    """The body the quarantine may keep of a refused delivery to a source with redactions:
+    the delivery without them, or nothing when it cannot be read."""
+    depth = ctx.config.max_nesting_depth
+    try:
+        properties, kind = _properties(ctx, request, headers, request.query_string)
+        if kind in ("form", "query"):
+            properties = shaping_rules.read_form(properties, shaping, max_depth=depth)
+    except EventstitchError:
+        return b""
+    return shaping_rules.kept_body(properties, shaping, max_depth=depth)
 
 
 def _identify(
@@ -158,13 +307,13 @@ def delivery_key(
     ctx: AppContext,
     headers: Mapping[str, str],
     properties: dict[str, Any],
-    path: tuple[str, ...],
+    spec: str | None,
 ) -> str | None:
-    """The sender's delivery id: at the source's payload path, else in a known header
-    (`headers`: the first value of each request header, by lower-case name)."""
+    """The sender's delivery id: where the source says (a header or a payload path), else in
+    a known header (`headers`: the first value of each request header, by lower-case name)."""
     if not ctx.config.idempotency_window_seconds:
         return None
-    found: Any = lookup(properties, path) if path else None
+    found: Any = shaping_rules.find(spec, headers, properties) if spec else None
     if found is None or isinstance(found, dict | list | bool):
         found = None
         for name in DELIVERY_ID_HEADERS:

@@ -103,8 +103,8 @@ def _source_id(route: str, path: str, body: bytes) -> str | None:
     """The source the request named, if it named one: in the path of the webhook bridge, in
     the payload of /track (read only when the whole body was kept)."""
     if route == "collect":
-        parts = path[len(COLLECT_PREFIX) :].split("/")
-        return clip(parts[1], 200) if len(parts) == 2 and parts[1] else None
+        event_type, _, source_id = path[len(COLLECT_PREFIX) :].rpartition("/")
+        return clip(source_id, 200) if event_type and source_id else None
     try:
         payload = orjson.loads(body) if body else None
     except orjson.JSONDecodeError:

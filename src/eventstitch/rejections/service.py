@@ -110,7 +110,7 @@ async def _ingest_again(
     if record.route == "collect":
         event_type, source_id = split_collect_path(record.path)
         _require_method(record, ("GET", "POST"))
-        event, duplicate = await ingest.collect(
+        collected = await ingest.collect(
             ctx=ctx,
             replay=True,
             request=WebhookRequest(
@@ -123,7 +123,8 @@ async def _ingest_again(
                 source_id=source_id,
             ),
         )
-        return collect_answer(event, duplicate), (event.id,)
+        answer = collect_answer(collected.events, collected.duplicates, collected.split)
+        return answer, tuple(e.id for e in collected.events)
     if record.route == "track":
         _require_method(record, ("POST",))
         request = RawRequest("POST", body, record.query, headers, record.client)

@@ -24,7 +24,7 @@ from eventstitch.errors import (
 from eventstitch.ids import now_ms
 from eventstitch.sources.schemas import SOURCE_ID_PATTERN, SourceCreate, SourcePatch
 from eventstitch.storage.errors import DuplicateSource
-from eventstitch.storage.records import SignatureRule, SourceRecord
+from eventstitch.storage.records import Shaping, SignatureRule, SourceRecord
 
 SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
 
@@ -48,8 +48,10 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         else (),
         signature=source_in.signature.record() if source_in.signature else None,
         rate_limit=source_in.rate_limit.record() if source_in.rate_limit else None,
+        shaping=source_in.shaping.record() if source_in.shaping else None,
     )
     _refuse_unsigned_kind(record.kind, record.signature)
+    _refuse_shaped_kind(record.kind, record.shaping)
     try:
         created = await ctx.storage.sources.create(record)
     except DuplicateSource:
@@ -122,14 +124,13 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     if "delivery_id_path" in patch.model_fields_set:
         path = patch.delivery_id_path
         changes["delivery_id_path"] = tuple(path.split(".")) if path else ()
-    for key in ("signature", "rate_limit"):  # null is meaningful here: unsigned, the default
+    nullable = ("signature", "rate_limit", "shaping")
+    for key in nullable:  # null is meaningful here: unsigned, the default, unshaped
         if key in patch.model_fields_set:
             value = getattr(patch, key)
             changes[key] = value.record() if value is not None else None
-    if None in (v for k, v in changes.items() if k not in ("signature", "rate_limit")):
-        field = next(
-            k for k, v in changes.items() if v is None and k not in ("signature", "rate_limit")
-        )
+    if None in (v for k, v in changes.items() if k not in nullable):
+        field = next(k for k, v in changes.items() if v is None and k not in nullable)
         raise Unprocessable(f"{field} may not be null", errors=[{"field": field}])
     if "identification" in changes:
         changes["identification"] = tuple(rule.record() for rule in patch.identification or ())
@@ -141,6 +142,9 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     if current is not None:
         _refuse_unsigned_kind(
             changes.get("kind", current.kind), changes.get("signature", current.signature)
+        )
+        _refuse_shaped_kind(
+            changes.get("kind", current.kind), changes.get("shaping", current.shaping)
         )
     updated = await ctx.storage.sources.update(source_id, changes, now_ms())
     ctx.sources.forget(source_id)
@@ -215,6 +219,14 @@ async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None
             reason="read_only_source",
         )
     return source
+
+
+def _refuse_shaped_kind(kind: str, shaping: Shaping | None) -> None:
+    if shaping is not None and kind != "webhook":
+        raise Unprocessable(
+            f"shaping applies to webhook sources only, not {kind} sources",
+            errors=[{"field": "shaping"}],
+        )
 
 
 def _refuse_unsigned_kind(kind: str, signature: SignatureRule | None) -> None:

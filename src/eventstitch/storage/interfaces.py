@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
     Claim,
     CountQuery,
@@ -60,6 +61,17 @@ class EventStore(Protocol):
         it was linked to, if any. With a `delivery_key` seen from the same source within the
         idempotency window, stores nothing and raises DuplicateDelivery. Raises QueueFull,
         SourceRefused or StorageUnavailable."""
+        ...
+
+    async def append_group(
+        self,
+        items: Sequence[tuple[EventRecord, Claim | None, str | None]],
+        *,
+        accepted_kinds: frozenset[str],
+    ) -> list[str | DuplicateDelivery | None]:
+        """Commit events of one delivery (event, claim, delivery key) in one transaction, all
+        or none: each one's profile, or DuplicateDelivery for an element seen before (it
+        stores nothing). Raises as `append` when the group is refused."""
         ...
 
     async def get(self, event_id: str) -> EventRecord | None: ...

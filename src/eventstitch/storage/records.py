@@ -54,6 +54,21 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Shaping:
+    """How a source's deliveries become events: where the type and the delivery id are, which
+    array holds one event per element, what is removed, and how a form body is read. Paths are
+    dotted payload paths; `header:<Name>` names a request header instead."""
+
+    event_type_from: str | None = None
+    split: str | None = None
+    """`$`: the body is an array; else the path of the array, the rest kept under `_delivery`."""
+    delivery_id_from: str | None = None
+    redact: tuple[str, ...] = ()
+    form_json_field: str | None = None
+    bracket_keys: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class SourceRecord:
     """An event source as stored."""
 
@@ -73,6 +88,7 @@ class SourceRecord:
     signature: SignatureRule | None = None
     rate_limit: RateLimit | None = None
     """None: the default of the settings."""
+    shaping: Shaping | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,12 @@ from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
 from eventstitch.query.schemas import event_json
-from eventstitch.sources.schemas import SourceOut, checked_rate_limit, checked_signature
+from eventstitch.sources.schemas import (
+    SourceOut,
+    checked_rate_limit,
+    checked_shaping,
+    checked_signature,
+)
 from eventstitch.storage.errors import DuplicateSource
 from eventstitch.storage.records import (
     CountQuery,
@@ -33,6 +38,7 @@ from eventstitch.storage.shared.codec import (
     rate_limit_from_json,
     rate_limit_to_json,
     rules_from_json,
+    shaping_from_json,
     signature_from_json,
     signature_to_json,
     traits_from_json,
@@ -296,6 +302,7 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
             delivery_id_path=tuple(delivery_id_path.split(".")) if delivery_id_path else (),
             signature=signature_from_json(data.get("signature")),
             rate_limit=rate_limit_from_json(data.get("rate_limit")),
+            shaping=shaping_from_json(data.get("shaping")),
         )
         # Held to what the API accepts: a hand-edited file must not bring a rule the API
         # would refuse (one-character tokens, an unknown digest, a signed tracker).
@@ -305,6 +312,10 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
             source = dataclasses.replace(source, signature=checked_signature(source.signature))
         if source.rate_limit is not None:
             source = dataclasses.replace(source, rate_limit=checked_rate_limit(source.rate_limit))
+        if source.shaping is not None:
+            if source.kind != "webhook":
+                raise ValueError("shaping applies to webhook sources only")
+            source = dataclasses.replace(source, shaping=checked_shaping(source.shaping))
         return source
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequest(f"line {number}: bad source ({clip(str(exc), 300)})") from None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.postgres.backfill import backfill_stored
 from eventstitch.storage.postgres.db import PostgresDb
 from eventstitch.storage.postgres.identity import pg_claim
@@ -24,6 +27,7 @@ from eventstitch.storage.records import (
     VisitResult,
 )
 from eventstitch.storage.shared.backend import StoreSettings
+from eventstitch.storage.shared.jobs import group_outcomes
 from eventstitch.storage.shared.rows import event_from_row
 from eventstitch.storage.shared.sql import count_result, where_clause
 
@@ -65,6 +69,20 @@ class PostgresEvents:
             lambda: writer.submit_event(event, accepted_kinds, safe, delivery_key)
         )
         return profile
+
+    async def append_group(
+        self,
+        items: Sequence[tuple[EventRecord, Claim | None, str | None]],
+        *,
+        accepted_kinds: frozenset[str],
+    ) -> list[str | DuplicateDelivery | None]:
+        writer = self._db.writer
+        safe = [(event, pg_claim(claim), key) for event, claim, key in items]
+
+        async def queued() -> list[str | DuplicateDelivery | None]:
+            return await group_outcomes(writer.submit_group(safe, accepted_kinds))
+
+        return await self._db.home(queued)
 
     async def get(self, event_id: str) -> EventRecord | None:
         async def select(conn: Conn) -> EventRecord | None:

@@ -46,7 +46,15 @@ from eventstitch.storage.postgres.rows import (
 from eventstitch.storage.records import Claim, EventRecord
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.deliveries import share_refusals
-from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_jobs
+from eventstitch.storage.shared.jobs import (
+    STOP,
+    CallJob,
+    EventJob,
+    Job,
+    group_jobs,
+    settle_jobs,
+    units,
+)
 from eventstitch.storage.shared.refusals import kinds_text, refusal
 
 log = logging.getLogger(__name__)
@@ -126,6 +134,23 @@ class PostgresWriter:
         self._put(EventJob(event, kinds, claim, delivery_key, future))
         return future
 
+    def submit_group(
+        self,
+        items: list[tuple[EventRecord, Claim | None, str | None]],
+        accepted_kinds: frozenset[str],
+    ) -> list[asyncio.Future[Any]]:
+        """Queue the events of one delivery as one item: committed in one transaction."""
+        loop = asyncio.get_running_loop()
+        kinds = kinds_text(list(accepted_kinds))
+        jobs = group_jobs(
+            [
+                EventJob(event, kinds, claim, key, loop.create_future())
+                for event, claim, key in items
+            ]
+        )
+        self._put(jobs)  # type: ignore[arg-type]
+        return [job.future for job in jobs]
+
     def submit_call(self, call: WriteCall, *, identity: bool) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._put(CallJob(call, future, identity))
@@ -142,17 +167,24 @@ class PostgresWriter:
     async def _run(self) -> None:
         queue = self._queue
         assert queue is not None
+        carried: Any = None
         while True:
-            first = await queue.get()
+            first, carried = (carried, None) if carried is not None else (await queue.get(), None)
             if first is STOP:
                 return
-            batch: list[Job] = [first]
+            batch: list[Job] = list(first) if isinstance(first, list) else [first]
             stopping = False
             while len(batch) < self._batch_size and not queue.empty():
                 item = queue.get_nowait()
                 if item is STOP:
                     stopping = True
                     break
+                if isinstance(item, list):  # one delivery's events: never cut
+                    if len(batch) + len(item) > self._batch_size:
+                        carried = item
+                        break
+                    batch.extend(item)
+                    continue
                 batch.append(item)
             metrics.QUEUE_DEPTH.set(queue.qsize())
             try:
@@ -178,12 +210,13 @@ class PostgresWriter:
             else:  # one bad write must not sink the others: commit each on its own
                 log.warning("commit of %d writes failed (%s); retrying one by one", len(batch), exc)
                 results, written = [], 0
-                for job in batch:
+                for unit in units(batch):  # a delivery's events stay together
                     try:
-                        one, count = await self._attempt([job])
+                        one, count = await self._attempt(unit)
                     except Exception as single:
                         log.exception("a write failed; it was not stored")
-                        one, count = [StorageUnavailable(f"the database refused it: {single}")], 0
+                        failure = StorageUnavailable(f"the database refused it: {single}")
+                        one, count = [failure] * len(unit), 0
                     results += one
                     written += count
         if written:

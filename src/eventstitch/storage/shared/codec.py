@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from eventstitch.storage.records import IdentificationRule, RateLimit, SignatureRule
+from eventstitch.storage.records import IdentificationRule, RateLimit, Shaping, SignatureRule
 
 
 def rules_to_json(rules: tuple[IdentificationRule, ...]) -> list[dict[str, Any]]:
@@ -78,6 +78,33 @@ def rate_limit_from_json(data: Mapping[str, Any] | None) -> RateLimit | None:
     return RateLimit(per_second=float(data["per_second"]), burst=int(data.get("burst", 0)))
 
 
+def shaping_to_json(shaping: Shaping | None) -> dict[str, Any] | None:
+    if shaping is None:
+        return None
+    data: dict[str, Any] = {
+        "event_type_from": shaping.event_type_from,
+        "split": shaping.split,
+        "delivery_id_from": shaping.delivery_id_from,
+        "redact": list(shaping.redact),
+        "form_json_field": shaping.form_json_field,
+        "bracket_keys": shaping.bracket_keys,
+    }
+    return data
+
+
+def shaping_from_json(data: Mapping[str, Any] | None) -> Shaping | None:
+    if data is None:
+        return None
+    return Shaping(
+        event_type_from=data.get("event_type_from"),
+        split=data.get("split"),
+        delivery_id_from=data.get("delivery_id_from"),
+        redact=tuple(data.get("redact") or ()),
+        form_json_field=data.get("form_json_field"),
+        bracket_keys=bool(data.get("bracket_keys", False)),
+    )
+
+
 def source_field_to_json(key: str, value: Any) -> Any:
     """A changed source field as the JSON-able value a backend stores."""
     if key == "tags":
@@ -92,4 +119,6 @@ def source_field_to_json(key: str, value: Any) -> Any:
         return signature_to_json(value)
     if key == "rate_limit":
         return rate_limit_to_json(value)
+    if key == "shaping":
+        return shaping_to_json(value)
     return value

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import Claim, EventRecord
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,9 @@ class EventJob:
     future: asyncio.Future[Any]
     row: tuple[Any, ...] = ()
     """SQLite: the checked insert's bound values, built on the request's thread."""
+    group: int = 0
+    """Non-zero: one of the events of one delivery (all with the same number), queued as one
+    list and committed together or not at all."""
 
 
 @dataclass(slots=True)
@@ -40,6 +45,43 @@ class CallJob:
 
 
 Job = EventJob | CallJob
+
+
+async def group_outcomes(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The results of a group's jobs; the group's refusal (all share it) is raised, while a
+    repeated element's DuplicateDelivery is an answer of its own."""
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, DuplicateDelivery):
+            raise result
+    return list(results)
+
+
+def units(batch: list[Job]) -> list[list[Job]]:
+    """The batch cut into what must be committed together: a group's jobs, or one job."""
+    cut: list[list[Job]] = []
+    for job in batch:
+        if isinstance(job, EventJob) and job.group and cut and _grouped_with(cut[-1], job):
+            cut[-1].append(job)
+        else:
+            cut.append([job])
+    return cut
+
+
+def _grouped_with(unit: list[Job], job: EventJob) -> bool:
+    last = unit[-1]
+    return isinstance(last, EventJob) and last.group == job.group
+
+
+_GROUPS = itertools.count(1)
+
+
+def group_jobs(jobs: list[EventJob]) -> list[EventJob]:
+    """`jobs` marked as one group (a number no other group of this process has)."""
+    number = next(_GROUPS)
+    for job in jobs:
+        job.group = number
+    return jobs
 
 
 def settle(pairs: Iterable[tuple[asyncio.Future[Any], Any]]) -> None:

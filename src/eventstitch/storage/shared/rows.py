@@ -13,6 +13,8 @@ from eventstitch.storage.shared.codec import (
     rate_limit_to_json,
     rules_from_json,
     rules_to_json,
+    shaping_from_json,
+    shaping_to_json,
     signature_from_json,
     signature_to_json,
     source_field_to_json,
@@ -23,7 +25,7 @@ from eventstitch.storage.shared.dialect import Dialect
 
 SOURCE_COLUMNS = (
     "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits,"
-    " delivery_id_path, signature, rate_limit"
+    " delivery_id_path, signature, rate_limit, shaping"
 )
 SOURCE_FIELDS = frozenset(
     {
@@ -37,10 +39,13 @@ SOURCE_FIELDS = frozenset(
         "delivery_id_path",
         "signature",
         "rate_limit",
+        "shaping",
     }
 )
 """What an update may change."""
-JSON_SOURCE_FIELDS = frozenset({"tags", "identification", "traits", "signature", "rate_limit"})
+JSON_SOURCE_FIELDS = frozenset(
+    {"tags", "identification", "traits", "signature", "rate_limit", "shaping"}
+)
 
 
 def source_from_row(row: Sequence[Any]) -> SourceRecord:
@@ -59,6 +64,7 @@ def source_from_row(row: Sequence[Any]) -> SourceRecord:
         delivery_id_path=tuple(row[10].split(".")) if row[10] else (),
         signature=signature_from_json(orjson.loads(row[11])) if row[11] else None,
         rate_limit=rate_limit_from_json(orjson.loads(row[12])) if row[12] else None,
+        shaping=shaping_from_json(orjson.loads(row[13])) if row[13] else None,
     )
 
 
@@ -78,6 +84,7 @@ def source_row(d: Dialect, source: SourceRecord) -> tuple[Any, ...]:
         d.text(".".join(source.delivery_id_path)),
         d.json_or_null(signature_to_json(source.signature)),
         d.json_or_null(rate_limit_to_json(source.rate_limit)),
+        d.json_or_null(shaping_to_json(source.shaping)),
     )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
+from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
     Claim,
     CountQuery,
@@ -14,6 +16,7 @@ from eventstitch.storage.records import (
     VisitResult,
 )
 from eventstitch.storage.shared.backend import StoreSettings
+from eventstitch.storage.shared.jobs import group_outcomes
 from eventstitch.storage.shared.rows import event_from_row
 from eventstitch.storage.shared.sql import count_result, where_clause
 from eventstitch.storage.sqlite.backfill import backfill_stored
@@ -49,6 +52,14 @@ class SqliteEvents:
             event, accepted_kinds, claim, delivery_key
         )
         return profile
+
+    async def append_group(
+        self,
+        items: Sequence[tuple[EventRecord, Claim | None, str | None]],
+        *,
+        accepted_kinds: frozenset[str],
+    ) -> list[str | DuplicateDelivery | None]:
+        return await group_outcomes(self._db.writer.submit_group(list(items), accepted_kinds))
 
     async def get(self, event_id: str) -> EventRecord | None:
         def select(conn: sqlite3.Connection) -> EventRecord | None:

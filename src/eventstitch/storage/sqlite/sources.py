@@ -17,7 +17,7 @@ from eventstitch.storage.shared.rows import (
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE
 
-_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 14)})"
 _SELECT = f"SELECT {SOURCE_COLUMNS} FROM sources"
 
 

@@ -30,7 +30,14 @@ from eventstitch.storage.errors import (
 from eventstitch.storage.records import Claim, EventRecord
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.deliveries import share_refusals
-from eventstitch.storage.shared.jobs import STOP, CallJob, EventJob, Job, settle_from_thread
+from eventstitch.storage.shared.jobs import (
+    STOP,
+    CallJob,
+    EventJob,
+    Job,
+    group_jobs,
+    settle_from_thread,
+)
 from eventstitch.storage.sqlite import identity
 from eventstitch.storage.sqlite import rows as event_rows
 from eventstitch.storage.sqlite.deliveries import drop_duplicates, remember_deliveries
@@ -101,6 +108,36 @@ class SqliteWriter:
         self._submit(EventJob(event, kinds, claim, delivery_key, future, row))
         return future
 
+    def submit_group(
+        self,
+        items: list[tuple[EventRecord, Claim | None, str | None]],
+        accepted_kinds: frozenset[str],
+    ) -> list[asyncio.Future[Any]]:
+        """Queue the events of one delivery as one item: the writer commits them in one
+        transaction, never across two batches."""
+        loop = asyncio.get_running_loop()
+        kinds = event_rows.kinds_param(accepted_kinds)
+        jobs = group_jobs(
+            [
+                EventJob(
+                    event,
+                    kinds,
+                    claim,
+                    key,
+                    loop.create_future(),
+                    (*event_rows.event_row(event), kinds),
+                )
+                for event, claim, key in items
+            ]
+        )
+        with self._admit:
+            if len(self._pending) + len(jobs) > self._queue_size:
+                raise QueueFull("the write queue is full")
+            self._pending.append(jobs)
+        if self._sleeping:
+            self._wake.set()
+        return [job.future for job in jobs]
+
     def submit_call(self, call: Callable[[sqlite3.Connection], Any]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._submit(CallJob(call, future))
@@ -146,6 +183,11 @@ class SqliteWriter:
                     continue
                 batch: list[Job] = []
                 while pending and len(batch) < self._batch_size:
+                    if isinstance(pending[0], list):  # one delivery's events: never cut
+                        if batch and len(batch) + len(pending[0]) > self._batch_size:
+                            break
+                        batch.extend(pending.popleft())
+                        continue
                     item = pending.popleft()
                     if item is STOP:
                         stopping = True
@@ -170,13 +212,15 @@ class SqliteWriter:
         try:
             keyed = any(job.delivery_key is not None for _, job in events)
             claimed = any(job.claim is not None for _, job in events)
+            # A group's events must not be split by the owner cache's retry below.
+            grouped = any(job.group for _, job in events)
             if not (calls or keyed or claimed):
                 # The common case, events alone: one statement, which is its own durable
                 # transaction. Each statement costs a round trip for the GIL, so one is best.
                 written = _insert_checked(conn, events, results)
             else:
                 known = None
-                if not (calls or keyed):
+                if not (calls or keyed or grouped):
                     known = self._owners.links((i, job.claim) for i, job in events)
                 if known is not None:
                     # Events alone whose identifiers all belong to profiles known to this
