@@ -21,7 +21,7 @@ from eventstitch.config import Config, load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, Overloaded, error_body, query_too_slow
 from eventstitch.identity.routes import router as profiles_router
-from eventstitch.ingest.openapi import COLLECT_PATHS
+from eventstitch.ingest.openapi import with_links
 from eventstitch.ingest.routes import (
     CLOSE_AFTER_500,
     COLLECT_PREFIX,
@@ -123,8 +123,7 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
             schema = get_openapi(
                 title=api.title, version=api.version, description=api.description, routes=api.routes
             )
-            schema["paths"].update(COLLECT_PATHS)
-            api.openapi_schema = schema
+            api.openapi_schema = with_links(schema)
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]

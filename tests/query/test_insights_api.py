@@ -171,3 +171,37 @@ def test_too_many_buckets_say_the_limit(filled: TestClient) -> None:
     )
     assert body["errors"][0]["field"] == "by"
     assert "10000" in body["error"]
+
+
+AWKWARD_KEYS = {  # the key as stored, and as a query writes it
+    'a"b': 'properties.a"b',
+    "a\\b": "properties.a\\b",
+    "a\nb": "properties.a\nb",
+    "a.b": 'properties."a.b"',
+    "": 'properties.""',
+    '"q': 'properties."\\"q"',
+    "x,y": 'properties."x,y"',
+}
+
+
+@pytest.mark.parametrize("key", list(AWKWARD_KEYS))
+def test_keys_with_quotes_backslashes_dots_or_control_characters_are_found(
+    client: TestClient, key: str
+) -> None:
+    create_source(client, id="odd")
+    for body in ({key: "one", "a": {"b": "nested"}}, {key: "one"}, {key: "two"}, {"other": 1}):
+        assert client.post("/collect/k/odd", json=body).status_code == 200
+    written = AWKWARD_KEYS[key]
+
+    events = client.get("/api/events", params={"source_id": "odd", written: "one"})
+    assert events.status_code == 200, events.text
+    assert [e["properties"][key] for e in events.json()["events"]] == ["one", "one"]
+
+    answer = counts(client, source_id="odd", by=written, distinct=written)
+    assert answer["by"] == [written]
+    assert answer["distinct"] == written
+    assert [(row[written], row["count"], row["distinct"]) for row in answer["rows"]] == [
+        ("one", 2, 1),
+        (None, 1, 0),
+        ("two", 1, 1),
+    ]

@@ -1,4 +1,6 @@
-"""OpenAPI description of the webhook bridge, which runs on raw ASGI outside FastAPI."""
+"""OpenAPI description of the webhook bridge and the tracking API, which run on raw ASGI outside
+FastAPI, and the links between operations (a created source leads to collecting for it, a
+stored event to reading it), which stateful clients and fuzzers follow."""
 
 from __future__ import annotations
 
@@ -49,9 +51,83 @@ _REFUSALS = {str(code): _ERROR for code in (400, 403, 404, 405, 413, 415)} | {
     "503": {**_ERROR, "description": "Queue full or storage unavailable; see Retry-After."},
 }
 
+_READ_EVENT = {
+    "operationId": "get_event_api_events__event_id__get",
+    "description": "Read the event stored.",
+}
+_COLLECT_LINKS = {
+    "GetEvent": {**_READ_EVENT, "parameters": {"event_id": "$response.body#/id"}},
+}
+_TRACK_PAYLOAD = {
+    "type": "object",
+    "required": ["source"],
+    "properties": {
+        "source": {
+            "type": "object",
+            "required": ["id"],
+            "properties": {"id": {"type": "string"}},
+        },
+        "session": {"type": "object", "properties": {"id": {"type": "string"}}},
+        "profile": {"type": "object", "properties": {"id": {"type": "string"}}},
+        "context": {"type": "object"},
+        "properties": {"type": "object"},
+        "profile_less": {"type": "boolean"},
+        "events": {
+            "type": "array",
+            "maxItems": 500,
+            "items": {
+                "type": "object",
+                "required": ["type"],
+                "properties": {
+                    "type": {"type": "string"},
+                    "id": {"type": "string"},
+                    "properties": {"type": "object"},
+                    "context": {"type": "object"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
 COLLECT_PATHS: dict[str, Any] = {
+    "/track": {
+        "post": {
+            "operationId": "track",
+            "tags": ["ingest"],
+            "summary": "Tracking API: store a tracker's events with their profile and session",
+            "description": "Tracardi's tracker payload; fields not listed are ignored. The "
+            "source must be a tracker source. At most 500 events.",
+            "parameters": [
+                {"name": "profile_less", "in": "query", "schema": {"type": "boolean"}},
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _TRACK_PAYLOAD}},
+            },
+            "responses": {
+                "200": {
+                    "description": "Stored durably (answered only after commit).",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "links": {
+                        "GetFirstEvent": {
+                            **_READ_EVENT,
+                            "parameters": {"event_id": "$response.body#/events/0/id"},
+                        },
+                        "GetProfile": {
+                            "operationId": "get_profile_api_profiles__profile_id__get",
+                            "parameters": {"profile_id": "$response.body#/profile/id"},
+                        },
+                    },
+                },
+                **_REFUSALS,
+                "422": {**_ERROR, "description": "The payload's shape; the field is named."},
+            },
+        }
+    },
     "/collect/{event_type}/{source_id}": {
         "post": {
+            "operationId": "collect_post",
             "tags": ["ingest"],
             "summary": "Webhook bridge: store the body as a profile-less event",
             "description": "JSON (any charset, also as text/plain or without a content type), "
@@ -64,16 +140,49 @@ COLLECT_PATHS: dict[str, Any] = {
                     "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
                 }
             },
-            "responses": {"200": _ANSWER, **_REFUSALS},
+            "responses": {"200": {**_ANSWER, "links": _COLLECT_LINKS}, **_REFUSALS},
         },
         "get": {
+            "operationId": "collect_get",
             "tags": ["ingest"],
             "summary": "Webhook bridge: store the query string as a profile-less event",
             "parameters": _PARAMS,
-            "responses": {"200": _ANSWER, **_REFUSALS},
+            "responses": {"200": {**_ANSWER, "links": _COLLECT_LINKS}, **_REFUSALS},
         },
-    }
+    },
 }
+
+_SOURCE_ID = {"source_id": "$response.body#/id"}
+SOURCE_LINKS: dict[str, Any] = {
+    "GetSource": {
+        "operationId": "get_source_api_sources__source_id__get",
+        "parameters": _SOURCE_ID,
+    },
+    "UpdateSource": {
+        "operationId": "update_source_api_sources__source_id__patch",
+        "parameters": _SOURCE_ID,
+    },
+    "CollectForSource": {"operationId": "collect_post", "parameters": _SOURCE_ID},
+    "CollectByQuery": {"operationId": "collect_get", "parameters": _SOURCE_ID},
+    "TrackForSource": {
+        "operationId": "track",
+        "requestBody": {"source": {"id": "$response.body#/id"}},
+    },
+    "DeleteSource": {
+        "operationId": "delete_source_api_sources__source_id__delete",
+        "parameters": _SOURCE_ID,
+    },
+}
+"""Links from `201` of `POST /api/sources`: what a client does next with the source."""
+
+
+def with_links(schema: dict[str, Any]) -> dict[str, Any]:
+    """The generated document with the bridge's paths and the links from a created source."""
+    schema["paths"].update(COLLECT_PATHS)
+    created = schema["paths"]["/api/sources"]["post"]["responses"]["201"]
+    created["links"] = SOURCE_LINKS
+    return schema
+
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",

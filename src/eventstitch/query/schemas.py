@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -14,7 +15,10 @@ from eventstitch.ids import EARLIEST_MS, LATEST_MS, iso_to_ms, ms_to_iso
 from eventstitch.storage.records import EventRecord, GroupBy, PropertyPath
 
 PROPERTY_PREFIX = "properties."
-_KEY = re.compile(r"^[^.\x00]{1,128}$")
+MAX_PATH_KEYS = 32
+MAX_KEY_CHARS = 128
+_PLAIN_KEY = re.compile(r'[^."\x00][^.\x00]*')
+_QUOTED_KEY = json.JSONDecoder(strict=False)
 _EVENT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DIMENSIONS = ("type", "source", "minute", "hour", "day")
 TIME_DIMENSIONS = ("minute", "hour", "day")
@@ -116,10 +120,45 @@ def parse_property_path(name: str, *, field: str | None = None) -> PropertyPath:
 
     if not name.startswith(PROPERTY_PREFIX):
         raise bad("must start with 'properties.'")
-    keys = tuple(name[len(PROPERTY_PREFIX) :].split("."))
-    if len(keys) > 32 or not all(_KEY.match(key) for key in keys):
-        raise bad("is not a property path like properties.customer.email")
+    keys = _path_keys(name[len(PROPERTY_PREFIX) :])
+    if keys is None:
+        raise bad(
+            "is not a property path like properties.customer.email "
+            '(a key with a dot is written as a JSON string: properties."a.b")'
+        )
+    if len(keys) > MAX_PATH_KEYS:
+        raise bad(f"has more than {MAX_PATH_KEYS} keys")
+    for key in keys:
+        if len(key) > MAX_KEY_CHARS:
+            raise bad(f"has a key longer than {MAX_KEY_CHARS} characters")
+        if "\x00" in key:
+            raise bad("has a key with U+0000, which no stored key keeps")
     return keys
+
+
+def _path_keys(text: str) -> PropertyPath | None:
+    """The keys of `a.b."c.d"`: plain keys end at a dot; a key opening with `"` is a JSON
+    string, so it can hold dots, quotes and any character. None when it is not such a path."""
+    keys: list[str] = []
+    at = 0
+    while True:
+        if text.startswith('"', at):
+            try:
+                key, at = _QUOTED_KEY.raw_decode(text, at)
+                key.encode()  # a lone surrogate (`"\ud800"`) is no text
+            except (ValueError, UnicodeEncodeError):
+                return None
+        else:
+            plain = _PLAIN_KEY.match(text, at)
+            if plain is None:
+                return None
+            key, at = plain.group(), plain.end()
+        keys.append(key)
+        if at == len(text):
+            return tuple(keys)
+        if text[at] != ".":
+            return None
+        at += 1
 
 
 def property_filters(params: list[tuple[str, str]]) -> tuple[tuple[PropertyPath, str], ...]:
@@ -136,7 +175,7 @@ def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
     if not raw:
         return ()
     groups: list[GroupBy] = []
-    for part in (p.strip() for p in raw.split(",")):
+    for part in (p.strip() for p in _outside_strings(raw, ",")):
         if part in _DIMENSIONS:
             groups.append(GroupBy(part))  # type: ignore[arg-type]
         elif part.startswith(PROPERTY_PREFIX):
@@ -151,6 +190,26 @@ def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
     if sum(g.dimension in TIME_DIMENSIONS for g in groups) > 1:
         raise _bad_param("by", "takes at most one time interval")
     return tuple(groups)
+
+
+def _outside_strings(text: str, separator: str) -> list[str]:
+    """`text` split at each `separator` that is not inside a quoted key (a JSON string opening
+    right after a dot; a `"` within a plain key opens nothing)."""
+    parts: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for at, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"' and (quoted or text[at - 1 : at] == "."):
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:at])
+            start = at + 1
+    parts.append(text[start:])
+    return parts
 
 
 def encode_cursor(event_id: str) -> str:

@@ -22,6 +22,7 @@ from eventstitch.storage.records import (
     EventRecord,
     GroupBy,
     PropertyPath,
+    property_label,
 )
 
 _BUCKET_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
@@ -75,7 +76,7 @@ async def count(
         rows = _fill_series(ctx, event_filter, group_by[0], result, rows, distinct is not None)
     return {
         "by": [g.label for g in group_by],
-        "distinct": "properties." + ".".join(distinct) if distinct else None,
+        "distinct": property_label(distinct) if distinct else None,
         "total": result.total,
         "rows": rows,
         "truncated": result.truncated,

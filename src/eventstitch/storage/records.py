@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
 SourceKind = Literal["webhook", "tracker", "system"]
 RefusalReason = Literal["unknown_source", "disabled_source", "wrong_source_kind"]
 
@@ -146,6 +148,19 @@ class MergeRecord:
 PropertyPath = tuple[str, ...]
 
 
+def property_label(path: PropertyPath) -> str:
+    """A path as a client writes it, `properties.a.b`; a key that would not read back as
+    written (empty, opening with `"`, with a dot, a comma, U+0000 or space at either end) is
+    written as a JSON string."""
+    return "properties." + ".".join(
+        orjson.dumps(key).decode() if _needs_quotes(key) else key for key in path
+    )
+
+
+def _needs_quotes(key: str) -> bool:
+    return not key or key.startswith('"') or key != key.strip() or any(c in key for c in ".,\x00")
+
+
 @dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events a listing or a count covers; every field narrows, empty means all."""
@@ -173,7 +188,7 @@ class GroupBy:
     @property
     def label(self) -> str:
         if self.dimension == "property":
-            return "properties." + ".".join(self.path)
+            return property_label(self.path)
         return self.dimension
 
 

@@ -72,8 +72,16 @@ def _in_list(column: str, values: Sequence[str]) -> Fragment:
 
 
 def _property_value(path: PropertyPath) -> Fragment:
-    # JSON null and a missing key are one group, as SQL NULL, like SQLite's json_extract.
-    return "NULLIF(properties #> %s::text[], 'null'::jsonb)", [[pg_text(key) for key in path]]
+    """The value at `path` grouped as SQLite's json_extract groups it: JSON null and a missing
+    key alike as SQL NULL, and true and false as the numbers 1 and 0 (so `false` and `0` are one
+    group, as their keys in the answer are the same)."""
+    keys = [pg_text(key) for key in path]
+    value = "properties #> %s::text[]"
+    return (
+        f"(CASE WHEN jsonb_typeof({value}) = 'boolean' THEN to_jsonb(({value})::boolean::int)"
+        f" ELSE NULLIF({value}, 'null'::jsonb) END)",
+        [keys, keys, keys],
+    )
 
 
 POSTGRES = Dialect(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,29 +13,73 @@ from eventstitch.storage.shared.dialect import Dialect, Fragment
 from eventstitch.storage.shared.query_plan import as_number
 from eventstitch.storage.shared.sql import count_order, grouped_count
 
+# What the stored JSON text escapes (orjson: `"`, `\\` and control characters). SQLite's path
+# syntax cannot say `"` inside a quoted label, and before 3.45 compares a label with the key as
+# written in the text, escapes and all; a key free of these is found by a path.
+_ESCAPED_IN_TEXT = re.compile(r'["\\\x00-\x1f]')
 
-def json_path(path: PropertyPath) -> str:
-    """A SQLite JSON path with every key quoted, so dots or spaces in a key stay literal."""
-    return "$" + "".join('."' + key.replace('"', '""') + '"' for key in path)
+
+def json_path(path: PropertyPath) -> str | None:
+    """A SQLite JSON path with every key quoted, so dots, brackets or `$` in a key stay
+    literal; None when a key cannot be written in one (see `_ESCAPED_IN_TEXT`)."""
+    if any(_ESCAPED_IN_TEXT.search(key) for key in path):
+        return None
+    return "$" + "".join('."' + key + '"' for key in path)
+
+
+def _walk(path: PropertyPath) -> Fragment:
+    """`FROM ... WHERE ...` reaching the value at `path` key by key through json_each, which
+    compares each key decoded, so any key is found; the value's row is `p{len(path) - 1}`. Only
+    objects are opened: an array's indexes or a string's text are never read as keys."""
+    tables: list[str] = []
+    terms: list[str] = []
+    opened = "properties"
+    for depth in range(len(path)):
+        row = f"p{depth}"
+        tables.append(f"json_each({opened}) AS {row}")
+        terms.append(f"{row}.key = ?")
+        opened = f"CASE WHEN {row}.type = 'object' THEN {row}.value END"
+    return f"FROM {', '.join(tables)} WHERE {' AND '.join(terms)}", list(path)
+
+
+def _typed_equal(type_of: Fragment, value_of: Fragment, value: str) -> Fragment:
+    """A JSON value (its json_type and its SQL value) equal to a query-string value: strings
+    exactly, a value written as a JSON number with numbers numerically, `true`/`false`/`null`
+    with those JSON literals."""
+    (type_sql, type_params), (value_sql, value_params) = type_of, value_of
+    clauses = [f"({type_sql} = 'text' AND {value_sql} = ?)"]
+    params: list[Any] = [*type_params, *value_params, value]
+    number = as_number(value)
+    if number is not None:
+        clauses.append(f"({type_sql} IN ('integer', 'real') AND {value_sql} = ?)")
+        params += [*type_params, *value_params, number]
+    if value in ("true", "false", "null"):
+        clauses.append(f"{type_sql} = ?")
+        params += [*type_params, value]
+    return "(" + " OR ".join(clauses) + ")", params
 
 
 def _literal_match(path: PropertyPath, value: str) -> Fragment:
-    """Equality of a property with a query-string value: strings exactly, a value written as a
-    JSON number with numbers numerically, `true`/`false`/`null` with those JSON literals."""
+    """Equality of a property with a query-string value (see `_typed_equal`): by its path when
+    it has one, else by walking to it."""
     jpath = json_path(path)
-    column = "properties"
-    clauses = [f"(json_type({column}, ?) = 'text' AND json_extract({column}, ?) = ?)"]
-    params: list[Any] = [jpath, jpath, value]
-    number = as_number(value)
-    if number is not None:
-        clauses.append(
-            f"(json_type({column}, ?) IN ('integer', 'real') AND json_extract({column}, ?) = ?)"
+    if jpath is not None:
+        return _typed_equal(
+            ("json_type(properties, ?)", [jpath]), ("json_extract(properties, ?)", [jpath]), value
         )
-        params += [jpath, jpath, number]
-    if value in ("true", "false", "null"):
-        clauses.append(f"json_type({column}, ?) = ?")
-        params += [jpath, value]
-    return "(" + " OR ".join(clauses) + ")", params
+    walk, keys = _walk(path)
+    row = f"p{len(path) - 1}"
+    clause, params = _typed_equal((f"{row}.type", []), (f"{row}.value", []), value)
+    return f"EXISTS (SELECT 1 {walk} AND {clause})", keys + params
+
+
+def _property_value(path: PropertyPath) -> Fragment:
+    """The value at `path` as json_extract gives it; NULL when missing or JSON null."""
+    jpath = json_path(path)
+    if jpath is not None:
+        return "json_extract(properties, ?)", [jpath]
+    walk, keys = _walk(path)
+    return f"(SELECT p{len(path) - 1}.value {walk})", keys
 
 
 def _in_list(column: str, values: Sequence[str]) -> Fragment:
@@ -54,7 +99,7 @@ SQLITE = Dialect(
     json=lambda value: orjson.dumps(value).decode(),
     in_list=_in_list,
     property_match=_literal_match,
-    property_value=lambda path: ("json_extract(properties, ?)", [json_path(path)]),
+    property_value=_property_value,
     converted_kind="substr(converted_by, 1, instr(converted_by, ':') - 1)",
 )
 
