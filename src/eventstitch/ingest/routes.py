@@ -19,17 +19,17 @@ from eventstitch.errors import (
     EventstitchError,
     Forbidden,
     MethodNotAllowed,
-    PayloadTooLarge,
     clip,
     error_body,
 )
 from eventstitch.ingest import service
 from eventstitch.ingest.answers import collect_answer, track_answer
+from eventstitch.ingest.encodings import decode, encoding_of, too_large
 from eventstitch.ingest.parsing import COLLECT_PREFIX as COLLECT_PREFIX
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.rejections import capture
-from eventstitch.rejections.capture import REFUSED_BODY
+from eventstitch.rejections.capture import DECODED_FROM, REFUSED_BODY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,13 +49,13 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
     """The whole request body, refusing with 413 as soon as it is known to exceed `limit`."""
     for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone
     body: bytes = message.get("body", b"")
     if len(body) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     if not message.get("more_body", False):
         return body  # the common case: the whole body in one message
     chunks = [body]
@@ -67,7 +67,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -90,11 +90,23 @@ async def send_error(send: Send, error: EventstitchError) -> None:
     )
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"body is larger than the limit of {limit} bytes",
-        errors=[{"field": "body", "limit": limit}],
-    )
+async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body with its `Content-Encoding` undone, the limit holding for the bytes
+    sent and for the decoded ones (415 for a coding not supported, before reading). A body
+    that does not decode is left in the scope as sent, for the rejection record."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    declared = [value.decode("latin-1") for name, value in headers if name == b"content-encoding"]
+    encoding = encoding_of(", ".join(declared)) if declared else None
+    body = await read_body(receive, headers, limit)
+    if encoding is None or not body:
+        return body
+    try:
+        decoded = decode(body, encoding, limit)
+    except EventstitchError:
+        scope[REFUSED_BODY] = body
+        raise
+    scope[DECODED_FROM] = encoding
+    return decoded
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -205,7 +217,7 @@ class CollectEndpoint(IngestEndpoint):
         body = (
             b""
             if method == "GET"
-            else await read_body(receive, headers, self.ctx.config.max_body_bytes)
+            else await read_decoded_body(scope, receive, self.ctx.config.max_body_bytes)
         )
         client = scope.get("client")
         request = WebhookRequest(
@@ -240,7 +252,7 @@ class TrackEndpoint(IngestEndpoint):
                 headers={"Allow": "POST"},
             )
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        body = await read_body(receive, headers, self.ctx.config.max_body_bytes)
+        body = await read_decoded_body(scope, receive, self.ctx.config.max_body_bytes)
         client = scope.get("client")
         request = RawRequest(
             method="POST",

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 REFUSED_BODY = "eventstitch.refused_body"
 """Where an ingest route leaves the body it read (in the ASGI scope) when the request is
 refused after reading it: only then, so an accepted request pays nothing for it."""
+DECODED_FROM = "eventstitch.decoded_from"
+"""The content coding an ingest route undid (in the ASGI scope): the body it leaves is then
+decoded, so the record leaves out the `Content-Encoding` header that no longer applies."""
 
 
 def keep(
@@ -71,12 +74,21 @@ def refused(
         method=str(scope.get("method", "")),
         path=path,
         query=scope.get("query_string", b"").decode("latin-1"),
-        headers=safe_headers(headers),
+        headers=_kept_headers(scope, headers),
         client=client[0] if client else None,
         body=kept,
         body_size=size,
         body_truncated=truncated,
     )
+
+
+def _kept_headers(
+    scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]]
+) -> dict[str, str]:
+    kept = safe_headers(headers)
+    if scope.get(DECODED_FROM) is not None:
+        kept.pop("content-encoding", None)
+    return kept
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

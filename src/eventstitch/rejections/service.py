@@ -24,6 +24,7 @@ from eventstitch.errors import (
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.ingest import service as ingest
 from eventstitch.ingest.answers import collect_answer, track_answer
+from eventstitch.ingest.encodings import decode, encoding_of
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.query import service as query_service
@@ -102,6 +103,10 @@ async def _ingest_again(
             f"body is larger than the limit of {ctx.config.max_body_bytes} bytes",
             errors=[{"field": "body", "limit": ctx.config.max_body_bytes}],
         )
+    # Kept with its Content-Encoding only when it was refused for not decoding: as sent.
+    encoding = encoding_of(record.headers.get("content-encoding"))
+    if encoding is not None and body:
+        body = decode(body, encoding, ctx.config.max_body_bytes)
     headers = [
         (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
         for k, v in record.headers.items()
