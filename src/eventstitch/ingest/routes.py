@@ -6,6 +6,7 @@ write a small JSON answer. Measured in docs/benchmarks.md against a no-op on the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,6 +20,7 @@ from eventstitch.errors import (
     EventstitchError,
     Forbidden,
     MethodNotAllowed,
+    NotFound,
     clip,
     error_body,
 )
@@ -28,6 +30,7 @@ from eventstitch.ingest.encodings import decode, encoding_of, too_large
 from eventstitch.ingest.parsing import COLLECT_PREFIX as COLLECT_PREFIX
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.ingest.wrong_routes import refusal
 from eventstitch.rejections import capture
 from eventstitch.rejections.capture import DECODED_FROM, REFUSED_BODY
 
@@ -206,7 +209,10 @@ class CollectEndpoint(IngestEndpoint):
     methods = "POST, GET"
 
     async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
-        event_type, source_id = split_collect_path(scope["path"])
+        try:
+            event_type, source_id = split_collect_path(scope["path"])
+        except NotFound:
+            raise await refuse_unknown_route(scope, receive, self.ctx, "collect") from None
         method = scope["method"]
         if method not in ("POST", "GET"):
             raise MethodNotAllowed(
@@ -267,3 +273,31 @@ class TrackEndpoint(IngestEndpoint):
             scope[REFUSED_BODY] = body
             raise
         return track_answer(result, events), len(events)
+
+
+async def refuse_unknown_route(
+    scope: Scope, receive: Receive, ctx: AppContext, family: str
+) -> EventstitchError:
+    """The 404 of a path no ingest route answers, its body read first (within the body limit)
+    so that the quarantine keeps what was sent."""
+    if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+        with contextlib.suppress(EventstitchError):  # too large: kept as not read
+            scope[REFUSED_BODY] = await read_body(
+                receive, scope["headers"], ctx.config.max_body_bytes
+            )
+    return refusal(scope["path"], family)
+
+
+class UnknownRouteEndpoint(IngestEndpoint):
+    """Paths of the `track` and `sdk` families that no route answers: refused with 404, counted
+    and kept (see ingest/wrong_routes.py)."""
+
+    methods = "POST, GET"
+
+    def __init__(self, ctx: AppContext, family: str) -> None:
+        # Not the base's: nothing is ever accepted here, so no per-route acceptance series.
+        self.ctx = ctx
+        self.route = family
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        raise await refuse_unknown_route(scope, receive, self.ctx, self.route)

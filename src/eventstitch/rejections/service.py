@@ -23,6 +23,7 @@ from eventstitch.errors import (
 )
 from eventstitch.ids import ms_to_iso, now_ms
 from eventstitch.ingest import service as ingest
+from eventstitch.ingest import wrong_routes
 from eventstitch.ingest.answers import collect_answer, track_answer
 from eventstitch.ingest.encodings import decode, encoding_of
 from eventstitch.ingest.parsing import split_collect_path
@@ -71,6 +72,14 @@ async def replay(*, ctx: AppContext, rejection_id: str) -> dict[str, Any]:
     record = await get(ctx=ctx, rejection_id=rejection_id)
     if record.replayed_ms is not None:
         raise _already_replayed(record)
+    if record.reason == wrong_routes.REASON:
+        raise Conflict(
+            f"rejection {record.id!r} cannot be replayed: it was sent to {clip(record.path)!r},"
+            " which no route answers; point the sender at /collect/{event_type}/{source_id}"
+            " or /track",
+            errors=[{"field": "path", "value": clip(record.path, 120)}],
+            reason="unknown_route",
+        )
     if record.body_truncated:
         kept = len(record.body or b"")
         sent = "an unknown number of" if record.body_size is None else str(record.body_size)
