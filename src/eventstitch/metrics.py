@@ -54,6 +54,13 @@ IDENTITY_SKIPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+HANDSHAKES_ANSWERED = Counter(
+    "eventstitch_handshakes_answered",
+    "Senders' URL checks answered (and stored as nothing), by sender: slack, zoom, meta, "
+    "mailchimp.",
+    ["sender"],
+    registry=REGISTRY,
+)
 UNKNOWN_ROUTES = Counter(
     "eventstitch_unknown_routes",
     "Requests answered 404 because no route answers their path, by route family: collect "

@@ -24,9 +24,10 @@ from eventstitch.errors import (
     clip,
     error_body,
 )
-from eventstitch.ingest import service
+from eventstitch.ingest import handshakes, service
 from eventstitch.ingest.answers import collect_answer, track_answer
 from eventstitch.ingest.encodings import decode, encoding_of, too_large
+from eventstitch.ingest.handshakes import Reply
 from eventstitch.ingest.parsing import COLLECT_PREFIX as COLLECT_PREFIX
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
@@ -84,6 +85,17 @@ async def send_json(
         response += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": response})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    """A handshake's answer, in the content type its sender expects."""
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", b"%d" % len(reply.body)),
+        (b"x-content-type-options", b"nosniff"),  # an echoed challenge is never run as HTML
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
 
 
 async def send_error(send: Send, error: EventstitchError) -> None:
@@ -169,6 +181,9 @@ class IngestEndpoint:
             await send_json(send, 500, error_body(500, "internal error; nothing was stored"))
             return
         self._stats.record(accepted, time.perf_counter() - started)
+        if isinstance(answer, Reply):
+            await send_reply(send, answer)
+            return
         await send_json(send, 200, orjson.dumps(answer))
 
     def _allows(self, origin: str) -> bool:
@@ -197,7 +212,7 @@ class IngestEndpoint:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any] | Reply, int]:
         """The answer to send and how many events were stored; raise to refuse."""
         raise NotImplementedError
 
@@ -208,7 +223,7 @@ class CollectEndpoint(IngestEndpoint):
     route = "collect"
     methods = "POST, GET"
 
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any] | Reply, int]:
         try:
             event_type, source_id = split_collect_path(scope["path"])
         except NotFound:
@@ -236,6 +251,11 @@ class CollectEndpoint(IngestEndpoint):
             client=client[0] if client else None,
         )
         try:
+            handshake = handshakes.recognise(request)
+            if handshake is not None:
+                return await service.answer_handshake(
+                    ctx=self.ctx, request=request, handshake=handshake[0], values=handshake[1]
+                ), 0
             event, duplicate = await service.collect(ctx=self.ctx, request=request)
         except EventstitchError:
             scope[REFUSED_BODY] = body

@@ -11,6 +11,7 @@ from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, Forbidden, NotFound, Overloaded
 from eventstitch.identity.rules import Identification, identify, lookup
 from eventstitch.ids import new_event_id
+from eventstitch.ingest.handshakes import Handshake, Reply, reply
 from eventstitch.ingest.parsing import (
     normalise_event_type,
     parse_body,
@@ -22,7 +23,7 @@ from eventstitch.ingest.parsing import (
 )
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.ingest.tracking import parse_track_payload
-from eventstitch.metrics import IDENTITY_SKIPPED
+from eventstitch.metrics import HANDSHAKES_ANSWERED, IDENTITY_SKIPPED
 from eventstitch.sources import service as sources_service
 from eventstitch.sources import signatures
 from eventstitch.storage.errors import (
@@ -74,6 +75,8 @@ async def collect(
         properties, body_kind = parse_body(
             request.body, content_type, max_depth=ctx.config.max_nesting_depth
         )
+    if source.signature is not None and source.signature.preset == "slack":
+        properties.pop("token", None)  # Slack's legacy verification token: a secret, not data
     identification = _identify(ctx, source, properties, event_type)
     event_id, received_ms = new_event_id()
     event = EventRecord(
@@ -106,6 +109,23 @@ async def collect(
         original = await ctx.storage.events.get(duplicate.original_event_id)
         return original or dataclasses.replace(event, id=duplicate.original_event_id), True
     return (dataclasses.replace(event, profile_id=profile_id) if profile_id else event), False
+
+
+async def answer_handshake(
+    *, ctx: AppContext, request: WebhookRequest, handshake: Handshake, values: dict[str, str]
+) -> Reply:
+    """Answer a sender's URL check (see ingest/handshakes.py) once the source may take the
+    sender's events and the check holds; nothing is stored, the answer is counted."""
+    normalise_event_type(request.event_type)  # a URL whose events would be refused fails now
+    source = await sources_service.get_accepting(
+        ctx=ctx, source_id=request.source_id, kind="webhook"
+    )
+    if handshake.check != "verify_token":  # Meta signs no GET: its verify token is the check
+        _verify(source, request, scan_headers(request.headers)[0])
+    sources_service.admit(ctx=ctx, source=source)
+    answer = reply(handshake, values, source)
+    HANDSHAKES_ANSWERED.labels(handshake.sender).inc()
+    return answer
 
 
 def _identify(

@@ -22,8 +22,8 @@ from eventstitch.errors import (
     clip,
 )
 from eventstitch.ids import ms_to_iso, now_ms
+from eventstitch.ingest import handshakes, wrong_routes
 from eventstitch.ingest import service as ingest
-from eventstitch.ingest import wrong_routes
 from eventstitch.ingest.answers import collect_answer, track_answer
 from eventstitch.ingest.encodings import decode, encoding_of
 from eventstitch.ingest.parsing import split_collect_path
@@ -123,24 +123,28 @@ async def _ingest_again(
     if record.route == "collect":
         event_type, source_id = split_collect_path(record.path)
         _require_method(record, ("GET", "POST"))
-        event, duplicate = await ingest.collect(
-            ctx=ctx,
-            replay=True,
-            request=WebhookRequest(
-                method=record.method,
-                body=body,
-                query_string=record.query,
-                headers=headers,
-                client=record.client,
-                event_type=event_type,
-                source_id=source_id,
-            ),
+        request = WebhookRequest(
+            method=record.method,
+            body=body,
+            query_string=record.query,
+            headers=headers,
+            client=record.client,
+            event_type=event_type,
+            source_id=source_id,
         )
+        if handshakes.was_handshake(request):
+            raise Conflict(
+                f"rejection {record.id!r} cannot be replayed: it is a sender's URL check, which"
+                " is answered to the sender when it comes; ask the sender to check again",
+                errors=[{"field": "body"}],
+                reason="handshake_not_replayable",
+            )
+        event, duplicate = await ingest.collect(ctx=ctx, replay=True, request=request)
         return collect_answer(event, duplicate), (event.id,)
     if record.route == "track":
         _require_method(record, ("POST",))
-        request = RawRequest("POST", body, record.query, headers, record.client)
-        result, events = await ingest.track(ctx=ctx, request=request, replay=True)
+        tracked = RawRequest("POST", body, record.query, headers, record.client)
+        result, events = await ingest.track(ctx=ctx, request=tracked, replay=True)
         return track_answer(result, events), tuple(e.id for e in events)
     raise BadRequest(f"rejection of unknown route {clip(record.route)!r}", reason="bad_route")
 
