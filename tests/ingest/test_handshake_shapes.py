@@ -4,9 +4,11 @@ real event is ever answered as a handshake and dropped."""
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from eventstitch.errors import BadRequest
 from eventstitch.ingest.handshakes import recognise, without_verify_token
 from eventstitch.ingest.schemas import WebhookRequest
 
@@ -65,3 +67,13 @@ def test_a_meta_check_with_any_other_parameter_is_an_event(key: str, value: str)
 def test_the_verify_token_is_removed_however_its_name_is_escaped() -> None:
     query = "hub.mode=subscribe&hub%2Everify_token=s&hub.challenge=1&hub.verify_token=s"
     assert without_verify_token(query) == "hub.mode=subscribe&hub.challenge=1"
+
+
+def test_a_challenge_is_answered_up_to_512_characters_and_refused_past() -> None:
+    found = recognise(post({**SLACK, "challenge": "c" * 512}))
+    assert found is not None
+    assert found[1] == {"challenge": "c" * 512}
+    with pytest.raises(BadRequest) as refused:
+        recognise(post({**SLACK, "challenge": "c" * 513}))
+    assert refused.value.reason == "bad_handshake"
+    assert refused.value.errors == [{"field": "challenge", "limit": 512}]
