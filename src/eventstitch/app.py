@@ -31,7 +31,10 @@ from eventstitch.ingest.routes import (
     Scope,
     Send,
     TrackEndpoint,
+    UnknownRouteEndpoint,
 )
+from eventstitch.ingest.wrong_routes import family_of
+from eventstitch.metrics import UNKNOWN_ROUTES
 from eventstitch.operations.routes import router as operations_router
 from eventstitch.query.routes import router as query_router
 from eventstitch.rejections.routes import router as rejections_router
@@ -68,6 +71,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:  # no route: ingest-like paths never get here, see EventstitchApp
+        UNKNOWN_ROUTES.labels("other").inc()
     message = "no such route" if exc.status_code == 404 else str(exc.detail)
     return _error(exc.status_code, message, None, dict(exc.headers or {}))
 
@@ -140,6 +145,9 @@ class EventstitchApp:
         self.api = build_api(self.ctx, token)
         self.collect = CollectEndpoint(self.ctx)
         self.track = TrackEndpoint(self.ctx)
+        self.unknown = {
+            family: UnknownRouteEndpoint(self.ctx, family) for family in ("collect", "track", "sdk")
+        }
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
@@ -156,6 +164,8 @@ class EventstitchApp:
             await self.track(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif scope["type"] == "http" and (family := family_of(scope["path"])) != "other":
+            await self.unknown[family](scope, receive, send)  # /collect, /track/..., SDK paths
         else:
             await self.api(scope, receive, send)
 

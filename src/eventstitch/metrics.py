@@ -54,6 +54,21 @@ IDENTITY_SKIPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+HANDSHAKES_ANSWERED = Counter(
+    "eventstitch_handshakes_answered",
+    "Senders' URL checks answered (and stored as nothing), by sender: slack, zoom, meta, "
+    "mailchimp.",
+    ["sender"],
+    registry=REGISTRY,
+)
+UNKNOWN_ROUTES = Counter(
+    "eventstitch_unknown_routes",
+    "Requests answered 404 because no route answers their path, by route family: collect "
+    "(a /collect path of the wrong shape), track (/track/...), sdk (paths analytics SDKs post "
+    "to: /v1/, /batch, /capture, /e/, /i/), other.",
+    ["family"],
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "eventstitch_write_queue_depth",
     "Events waiting for the writer.",

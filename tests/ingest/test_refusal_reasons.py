@@ -36,6 +36,9 @@ INGEST_CODE: dict[str, tuple[str, ...] | None] = {
     "ingest/parsing.py": None,
     "ingest/tracking.py": None,
     "ingest/shaping.py": None,
+    "ingest/encodings.py": None,
+    "ingest/handshakes.py": None,
+    "ingest/wrong_routes.py": None,
     "sources/signatures.py": None,
     "sources/service.py": ("get_accepting", "admit"),
     "protocol.py": None,
@@ -175,7 +178,24 @@ PRODUCERS: dict[str, Producer] = {
         headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
     ),
     "unknown_source": _post("/collect/o/nope", b"{}"),
-    "bad_path": _post("/collect/o", b"{}"),
+    "unknown_route": _post("/collect/o", b"{}"),
+    "bad_content_encoding": _post(
+        "/collect/o/hooks", b"not gzip at all", {**JSON, "Content-Encoding": "gzip"}
+    ),
+    "unsupported_content_encoding": _post(
+        "/collect/o/hooks", b"{}", {**JSON, "Content-Encoding": "br"}
+    ),
+    "bad_handshake": _post(
+        "/collect/o/hooks", b'{"type": "url_verification", "challenge": "", "token": "t"}'
+    ),
+    "bad_verify_token": lambda http: http.get(
+        "/collect/o/signed",
+        params={"hub.mode": "subscribe", "hub.challenge": "1", "hub.verify_token": "wrong"},
+    ),
+    "handshake_refused": _post(
+        "/collect/o/hooks",
+        b'{"event": "endpoint.url_validation", "payload": {"plainToken": "abc"}}',
+    ),
     "method_not_allowed": lambda http: http.put("/collect/o/hooks", json={}),
     "body_too_large": _post("/collect/o/hooks", b"[" + b" " * 2048 + b"]"),
     "unsupported_media_type": _post("/collect/o/hooks", b"<a/>", {"content-type": "text/xml"}),

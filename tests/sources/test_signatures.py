@@ -26,6 +26,8 @@ HMAC = SignatureRule(
     "hmac", ("generic-secret-0123456789",), "x-signature", "sha512", "base64", "sha512="
 )
 TOKEN = SignatureRule("token", ("token-secret-0123456789",), "x-webhook-token")
+SLACK = SignatureRule("slack", ("8f742231b10e8888abcd99yyyzzz85a5",))
+ZOOM = SignatureRule("zoom", ("zoom-secret-token-0123456789",))
 
 
 def check(
@@ -91,6 +93,26 @@ def token_headers(_: bytes, secret: str = TOKEN.secrets[0]) -> dict[str, str]:
     return {"x-webhook-token": secret}
 
 
+def slack_headers(
+    body: bytes, stamp: int = int(NOW), secret: str = SLACK.secrets[0]
+) -> dict[str, str]:
+    signed = f"v0:{stamp}:".encode() + body
+    return {
+        "x-slack-signature": "v0=" + hex_hmac(secret, signed),
+        "x-slack-request-timestamp": str(stamp),
+    }
+
+
+def zoom_headers(
+    body: bytes, stamp: int = int(NOW), secret: str = ZOOM.secrets[0]
+) -> dict[str, str]:
+    signed = f"v0:{stamp}:".encode() + body
+    return {
+        "x-zm-signature": "v0=" + hex_hmac(secret, signed),
+        "x-zm-request-timestamp": str(stamp),
+    }
+
+
 SIGNED = {
     "github": (GITHUB, github_headers),
     "stripe": (STRIPE, stripe_headers),
@@ -98,6 +120,8 @@ SIGNED = {
     "standard_webhooks": (STANDARD, standard_headers),
     "hmac": (HMAC, hmac_headers),
     "token": (TOKEN, token_headers),
+    "slack": (SLACK, slack_headers),
+    "zoom": (ZOOM, zoom_headers),
 }
 BODY = b'{"order": 42, "total": "9.99"}'
 
@@ -106,6 +130,22 @@ def test_the_published_github_vector_is_accepted() -> None:
     expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     assert github_headers(b"Hello, World!") == {"x-hub-signature-256": expected}
     check(GITHUB, b"Hello, World!", {"x-hub-signature-256": expected})
+
+
+def test_the_published_slack_vector_is_accepted() -> None:
+    body = (
+        b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&"
+        b"channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&"
+        b"command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2F"
+        b"commands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&"
+        b"trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+    )
+    headers = {
+        "x-slack-request-timestamp": "1531420618",
+        "x-slack-signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
+    }
+    check(SLACK, body, headers, now=1531420618.0)
+    assert refused(SLACK, body + b"x", headers, now=1531420618.0).reason == "bad_signature"
 
 
 def test_the_published_standard_webhooks_vector_is_accepted() -> None:
@@ -160,6 +200,25 @@ def test_a_malformed_header_is_refused_as_malformed(
     assert error.errors[0]["problem"] == "malformed"
 
 
+@pytest.mark.parametrize(
+    ("rule", "make", "header"),
+    [
+        (SLACK, slack_headers, "x-slack-request-timestamp"),
+        (ZOOM, zoom_headers, "x-zm-request-timestamp"),
+    ],
+)
+def test_slack_and_zoom_need_their_timestamp_header_and_the_v0_prefix(
+    rule: SignatureRule, make: object, header: str
+) -> None:
+    assert callable(make)
+    headers = make(BODY)
+    del headers[header]
+    assert refused(rule, BODY, headers).errors == [{"field": header, "problem": "missing"}]
+    name = signatures.signature_header(rule)
+    unprefixed = {**make(BODY), name: make(BODY)[name].removeprefix("v0=")}
+    assert refused(rule, BODY, unprefixed).reason == "malformed_signature"
+
+
 @pytest.mark.parametrize("header", ["webhook-id", "webhook-timestamp"])
 def test_standard_webhooks_needs_its_id_and_timestamp_headers(header: str) -> None:
     headers = standard_headers(BODY)
@@ -169,7 +228,10 @@ def test_standard_webhooks_needs_its_id_and_timestamp_headers(header: str) -> No
     assert error.errors == [{"field": header, "problem": "missing"}]
 
 
-@pytest.mark.parametrize(("rule", "make"), [SIGNED["stripe"], SIGNED["standard_webhooks"]])
+@pytest.mark.parametrize(
+    ("rule", "make"),
+    [SIGNED["stripe"], SIGNED["standard_webhooks"], SIGNED["slack"], SIGNED["zoom"]],
+)
 @pytest.mark.parametrize("offset", [-301, 301, -86_400, 10**9])
 def test_a_timestamp_outside_the_tolerance_is_refused_either_way(
     rule: SignatureRule, make: object, offset: int
@@ -181,7 +243,10 @@ def test_a_timestamp_outside_the_tolerance_is_refused_either_way(
     assert "300 s" in error.message
 
 
-@pytest.mark.parametrize(("rule", "make"), [SIGNED["stripe"], SIGNED["standard_webhooks"]])
+@pytest.mark.parametrize(
+    ("rule", "make"),
+    [SIGNED["stripe"], SIGNED["standard_webhooks"], SIGNED["slack"], SIGNED["zoom"]],
+)
 @pytest.mark.parametrize("offset", [-300, 0, 300])
 def test_a_timestamp_within_the_tolerance_is_accepted(
     rule: SignatureRule, make: object, offset: int

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
 from eventstitch.context import AppContext
-from eventstitch.sources import service
+from eventstitch.sources import service, signatures
 from eventstitch.sources.schemas import SourceCreate, SourceOut, SourcePatch
 from eventstitch.storage.records import SourceRecord
 
@@ -202,7 +202,7 @@ def disable(source_id: str, as_json: bool) -> None:
 @click.option(
     "--preset",
     required=True,
-    type=click.Choice(["github", "stripe", "shopify", "standard_webhooks", "hmac", "token"]),
+    type=click.Choice(signatures.PRESETS),
 )
 @click.option("--secret", "secrets", multiple=True, help="Repeat for a second one while rotating.")
 @click.option(

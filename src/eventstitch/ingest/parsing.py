@@ -61,7 +61,7 @@ def split_collect_path(path: str) -> tuple[str, str]:
         raise NotFound(
             "expected /collect/{event_type}/{source_id}",
             errors=[{"field": "path", "value": path[:120]}],
-            reason="bad_path",
+            reason="unknown_route",
         )
     return event_type, source_id
 

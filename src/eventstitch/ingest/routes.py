@@ -6,6 +6,7 @@ write a small JSON answer. Measured in docs/benchmarks.md against a no-op on the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -19,17 +20,20 @@ from eventstitch.errors import (
     EventstitchError,
     Forbidden,
     MethodNotAllowed,
-    PayloadTooLarge,
+    NotFound,
     clip,
     error_body,
 )
-from eventstitch.ingest import service
+from eventstitch.ingest import handshakes, service
 from eventstitch.ingest.answers import collect_answer, track_answer
+from eventstitch.ingest.encodings import decode, encoding_of, too_large
+from eventstitch.ingest.handshakes import Reply
 from eventstitch.ingest.parsing import COLLECT_PREFIX as COLLECT_PREFIX
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
+from eventstitch.ingest.wrong_routes import refusal
 from eventstitch.rejections import capture
-from eventstitch.rejections.capture import REFUSED_BODY
+from eventstitch.rejections.capture import DECODED_FROM, REFUSED_BODY
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,13 +56,13 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
     """The whole request body, refusing with 413 as soon as it is known to exceed `limit`."""
     for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone
     body: bytes = message.get("body", b"")
     if len(body) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     if not message.get("more_body", False):
         return body  # the common case: the whole body in one message
     chunks = [body]
@@ -70,7 +74,7 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -86,6 +90,17 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_reply(send: Send, reply: Reply) -> None:
+    """A handshake's answer, in the content type its sender expects."""
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", b"%d" % len(reply.body)),
+        (b"x-content-type-options", b"nosniff"),  # an echoed challenge is never run as HTML
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
 async def send_error(send: Send, error: EventstitchError) -> None:
     metrics.EVENTS_REJECTED.labels(error.reason).inc()
     await send_json(
@@ -93,11 +108,23 @@ async def send_error(send: Send, error: EventstitchError) -> None:
     )
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"body is larger than the limit of {limit} bytes",
-        errors=[{"field": "body", "limit": limit}],
-    )
+async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body with its `Content-Encoding` undone, the limit holding for the bytes
+    sent and for the decoded ones (415 for a coding not supported, before reading). A body
+    that does not decode is left in the scope as sent, for the rejection record."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    declared = [value.decode("latin-1") for name, value in headers if name == b"content-encoding"]
+    encoding = encoding_of(", ".join(declared)) if declared else None
+    body = await read_body(receive, headers, limit)
+    if encoding is None or not body:
+        return body
+    try:
+        decoded = decode(body, encoding, limit)
+    except EventstitchError:
+        scope[REFUSED_BODY] = body
+        raise
+    scope[DECODED_FROM] = encoding
+    return decoded
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -158,6 +185,9 @@ class IngestEndpoint:
             await send_json(send, 500, body, CLOSE_AFTER_500)
             return
         self._stats.record(accepted, time.perf_counter() - started)
+        if isinstance(answer, Reply):
+            await send_reply(send, answer)
+            return
         await send_json(send, 200, orjson.dumps(answer))
 
     def _allows(self, origin: str) -> bool:
@@ -186,7 +216,7 @@ class IngestEndpoint:
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any] | Reply, int]:
         """The answer to send and how many events were stored; raise to refuse."""
         raise NotImplementedError
 
@@ -197,8 +227,11 @@ class CollectEndpoint(IngestEndpoint):
     route = "collect"
     methods = "POST, GET"
 
-    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
-        event_type, source_id = split_collect_path(scope["path"])
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any] | Reply, int]:
+        try:
+            event_type, source_id = split_collect_path(scope["path"])
+        except NotFound:
+            raise await refuse_unknown_route(scope, receive, self.ctx, "collect") from None
         method = scope["method"]
         if method not in ("POST", "GET"):
             raise MethodNotAllowed(
@@ -209,7 +242,7 @@ class CollectEndpoint(IngestEndpoint):
         body = (
             b""
             if method == "GET"
-            else await read_body(receive, headers, self.ctx.config.max_body_bytes)
+            else await read_decoded_body(scope, receive, self.ctx.config.max_body_bytes)
         )
         client = scope.get("client")
         request = WebhookRequest(
@@ -222,6 +255,11 @@ class CollectEndpoint(IngestEndpoint):
             client=client[0] if client else None,
         )
         try:
+            handshake = handshakes.recognise(request)
+            if handshake is not None:
+                return await service.answer_handshake(
+                    ctx=self.ctx, request=request, handshake=handshake[0], values=handshake[1]
+                ), 0
             collected = await service.collect(ctx=self.ctx, request=request)
         except EventstitchError as error:
             if error.kept_body is None:
@@ -252,7 +290,7 @@ class TrackEndpoint(IngestEndpoint):
                 headers={"Allow": "POST"},
             )
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        body = await read_body(receive, headers, self.ctx.config.max_body_bytes)
+        body = await read_decoded_body(scope, receive, self.ctx.config.max_body_bytes)
         client = scope.get("client")
         request = RawRequest(
             method="POST",
@@ -267,3 +305,31 @@ class TrackEndpoint(IngestEndpoint):
             scope[REFUSED_BODY] = body
             raise
         return track_answer(result, events), len(events)
+
+
+async def refuse_unknown_route(
+    scope: Scope, receive: Receive, ctx: AppContext, family: str
+) -> EventstitchError:
+    """The 404 of a path no ingest route answers, its body read first (within the body limit)
+    so that the quarantine keeps what was sent."""
+    if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+        with contextlib.suppress(EventstitchError):  # too large: kept as not read
+            scope[REFUSED_BODY] = await read_body(
+                receive, scope["headers"], ctx.config.max_body_bytes
+            )
+    return refusal(scope["path"], family)
+
+
+class UnknownRouteEndpoint(IngestEndpoint):
+    """Paths of the `track` and `sdk` families that no route answers: refused with 404, counted
+    and kept (see ingest/wrong_routes.py)."""
+
+    methods = "POST, GET"
+
+    def __init__(self, ctx: AppContext, family: str) -> None:
+        # Not the base's: nothing is ever accepted here, so no per-route acceptance series.
+        self.ctx = ctx
+        self.route = family
+
+    async def handle(self, scope: Scope, receive: Receive) -> tuple[dict[str, Any], int]:
+        raise await refuse_unknown_route(scope, receive, self.ctx, self.route)

@@ -19,6 +19,7 @@ from eventstitch.errors import (
 from eventstitch.identity.rules import Identification, identify
 from eventstitch.ids import new_event_id
 from eventstitch.ingest import shaping as shaping_rules
+from eventstitch.ingest.handshakes import Handshake, Reply, reply
 from eventstitch.ingest.parsing import (
     normalise_event_type,
     parse_body,
@@ -29,7 +30,7 @@ from eventstitch.ingest.parsing import (
 )
 from eventstitch.ingest.schemas import RawRequest, RepeatedDelivery, WebhookRequest
 from eventstitch.ingest.tracking import check_stored_size, parse_track_payload
-from eventstitch.metrics import IDENTITY_SKIPPED
+from eventstitch.metrics import HANDSHAKES_ANSWERED, IDENTITY_SKIPPED
 from eventstitch.sources import service as sources_service
 from eventstitch.sources import signatures
 from eventstitch.storage.errors import (
@@ -117,6 +118,8 @@ async def _collect_from(
         properties = shaping_rules.read_form(
             properties, shaping, max_depth=ctx.config.max_nesting_depth
         )
+    if source.signature is not None and source.signature.preset == "slack":
+        properties.pop("token", None)  # Slack's legacy verification token: a secret, not data
     split = shaping is not None and shaping.split is not None
     items = (
         shaping_rules.split(properties, shaping.split, limit=ctx.config.max_split_events)
@@ -261,6 +264,23 @@ def _redacted_body(
     except EventstitchError:
         return b""
     return shaping_rules.kept_body(properties, shaping, max_depth=depth)
+
+
+async def answer_handshake(
+    *, ctx: AppContext, request: WebhookRequest, handshake: Handshake, values: dict[str, str]
+) -> Reply:
+    """Answer a sender's URL check (see ingest/handshakes.py) once the source may take the
+    sender's events and the check holds; nothing is stored, the answer is counted."""
+    normalise_event_type(request.event_type)  # a URL whose events would be refused fails now
+    source = await sources_service.get_accepting(
+        ctx=ctx, source_id=request.source_id, kind="webhook"
+    )
+    if handshake.check != "verify_token":  # Meta signs no GET: its verify token is the check
+        _verify(source, request, scan_headers(request.headers)[0])
+    sources_service.admit(ctx=ctx, source=source)
+    answer = reply(handshake, values, source)
+    HANDSHAKES_ANSWERED.labels(handshake.sender).inc()
+    return answer
 
 
 def _identify(

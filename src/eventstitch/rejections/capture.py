@@ -15,6 +15,7 @@ import orjson
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, clip
 from eventstitch.ids import new_event_id
+from eventstitch.ingest import wrong_routes
 from eventstitch.ingest.parsing import COLLECT_PREFIX, safe_headers
 from eventstitch.storage.records import RejectionRecord
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 REFUSED_BODY = "eventstitch.refused_body"
 """Where an ingest route leaves the body it read (in the ASGI scope) when the request is
 refused after reading it: only then, so an accepted request pays nothing for it."""
+DECODED_FROM = "eventstitch.decoded_from"
+"""The content coding an ingest route undid (in the ASGI scope): the body it leaves is then
+decoded, so the record leaves out the `Content-Encoding` header that no longer applies."""
 
 
 def keep(
@@ -83,13 +87,29 @@ def refused(
         source_id=_source_id(route, path, kept if not truncated else b""),
         method=str(scope.get("method", "")),
         path=clip(path, max_path),
-        query=clip(query, max_path),
-        headers=safe_headers(headers),
+        query=clip(_kept_query(scope, error), max_path),
+        headers=_kept_headers(scope, headers, error),
         client=client[0] if client else None,
         body=kept,
         body_size=size,
         body_truncated=truncated,
     )
+
+
+def _kept_headers(
+    scope: MutableMapping[str, Any], headers: list[tuple[bytes, bytes]], error: EventstitchError
+) -> dict[str, str]:
+    kept = safe_headers(headers)
+    if error.reason == wrong_routes.REASON:  # no source to scrub by: harmless headers only
+        kept = wrong_routes.kept_headers(kept)
+    if scope.get(DECODED_FROM) is not None:
+        kept.pop("content-encoding", None)
+    return kept
+
+
+def _kept_query(scope: MutableMapping[str, Any], error: EventstitchError) -> str:
+    query: str = scope.get("query_string", b"").decode("latin-1")
+    return wrong_routes.kept_query(query) if error.reason == wrong_routes.REASON else query
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

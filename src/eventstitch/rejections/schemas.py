@@ -17,7 +17,9 @@ class RejectionOut(BaseModel):
 
     id: str
     received_at: str
-    route: str = Field(description="`collect` or `track`.")
+    route: str = Field(
+        description="`collect` or `track`; `sdk` for a wrong route of an analytics SDK's path."
+    )
     reason: str = Field(description="The refusal's reason, as in /metrics.")
     status: int
     error: str = Field(description="The error message the sender was answered with.")

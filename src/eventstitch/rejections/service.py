@@ -23,8 +23,10 @@ from eventstitch.errors import (
     clip_id,
 )
 from eventstitch.ids import ms_to_iso, now_ms
+from eventstitch.ingest import handshakes, wrong_routes
 from eventstitch.ingest import service as ingest
 from eventstitch.ingest.answers import collect_answer, track_answer
+from eventstitch.ingest.encodings import decode, encoding_of
 from eventstitch.ingest.parsing import split_collect_path
 from eventstitch.ingest.schemas import RawRequest, WebhookRequest
 from eventstitch.query import service as query_service
@@ -71,6 +73,14 @@ async def replay(*, ctx: AppContext, rejection_id: str) -> dict[str, Any]:
     record = await get(ctx=ctx, rejection_id=rejection_id)
     if record.replayed_ms is not None:
         raise _already_replayed(record)
+    if record.reason == wrong_routes.REASON:
+        raise Conflict(
+            f"rejection {record.id!r} cannot be replayed: it was sent to {clip(record.path)!r},"
+            " which no route answers; point the sender at /collect/{event_type}/{source_id}"
+            " or /track",
+            errors=[{"field": "path", "value": clip(record.path, 120)}],
+            reason="unknown_route",
+        )
     if record.body_truncated:
         kept = len(record.body or b"")
         sent = "an unknown number of" if record.body_size is None else str(record.body_size)
@@ -103,6 +113,10 @@ async def _ingest_again(
             f"body is larger than the limit of {ctx.config.max_body_bytes} bytes",
             errors=[{"field": "body", "limit": ctx.config.max_body_bytes}],
         )
+    # Kept with its Content-Encoding only when it was refused for not decoding: as sent.
+    encoding = encoding_of(record.headers.get("content-encoding"))
+    if encoding is not None and body:
+        body = decode(body, encoding, ctx.config.max_body_bytes)
     headers = [
         (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
         for k, v in record.headers.items()
@@ -110,25 +124,29 @@ async def _ingest_again(
     if record.route == "collect":
         event_type, source_id = split_collect_path(record.path)
         _require_method(record, ("GET", "POST"))
-        collected = await ingest.collect(
-            ctx=ctx,
-            replay=True,
-            request=WebhookRequest(
-                method=record.method,
-                body=body,
-                query_string=record.query,
-                headers=headers,
-                client=record.client,
-                event_type=event_type,
-                source_id=source_id,
-            ),
+        request = WebhookRequest(
+            method=record.method,
+            body=body,
+            query_string=record.query,
+            headers=headers,
+            client=record.client,
+            event_type=event_type,
+            source_id=source_id,
         )
+        if handshakes.was_handshake(request):
+            raise Conflict(
+                f"rejection {record.id!r} cannot be replayed: it is a sender's URL check, which"
+                " is answered to the sender when it comes; ask the sender to check again",
+                errors=[{"field": "body"}],
+                reason="handshake_not_replayable",
+            )
+        collected = await ingest.collect(ctx=ctx, replay=True, request=request)
         answer = collect_answer(collected.events, collected.duplicates, collected.split)
         return answer, tuple(e.id for e in collected.events)
     if record.route == "track":
         _require_method(record, ("POST",))
-        request = RawRequest("POST", body, record.query, headers, record.client)
-        result, events = await ingest.track(ctx=ctx, request=request, replay=True)
+        tracked = RawRequest("POST", body, record.query, headers, record.client)
+        result, events = await ingest.track(ctx=ctx, request=tracked, replay=True)
         return track_answer(result, events), tuple(e.id for e in events)
     raise BadRequest(f"rejection of unknown route {clip(record.route)!r}", reason="bad_route")
 

@@ -83,12 +83,16 @@ Secret = Annotated[
     ),
 ]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
-Preset = Literal["github", "stripe", "shopify", "standard_webhooks", "hmac", "token"]
+Preset = Literal[
+    "github", "stripe", "shopify", "standard_webhooks", "slack", "zoom", "hmac", "token"
+]
 _PRESET_OPTIONS = {
     "hmac": {"header", "algorithm", "encoding", "prefix"},
     "token": {"header"},
     "stripe": {"tolerance_seconds"},
     "standard_webhooks": {"tolerance_seconds"},
+    "slack": {"tolerance_seconds"},
+    "zoom": {"tolerance_seconds"},
 }
 SECRET_HINT_CHARS = 4
 
@@ -111,7 +115,7 @@ class SignatureIn(BaseModel):
         None, max_length=32, pattern=r"^[!-~]*$", description="hmac only, e.g. sha256=."
     )
     tolerance_seconds: int | None = Field(
-        None, ge=1, le=86400, description="stripe, standard_webhooks: default 300."
+        None, ge=1, le=86400, description="stripe, standard_webhooks, slack, zoom: default 300."
     )
 
     @model_validator(mode="after")

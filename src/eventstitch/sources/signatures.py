@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from eventstitch.errors import MethodNotAllowed, Unauthorized
 from eventstitch.storage.records import SignatureRule
 
-PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "hmac", "token")
+PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "slack", "zoom", "hmac", "token")
 ALGORITHMS = ("sha1", "sha256", "sha512")
 # Names of where a token is sent, not tokens: S105 mistakes them for hard-coded passwords.
 TOKEN_HEADER = "x-webhook-token"  # noqa: S105
@@ -27,6 +27,8 @@ _FIXED_HEADERS = {
     "stripe": "stripe-signature",
     "shopify": "x-shopify-hmac-sha256",
     "standard_webhooks": "webhook-signature",
+    "slack": "x-slack-signature",
+    "zoom": "x-zm-signature",
 }
 HEADERS_EVENTSTITCH_READS = frozenset(
     {
@@ -54,6 +56,8 @@ QUERY_COVERING_PRESETS = frozenset({"token"})
 whole; every HMAC preset signs only the body, and a GET's empty body signs nothing it carries
 (its signature is the same for every GET, so one seen ping would forge any query)."""
 _QUERY_SEPARATOR = re.compile(r"[&;]")
+# Slack and Zoom sign `v0:{timestamp}:{body}` alike, each with its own timestamp header.
+_V0_TIMESTAMP_HEADERS = {"slack": "x-slack-request-timestamp", "zoom": "x-zm-request-timestamp"}
 _DIGITS = re.compile(r"[0-9]{1,12}")
 _WHSEC = "whsec_"
 
@@ -152,6 +156,12 @@ def verify(
         stamp, candidates = _stripe_header(presented, source_id, name)
         _fresh(rule, source_id, name, stamp, now)
         _check(rule, source_id, name, candidates, stamp.encode() + b"." + body)
+    elif rule.preset in _V0_TIMESTAMP_HEADERS:
+        stamp_header = _V0_TIMESTAMP_HEADERS[rule.preset]
+        stamp = _required(headers, stamp_header, source_id)
+        _fresh(rule, source_id, stamp_header, stamp, now)
+        signed = b"v0:" + stamp.encode("latin-1") + b":" + body
+        _check(rule, source_id, name, [_after(presented, "v0=", source_id, name)], signed)
     elif rule.preset == "standard_webhooks":
         message_id = _required(headers, "webhook-id", source_id)
         stamp = _required(headers, "webhook-timestamp", source_id)
