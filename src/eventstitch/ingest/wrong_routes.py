@@ -18,9 +18,7 @@ FAMILIES = ("collect", "track", "sdk", "other")
 SDK_FIRST_SEGMENTS = frozenset({"v1", "batch", "capture", "e", "i"})
 """First path segments analytics SDKs post to (Segment and RudderStack `/v1/...`, `/batch`,
 PostHog `/capture`, `/e/`, `/i/`)."""
-KEPT_HEADERS = frozenset(
-    {"content-type", "content-length", "content-encoding", "user-agent", "accept", "origin"}
-)
+KEPT_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "accept", "origin"})
 """The only headers kept for a request to an unknown route."""
 REASON = "unknown_route"
 _SECRET_LOOKING = re.compile(
