@@ -1,29 +1,21 @@
 """Identification rules of a source, and applying them to one event's payload.
 
 A rule says where in the payload an identifier of some kind sits (`customer.email` holds an
-`email`), whether a missing profile is created for it, and optionally which event types it
-applies to. A trait map copies payload paths into profile traits.
+`email`, `recipients[*].email` one per element), whether a missing profile is created for it,
+and optionally which event types it applies to. A trait map copies payload paths into profile
+traits. Paths are read with `paths.values` (see docs/identity.md, "Rule paths").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eventstitch.config import Config
 from eventstitch.identity.normalise import JUNK_VALUES, junk_set, normalise
+from eventstitch.paths import Path, has_each, label, lookup, values
 from eventstitch.storage.records import Claim, IdentificationRule, Identifier
-
-
-def lookup(payload: Any, path: Sequence[str]) -> Any:
-    """The value at a dotted path in nested objects, or None."""
-    value = payload
-    for key in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +51,7 @@ def extract(
     properties: Mapping[str, Any],
     event_type: str,
     rules: Sequence[IdentificationRule],
-    traits: Mapping[str, tuple[str, ...]],
+    traits: Mapping[str, Path],
     policy: Policy = Policy(),
 ) -> Claim | None:
     """The identifiers and traits an event carries under the source's rules; None if none."""
@@ -70,15 +62,16 @@ def identify(
     properties: Mapping[str, Any],
     event_type: str,
     rules: Sequence[IdentificationRule],
-    traits: Mapping[str, tuple[str, ...]],
+    traits: Mapping[str, Path],
     policy: Policy = Policy(),
 ) -> Identification:
     """Apply the source's rules to one event's payload.
 
-    A list at a rule's path counts only when all its usable elements are one value: taking
-    each element as an identifier of the same person would merge different people into one
-    profile, the worst mistake identity can make. A shared kind's value becomes a trait named
-    after the kind instead of an identifier.
+    A list at a rule's path, or the elements' values under its `[*]`, count only when all the
+    usable ones are one value: taking each as an identifier of the same person would merge
+    different people into one profile, the worst mistake identity can make. A shared kind's
+    value becomes a trait named after the kind instead of an identifier. A trait through `[*]`
+    is the list of the distinct values the elements hold.
     """
     found: dict[Identifier, None] = {}  # an ordered set
     copied: dict[str, Any] = {}
@@ -87,8 +80,9 @@ def identify(
     for rule in rules:
         if not rule.applies_to(event_type):
             continue
-        raw = lookup(properties, rule.path)
-        values = {
+        found_values = list(values(properties, rule.path))
+        raw = found_values if has_each(rule.path) else (found_values or [None])[0]
+        usable = {
             value: None
             for item in (raw if isinstance(raw, list) else [raw])
             if (
@@ -98,18 +92,35 @@ def identify(
             )
             is not None
         }
-        if len(values) > 1:
-            skipped.append(".".join(rule.path))
+        if len(usable) > 1:
+            skipped.append(label(rule.path))
             continue
-        for value in values:
+        for value in usable:
             if rule.kind in policy.shared:
                 copied[rule.kind] = value
                 continue
             found[(rule.kind, value)] = None
             create = create or rule.create_profile
     for trait, path in traits.items():
-        value = lookup(properties, path)
-        if value is not None:
-            copied[trait] = value
+        trait_value: Any = (
+            _distinct(values(properties, path)) or None
+            if has_each(path)
+            else lookup(properties, path)
+        )
+        if trait_value is not None:
+            copied[trait] = trait_value
     claim = Claim(identifiers=tuple(found), create_profile=create, traits=copied) if found else None
     return Identification(claim, tuple(skipped))
+
+
+def _distinct(found: Iterable[Any]) -> list[Any]:
+    """The distinct non-null values found, in the order met (1 and true stay apart)."""
+    kept: list[Any] = []
+    for value in found:
+        if value is not None and not any(_same(value, k) for k in kept):
+            kept.append(value)
+    return kept
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from eventstitch import paths
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import EARLIEST_MS, LATEST_MS, iso_to_ms, ms_to_iso
 from eventstitch.storage.records import EventRecord, GroupBy, PropertyPath
@@ -17,8 +17,6 @@ from eventstitch.storage.records import EventRecord, GroupBy, PropertyPath
 PROPERTY_PREFIX = "properties."
 MAX_PATH_KEYS = 32
 MAX_KEY_CHARS = 128
-_PLAIN_KEY = re.compile(r'[^."\x00][^.\x00]*')
-_QUOTED_KEY = json.JSONDecoder(strict=False)
 _EVENT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DIMENSIONS = ("type", "source", "minute", "hour", "day")
 TIME_DIMENSIONS = ("minute", "hour", "day")
@@ -120,45 +118,15 @@ def parse_property_path(name: str, *, field: str | None = None) -> PropertyPath:
 
     if not name.startswith(PROPERTY_PREFIX):
         raise bad("must start with 'properties.'")
-    keys = _path_keys(name[len(PROPERTY_PREFIX) :])
-    if keys is None:
-        raise bad(
-            "is not a property path like properties.customer.email "
-            '(a key with a dot is written as a JSON string: properties."a.b")'
+    try:
+        return paths.parse(
+            name[len(PROPERTY_PREFIX) :], max_keys=MAX_PATH_KEYS, max_key_chars=MAX_KEY_CHARS
         )
-    if len(keys) > MAX_PATH_KEYS:
-        raise bad(f"has more than {MAX_PATH_KEYS} keys")
-    for key in keys:
-        if len(key) > MAX_KEY_CHARS:
-            raise bad(f"has a key longer than {MAX_KEY_CHARS} characters")
-        if "\x00" in key:
-            raise bad("has a key with U+0000, which no stored key keeps")
-    return keys
-
-
-def _path_keys(text: str) -> PropertyPath | None:
-    """The keys of `a.b."c.d"`: plain keys end at a dot; a key opening with `"` is a JSON
-    string, so it can hold dots, quotes and any character. None when it is not such a path."""
-    keys: list[str] = []
-    at = 0
-    while True:
-        if text.startswith('"', at):
-            try:
-                key, at = _QUOTED_KEY.raw_decode(text, at)
-                key.encode()  # a lone surrogate (`"\ud800"`) is no text
-            except (ValueError, UnicodeEncodeError):
-                return None
-        else:
-            plain = _PLAIN_KEY.match(text, at)
-            if plain is None:
-                return None
-            key, at = plain.group(), plain.end()
-        keys.append(key)
-        if at == len(text):
-            return tuple(keys)
-        if text[at] != ".":
-            return None
-        at += 1
+    except paths.PathError as error:
+        raise bad(
+            f"{error}: a property path is like properties.customer.email, properties.items.0.sku "
+            'or properties.items[*].sku (a key with a dot is a JSON string: properties."a.b")'
+        ) from None
 
 
 def property_filters(params: list[tuple[str, str]]) -> tuple[tuple[PropertyPath, str], ...]:

@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from eventstitch import paths
 from eventstitch.config import MAX_RATE_BURST, MAX_RATE_PER_SECOND, rate_problem
 from eventstitch.ids import ms_to_iso
 from eventstitch.ingest.parsing import EVENT_TYPE_REGEX, MAX_EVENT_TYPE
@@ -36,6 +37,30 @@ CreatableKind = Literal["webhook", "tracker"]
 PayloadPath = Annotated[
     str, Field(pattern=PAYLOAD_PATH_PATTERN, description="Dotted path, e.g. customer.email")
 ]
+
+
+def _rule_path(value: str) -> str:
+    """A rule path as docs/identity.md writes it, in its canonical form."""
+    try:
+        return paths.label(paths.parse_rule(value))
+    except paths.PathError as error:
+        raise ValueError(
+            f"{error}: expected a payload path such as customer.email, items.0.sku or "
+            f"recipients[*].email (at most {paths.RULE_MAX_KEYS} keys"
+            f" of {paths.RULE_MAX_KEY_CHARS} characters)"
+        ) from None
+
+
+RulePath = Annotated[
+    str,
+    AfterValidator(_rule_path),
+    Field(
+        min_length=1,
+        max_length=4096,
+        description="Payload path: customer.email, items.0.sku (an index), items[*].email "
+        "(any element); a key with a dot as a JSON string.",
+    ),
+]
 EventTypeName = Annotated[str, Field(pattern=EVENT_TYPE_REGEX, max_length=MAX_EVENT_TYPE)]
 TraitName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 
@@ -45,7 +70,7 @@ class IdentificationRuleIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: PayloadPath
+    path: RulePath
     kind: str = Field(pattern=KIND_PATTERN, description="email, phone, user_id, or your own")
     create_profile: bool = Field(False, description="Create a profile when nobody owns it.")
     event_types: list[EventTypeName] = Field(
@@ -54,7 +79,7 @@ class IdentificationRuleIn(BaseModel):
 
     def record(self) -> IdentificationRule:
         return IdentificationRule(
-            path=tuple(self.path.split(".")),
+            path=paths.parse_rule(self.path),
             kind=self.kind,
             create_profile=self.create_profile,
             event_types=tuple(self.event_types),
@@ -64,7 +89,7 @@ class IdentificationRuleIn(BaseModel):
 def rules_out(rules: tuple[IdentificationRule, ...]) -> list[IdentificationRuleIn]:
     return [
         IdentificationRuleIn(
-            path=".".join(r.path),
+            path=paths.label(r.path),
             kind=r.kind,
             create_profile=r.create_profile,
             event_types=list(r.event_types),
@@ -333,7 +358,7 @@ class SourceCreate(BaseModel):
     description: str = Field("", max_length=2000)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     identification: list[IdentificationRuleIn] = Field(default_factory=list, max_length=50)
-    traits: dict[TraitName, PayloadPath] = Field(
+    traits: dict[TraitName, RulePath] = Field(
         default_factory=dict, description="Profile trait name to payload path."
     )
     delivery_id_path: PayloadPath | None = Field(
@@ -355,7 +380,7 @@ class SourcePatch(BaseModel):
     description: str | None = Field(None, max_length=2000)
     tags: list[Tag] | None = Field(None, max_length=50)
     identification: list[IdentificationRuleIn] | None = Field(None, max_length=50)
-    traits: dict[TraitName, PayloadPath] | None = None
+    traits: dict[TraitName, RulePath] | None = None
     delivery_id_path: PayloadPath | None = Field(None, description="null clears it.")
     signature: SignatureIn | None = Field(None, description="Replaces the rule; null removes it.")
     rate_limit: RateLimitIn | None = Field(None, description="null: the default of the settings.")
@@ -388,7 +413,7 @@ class SourceOut(BaseModel):
             description=source.description,
             tags=list(source.tags),
             identification=rules_out(source.identification),
-            traits={name: ".".join(path) for name, path in source.traits.items()},
+            traits={name: paths.label(path) for name, path in source.traits.items()},
             delivery_id_path=".".join(source.delivery_id_path) or None,
             signature=SignatureOut.of(source.signature) if source.signature else None,
             rate_limit=RateLimitIn(

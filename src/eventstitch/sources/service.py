@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from eventstitch import system
+from eventstitch import paths, system
 from eventstitch.config import MAX_RETRY_AFTER_SECONDS
 from eventstitch.context import AppContext
 from eventstitch.errors import (
@@ -42,7 +42,7 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         created_ms=now,
         updated_ms=now,
         identification=tuple(rule.record() for rule in source_in.identification),
-        traits={name: tuple(path.split(".")) for name, path in source_in.traits.items()},
+        traits={name: paths.parse_rule(path) for name, path in source_in.traits.items()},
         delivery_id_path=tuple(source_in.delivery_id_path.split("."))
         if source_in.delivery_id_path
         else (),
@@ -135,7 +135,7 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     if "identification" in changes:
         changes["identification"] = tuple(rule.record() for rule in patch.identification or ())
     if "traits" in changes:
-        changes["traits"] = {n: tuple(p.split(".")) for n, p in (patch.traits or {}).items()}
+        changes["traits"] = {n: paths.parse_rule(p) for n, p in (patch.traits or {}).items()}
     if "tags" in changes:
         changes["tags"] = tuple(changes["tags"])
     current = await _refuse_system(ctx, source_id)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
+from eventstitch.paths import Path, label
 
 SourceKind = Literal["webhook", "tracker", "system"]
 RefusalReason = Literal["unknown_source", "disabled_source", "wrong_source_kind"]
@@ -20,7 +20,7 @@ Identifier = tuple[str, str]
 class IdentificationRule:
     """Where a source's payloads carry an identifier of some kind."""
 
-    path: tuple[str, ...]
+    path: Path
     kind: str
     create_profile: bool = False
     event_types: tuple[str, ...] = ()
@@ -83,7 +83,7 @@ class SourceRecord:
     created_ms: int
     updated_ms: int
     identification: tuple[IdentificationRule, ...] = ()
-    traits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    traits: Mapping[str, Path] = field(default_factory=dict)
     """Profile trait name to payload path."""
     delivery_id_path: tuple[str, ...] = ()
     """Where the payload carries the sender's delivery id (Stripe's `id`), if anywhere."""
@@ -145,20 +145,12 @@ class MergeRecord:
     refused_kind: str | None
 
 
-PropertyPath = tuple[str, ...]
+PropertyPath = Path
 
 
 def property_label(path: PropertyPath) -> str:
-    """A path as a client writes it, `properties.a.b`; a key that would not read back as
-    written (empty, opening with `"`, with a dot, a comma, U+0000 or space at either end) is
-    written as a JSON string."""
-    return "properties." + ".".join(
-        orjson.dumps(key).decode() if _needs_quotes(key) else key for key in path
-    )
-
-
-def _needs_quotes(key: str) -> bool:
-    return not key or key.startswith('"') or key != key.strip() or any(c in key for c in ".,\x00")
+    """A path as a client writes it, `properties.a.b` (see `paths.label`)."""
+    return "properties." + label(path)
 
 
 @dataclass(frozen=True, slots=True)

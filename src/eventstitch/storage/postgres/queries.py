@@ -7,11 +7,13 @@ is a jsonb containment the GIN index serves.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from eventstitch.paths import EACH
 from eventstitch.storage.records import CountQuery, EventFilter, GroupBy, PropertyPath
 from eventstitch.storage.shared.dialect import Dialect, Fragment
 from eventstitch.storage.shared.query_plan import as_number
@@ -44,43 +46,104 @@ def jsonb_text(value: Any) -> str:
 
 
 def _nested(path: PropertyPath, value: Any) -> str:
-    """`{"a":{"b":value}}` for path (a, b), as jsonb text for a containment test."""
+    """`{"a":{"b":value}}` for path (a, b), `{"a":[{"b":value}]}` for `a[*].b`, as jsonb text
+    for a containment test: an array contains a document when any element does."""
     document: Any = value
-    for key in reversed(path):
-        document = {pg_text(key): document}
+    for segment in reversed(path):
+        document = [document] if segment is EACH else {pg_text(str(segment)): document}
     return orjson.dumps(document).decode()
 
 
-def _literal_match(path: PropertyPath, value: str) -> Fragment:
-    """Equality of a property with a query-string value, as one or more jsonb containments,
-    each of which the GIN index (jsonb_path_ops) serves. Containment compares scalars exactly:
-    strings by content, numbers numerically (5 matches 5.0), and `true`/`false`/`null` only
-    themselves; below the top level an array never contains a bare scalar, so `a=x` does not
-    match `{"a": ["x"]}`, as on SQLite."""
+def _candidates(value: str) -> list[Any]:
+    """The JSON values a query-string value equals: that string, that number, that literal."""
     candidates: list[Any] = [pg_text(value)]
     number = as_number(value)
     if number is not None:
         candidates.append(number)
     if value in _LITERALS:
         candidates.append(_LITERALS[value])
-    clauses = ["properties @> %s::jsonb"] * len(candidates)
-    return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
+    return candidates
+
+
+# What PostgreSQL's `#>` reads as an array index (strtol: spaces, a sign, leading zeros): a
+# key like that must not reach an array's element, so its path is walked with `->`.
+_READS_AS_INDEX = re.compile(r"\s*[+-]?[0-9]+")
+
+
+def _chain(base: str, path: PropertyPath) -> Fragment:
+    """The value at a path without `[*]` below `base`: a key with `->` (never an array's
+    element), an index with `#>` (an array's element, or that key of an object)."""
+    if all(isinstance(s, str) and not _READS_AS_INDEX.fullmatch(s) for s in path):
+        return f"({base} #> %s::text[])", [[pg_text(str(s)) for s in path]]
+    sql, params = base, list[Any]()
+    for segment in path:
+        if isinstance(segment, int):
+            sql, params = f"({sql} #> %s::text[])", [*params, [str(segment)]]
+        else:
+            sql, params = f"({sql} -> %s::text)", [*params, pg_text(str(segment))]
+    return sql, params
+
+
+def _elements(path: PropertyPath) -> tuple[str, list[Any], str]:
+    """`FROM ...` of one row per element under the path's `[*]`, and the element's value."""
+    at = path.index(EACH)
+    array, params = _chain("events.properties", path[:at])
+    rest, rest_params = _chain("e.value", path[at + 1 :]) if at + 1 < len(path) else ("e.value", [])
+    source = (
+        f"FROM (SELECT {array} AS v) AS a,"
+        " jsonb_array_elements(CASE WHEN jsonb_typeof(a.v) = 'array' THEN a.v END) AS e"
+    )
+    return source, params + rest_params, rest
+
+
+def _literal_match(path: PropertyPath, value: str) -> Fragment:
+    """Equality of a property with a query-string value. A path of keys (and a `[*]`) is one or
+    more jsonb containments, each of which the GIN index (jsonb_path_ops) serves. Containment
+    compares scalars exactly: strings by content, numbers numerically (5 matches 5.0), and
+    `true`/`false`/`null` only themselves; below the top level an array never contains a bare
+    scalar, so `a=x` does not match `{"a": ["x"]}`, as on SQLite. A path with an index compares
+    the value it reaches with jsonb equality, which means the same."""
+    candidates = _candidates(value)
+    if not any(isinstance(s, int) for s in path):
+        clauses = ["properties @> %s::jsonb"] * len(candidates)
+        return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
+    texts = [jsonb_text(c) for c in candidates]
+    if EACH not in path:
+        sql, params = _chain("events.properties", path)
+        return f"({sql} = ANY(%s::jsonb[]))", [*params, texts]
+    source, params, element = _elements(path)
+    return f"EXISTS (SELECT 1 {source} WHERE {element} = ANY(%s::jsonb[]))", [*params, texts]
 
 
 def _in_list(column: str, values: Sequence[str]) -> Fragment:
     return f"{column} = ANY(%s::text[])", [[pg_text(v) for v in values]]
 
 
-def _property_value(path: PropertyPath) -> Fragment:
-    """The value at `path` grouped as SQLite's json_extract groups it: JSON null and a missing
-    key alike as SQL NULL, and true and false as the numbers 1 and 0 (so `false` and `0` are one
+def _grouped(value: str) -> str:
+    """A jsonb value grouped as SQLite's json_extract groups it: JSON null and a missing key
+    alike as SQL NULL, and true and false as the numbers 1 and 0 (so `false` and `0` are one
     group, as their keys in the answer are the same)."""
-    keys = [pg_text(key) for key in path]
-    value = "properties #> %s::text[]"
     return (
         f"(CASE WHEN jsonb_typeof({value}) = 'boolean' THEN to_jsonb(({value})::boolean::int)"
-        f" ELSE NULLIF({value}, 'null'::jsonb) END)",
-        [keys, keys, keys],
+        f" ELSE NULLIF({value}, 'null'::jsonb) END)"
+    )
+
+
+def _property_value(path: PropertyPath) -> Fragment:
+    """The value at a path without `[*]`, grouped as on SQLite (see `_grouped`)."""
+    sql, params = _chain("events.properties", path)
+    return _grouped(sql), params * 3
+
+
+def _property_values(path: PropertyPath, alias: str) -> Fragment:
+    """A join whose `{alias}.value` is each distinct value the elements under `[*]` hold, or one
+    NULL when they hold none, so the event is still counted (in the null group)."""
+    source, params, element = _elements(path)
+    value = _grouped("x.v")
+    return (
+        f" LEFT JOIN LATERAL (SELECT DISTINCT {value} AS value {source},"
+        f" LATERAL (SELECT {element} AS v) AS x WHERE {value} IS NOT NULL) AS {alias} ON true",
+        params,
     )
 
 
@@ -94,6 +157,7 @@ POSTGRES = Dialect(
     in_list=_in_list,
     property_match=_literal_match,
     property_value=_property_value,
+    property_values=_property_values,
     converted_kind="split_part(converted_by, ':', 1)",
 )
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from eventstitch.paths import Path, label, stored_rule
 from eventstitch.storage.records import IdentificationRule, RateLimit, Shaping, SignatureRule
 
 
 def rules_to_json(rules: tuple[IdentificationRule, ...]) -> list[dict[str, Any]]:
     return [
         {
-            "path": ".".join(rule.path),
+            "path": label(rule.path),
             "kind": rule.kind,
             "create_profile": rule.create_profile,
             "event_types": list(rule.event_types),
@@ -23,7 +24,7 @@ def rules_to_json(rules: tuple[IdentificationRule, ...]) -> list[dict[str, Any]]
 def rules_from_json(data: list[dict[str, Any]]) -> tuple[IdentificationRule, ...]:
     return tuple(
         IdentificationRule(
-            path=tuple(item["path"].split(".")),
+            path=stored_rule(item["path"]),
             kind=item["kind"],
             create_profile=bool(item.get("create_profile", False)),
             event_types=tuple(item.get("event_types", ())),
@@ -32,12 +33,12 @@ def rules_from_json(data: list[dict[str, Any]]) -> tuple[IdentificationRule, ...
     )
 
 
-def traits_to_json(traits: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
-    return {name: ".".join(path) for name, path in traits.items()}
+def traits_to_json(traits: Mapping[str, Path]) -> dict[str, str]:
+    return {name: label(path) for name, path in traits.items()}
 
 
-def traits_from_json(data: Mapping[str, str]) -> dict[str, tuple[str, ...]]:
-    return {name: tuple(path.split(".")) for name, path in data.items()}
+def traits_from_json(data: Mapping[str, str]) -> dict[str, Path]:
+    return {name: stored_rule(path) for name, path in data.items()}
 
 
 def signature_to_json(rule: SignatureRule | None) -> dict[str, Any] | None:

@@ -32,7 +32,11 @@ class Dialect:
     property_match: Callable[[PropertyPath, str], Fragment]
     """A property equal to a query-string value (see `query_plan.as_number`)."""
     property_value: Callable[[PropertyPath], Fragment]
-    """The JSON value at a path (missing and JSON null alike as SQL NULL), to group or count by."""
+    """The JSON value at a path without `[*]` (missing and JSON null alike as SQL NULL), to group
+    or count by."""
+    property_values: Callable[[PropertyPath, str], Fragment]
+    """A join (` JOIN ...`) after `FROM events`, whose `<alias>.value` is each distinct value at a
+    path with `[*]` one event holds, or one NULL when it holds none."""
     converted_kind: str
     """The identifier kind in `converted_by` ("email:a@a.com" gives "email")."""
 

@@ -9,7 +9,15 @@ from typing import Any
 
 from eventstitch.identity.resolution import SYSTEM_SOURCE_ID
 from eventstitch.ids import id_floor
-from eventstitch.storage.records import CountQuery, CountResult, CountRow, EventFilter, GroupBy
+from eventstitch.paths import has_each
+from eventstitch.storage.records import (
+    CountQuery,
+    CountResult,
+    CountRow,
+    EventFilter,
+    GroupBy,
+    PropertyPath,
+)
 from eventstitch.storage.shared.dialect import Dialect, Fragment
 from eventstitch.storage.shared.query_plan import BUCKET_MS, can_use_rollup
 
@@ -79,9 +87,9 @@ def rollup_where(d: Dialect, event_filter: EventFilter) -> Fragment:
 
 def _dimension(d: Dialect, group: GroupBy, *, rollup: bool) -> Fragment:
     if group.dimension == "type":
-        return "type", []
+        return "type" if rollup else "events.type", []
     if group.dimension == "source":
-        return "source_id", []
+        return "source_id" if rollup else "events.source_id", []
     if group.dimension == "property":
         return d.property_value(group.path)
     if group.dimension == "converted_kind":
@@ -103,11 +111,26 @@ class GroupedCount:
 
 def grouped_count(d: Dialect, event_filter: EventFilter, query: CountQuery) -> GroupedCount:
     """Keys k0.., the count `n` and the distinct count `d` when asked, read from the rollup
-    when it answers exactly; a group of none (erased events leave zeros) is no group."""
+    when it answers exactly; a group of none (erased events leave zeros) is no group.
+
+    A path with `[*]` joins each event to the distinct values its elements hold, so the event
+    counts once in each of their groups (`n` counts events, not rows)."""
     rollup = can_use_rollup(event_filter, query)
     columns: list[str] = []
     params: list[Any] = []
+    joins: list[str] = []
+    join_params: list[Any] = []
+
+    def expand(path: PropertyPath, alias: str) -> str:
+        sql, values = d.property_values(path, alias)
+        joins.append(sql)
+        join_params.extend(values)
+        return f"{alias}.value"
+
     for i, group in enumerate(query.group_by):
+        if group.dimension == "property" and has_each(group.path):
+            columns.append(f"{expand(group.path, f'g{i}')} AS k{i}")
+            continue
         sql, values = _dimension(d, group, rollup=rollup)
         columns.append(f"{sql} AS k{i}")
         params += values
@@ -117,13 +140,22 @@ def grouped_count(d: Dialect, event_filter: EventFilter, query: CountQuery) -> G
         where, where_params = rollup_where(d, event_filter)
         table = "event_counts_hourly"
     else:
-        columns.append("COUNT(*) AS n")
-        if query.distinct is not None:
-            sql, values = d.property_value(query.distinct)
-            columns.append(f"COUNT(DISTINCT {sql}) AS d")
-            params += values
+        distinct: str | None = None
+        distinct_params: list[Any] = []
+        if query.distinct is not None and has_each(query.distinct):
+            distinct = expand(query.distinct, "dv")
+        elif query.distinct is not None:
+            distinct, distinct_params = d.property_value(query.distinct)
+        columns.append("COUNT(DISTINCT events.id) AS n" if joins else "COUNT(*) AS n")
+        if distinct is not None:
+            columns.append(f"COUNT(DISTINCT {distinct}) AS d")
+            params += distinct_params
         where, where_params = where_clause(d, event_filter)
         table = "events"
+        if joins:
+            # The filter runs inside, where its columns name the events' own and none of a join's.
+            table = f"(SELECT * FROM events{where}) AS events{''.join(joins)}"
+            where_params, where = where_params + join_params, ""
     sql = f"SELECT {', '.join(columns)} FROM {table}{where}"
     params += where_params
     if keys:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from eventstitch.paths import EACH, Segment
 from eventstitch.storage.records import CountQuery, EventFilter, PropertyPath
 from eventstitch.storage.shared.dialect import Dialect, Fragment
 from eventstitch.storage.shared.query_plan import as_number
@@ -21,25 +22,45 @@ _ESCAPED_IN_TEXT = re.compile(r'["\\\x00-\x1f]')
 
 def json_path(path: PropertyPath) -> str | None:
     """A SQLite JSON path with every key quoted, so dots, brackets or `$` in a key stay
-    literal; None when a key cannot be written in one (see `_ESCAPED_IN_TEXT`)."""
-    if any(_ESCAPED_IN_TEXT.search(key) for key in path):
+    literal; None when a segment is not a key (an index may be a key, see `_walk`) or a key
+    cannot be written in one (see `_ESCAPED_IN_TEXT`)."""
+    keys = [s for s in path if isinstance(s, str)]
+    if len(keys) != len(path) or any(_ESCAPED_IN_TEXT.search(key) for key in keys):
         return None
-    return "$" + "".join('."' + key + '"' for key in path)
+    return "$" + "".join('."' + key + '"' for key in keys)
+
+
+def _opens(segment: Segment | None) -> str:
+    """The JSON types the walk opens for a segment: a key reads objects, `[*]` arrays, and an
+    index both (an array's element, or that key of an object)."""
+    if segment is EACH:
+        return "('array')"
+    if isinstance(segment, int):
+        return "('object', 'array')"
+    return "('object')"
 
 
 def _walk(path: PropertyPath) -> Fragment:
-    """`FROM ... WHERE ...` reaching the value at `path` key by key through json_each, which
-    compares each key decoded, so any key is found; the value's row is `p{len(path) - 1}`. Only
-    objects are opened: an array's indexes or a string's text are never read as keys."""
+    """`FROM ... WHERE ...` reaching each value at `path` segment by segment through json_each,
+    which compares each key decoded, so any key is found; the value's row is `p{len(path) - 1}`,
+    one row per element under `[*]`. An array's keys are integers and an object's text, so an
+    index bound as both finds an element or a key, and a key never an element."""
     tables: list[str] = []
     terms: list[str] = []
+    params: list[Any] = []
     opened = "properties"
-    for depth in range(len(path)):
+    for depth, segment in enumerate(path):
         row = f"p{depth}"
         tables.append(f"json_each({opened}) AS {row}")
-        terms.append(f"{row}.key = ?")
-        opened = f"CASE WHEN {row}.type = 'object' THEN {row}.value END"
-    return f"FROM {', '.join(tables)} WHERE {' AND '.join(terms)}", list(path)
+        if isinstance(segment, int):
+            terms.append(f"({row}.key = ? OR {row}.key = ?)")
+            params += [segment, str(segment)]
+        elif isinstance(segment, str):
+            terms.append(f"{row}.key = ?")
+            params.append(segment)
+        following = path[depth + 1] if depth + 1 < len(path) else None
+        opened = f"CASE WHEN {row}.type IN {_opens(following)} THEN {row}.value END"
+    return f"FROM {', '.join(tables)} WHERE {' AND '.join(terms) or '1'}", params
 
 
 def _typed_equal(type_of: Fragment, value_of: Fragment, value: str) -> Fragment:
@@ -70,7 +91,7 @@ def _literal_match(path: PropertyPath, value: str) -> Fragment:
     walk, keys = _walk(path)
     row = f"p{len(path) - 1}"
     clause, params = _typed_equal((f"{row}.type", []), (f"{row}.value", []), value)
-    return f"EXISTS (SELECT 1 {walk} AND {clause})", keys + params
+    return f"EXISTS (SELECT 1 {walk} AND {clause})", keys + params  # any element under [*]
 
 
 def _property_value(path: PropertyPath) -> Fragment:
@@ -80,6 +101,18 @@ def _property_value(path: PropertyPath) -> Fragment:
         return "json_extract(properties, ?)", [jpath]
     walk, keys = _walk(path)
     return f"(SELECT p{len(path) - 1}.value {walk})", keys
+
+
+def _property_values(path: PropertyPath, alias: str) -> Fragment:
+    """A join whose `{alias}.value` is each distinct value the elements under `[*]` hold, or one
+    NULL when they hold none, so the event is still counted (in the null group)."""
+    walk, keys = _walk(path)
+    row = f"p{len(path) - 1}"
+    values = (
+        f"(SELECT COALESCE(NULLIF(json_group_array(DISTINCT {row}.value), '[]'), '[null]')"
+        f" {walk} AND {row}.value IS NOT NULL)"
+    )
+    return f" JOIN json_each({values}) AS {alias}", keys
 
 
 def _in_list(column: str, values: Sequence[str]) -> Fragment:
@@ -100,6 +133,7 @@ SQLITE = Dialect(
     in_list=_in_list,
     property_match=_literal_match,
     property_value=_property_value,
+    property_values=_property_values,
     converted_kind="substr(converted_by, 1, instr(converted_by, ':') - 1)",
 )
 
