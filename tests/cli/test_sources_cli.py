@@ -17,6 +17,7 @@ SOURCE_FIELDS = {
     "id",
     "name",
     "kind",
+    "preset",
     "enabled",
     "description",
     "tags",
