@@ -17,6 +17,7 @@ SOURCE_FIELDS = {
     "id",
     "name",
     "kind",
+    "preset",
     "enabled",
     "description",
     "tags",
@@ -44,6 +45,25 @@ def test_add_answers_the_new_source_as_json(data_dir: Path) -> None:
     assert added["tags"] == ["eu", "b2b"]
     assert added["description"] == "orders"
     assert ok_json("sources", "show", "shop") == added
+
+
+def test_create_with_a_preset_fills_the_senders_shaping_signature_and_rules(
+    data_dir: Path,
+) -> None:
+    secret = "sendgrid-token-0123456789"
+    made = ok_json("sources", "create", "--id", "mail", "--preset", "sendgrid", "--secret", secret)
+    assert made["preset"] == "sendgrid"
+    assert made["name"] == "SendGrid"
+    assert made["shaping"]["split"] == "$"
+    assert made["shaping"]["delivery_id_from"] == "sg_event_id"
+    assert made["signature"]["preset"] == "token"
+    assert secret not in json.dumps(made)
+    assert made["identification"][0]["path"] == "email"
+    refused = fails("sources", "create", "--preset", "github", code=2)
+    assert "signature" in refused
+    unsigned = ok_json("sources", "create", "--preset", "github", "--unsigned")
+    assert unsigned["signature"] is None
+    assert unsigned["preset"] == "github"
 
 
 def test_add_generates_an_id_and_may_create_it_disabled(data_dir: Path) -> None:

@@ -222,6 +222,7 @@ def test_the_api_shows_hints_never_secrets_and_null_removes_the_rule(client: Tes
         "encoding": None,
         "prefix": None,
         "tolerance_seconds": None,
+        "url": None,
         "secret_count": 2,
         "secret_hints": ["...body", "...6789"],
     }

@@ -16,6 +16,7 @@ SOURCE_FIELDS = {
     "id",
     "name",
     "kind",
+    "preset",
     "enabled",
     "description",
     "tags",

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
 from eventstitch.context import AppContext
-from eventstitch.sources import service, signatures
+from eventstitch.sources import presets, service, signatures
 from eventstitch.sources.schemas import SourceCreate, SourceOut, SourcePatch
 from eventstitch.storage.records import SourceRecord
 
@@ -30,7 +30,7 @@ def sources() -> None:
 
 
 @sources.command("add")
-@click.option("--name", required=True, help="A name people recognise.")
+@click.option("--name", default=None, help="A name people recognise (with --preset: the sender's).")
 @click.option("--id", "source_id", default=None, help="Your own id; generated when left out.")
 @click.option(
     "--kind", type=click.Choice(["webhook", "tracker"]), default="webhook", show_default=True
@@ -38,35 +38,77 @@ def sources() -> None:
 @click.option("--description", default="")
 @click.option("--tag", "tags", multiple=True, help="Repeat for several tags.")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option(
+    "--preset",
+    type=click.Choice(presets.NAMES),
+    default=None,
+    help="A sender (docs/senders.md): its shaping, signature scheme, redactions and rules.",
+)
+@click.option("--secret", "secrets", multiple=True, help="With --preset: the signing secret.")
+@click.option(
+    "--secrets-from-stdin",
+    is_flag=True,
+    help="Read the secrets from standard input, one a line (keeps them out of shell history).",
+)
+@click.option("--unsigned", is_flag=True, help="With --preset: take unsigned deliveries.")
+@click.option("--signature-url", default=None, help="twilio: the public URL given to Twilio.")
 @json_option
 def add(
-    name: str,
+    name: str | None,
     source_id: str | None,
     kind: str,
     description: str,
     tags: tuple[str, ...],
     disabled: bool,
+    preset: str | None,
+    secrets: tuple[str, ...],
+    secrets_from_stdin: bool,
+    unsigned: bool,
+    signature_url: str | None,
     as_json: bool,
 ) -> None:
-    """Create a source."""
+    """Create a source (also `sources create`)."""
+    fields: dict[str, Any] = {
+        "id": source_id,
+        "kind": kind,
+        "enabled": not disabled,
+        "description": description,
+        "tags": list(tags),
+    }
+    if name is not None:
+        fields["name"] = name
+    given = list(secrets)
+    if secrets_from_stdin:
+        given += [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if preset is not None:
+        fields["preset"] = preset
+        if unsigned:
+            fields["signature"] = None
+        elif given:
+            url = {"url": signature_url} if signature_url else {}
+            fields["signature"] = {"secrets": given, **url}
+    elif given or unsigned or signature_url:
+        raise click.UsageError("--secret, --unsigned and --signature-url go with --preset")
     try:
-        source_in = SourceCreate.model_validate(
-            {
-                "id": source_id,
-                "name": name,
-                "kind": kind,
-                "enabled": not disabled,
-                "description": description,
-                "tags": list(tags),
-            }
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        source_in = SourceCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise click.BadParameter(_problems(exc)) from None
 
     async def call(ctx: AppContext) -> SourceRecord:
         return await service.create(ctx=ctx, source_in=source_in)
 
     _show(run(call), as_json)
+
+
+sources.add_command(add, "create")
+
+
+def _problems(exc: ValidationError) -> str:
+    """A refusal's problems, without the input values: a refused secret must not be echoed."""
+    problems = exc.errors(include_input=False, include_url=False)
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'source'}: {e['msg']}" for e in problems
+    )
 
 
 @sources.command("list")
@@ -121,11 +163,7 @@ def _update(source_id: str, changes: dict[str, Any], as_json: bool) -> None:
     try:
         patch = SourcePatch.model_validate(changes)
     except ValidationError as exc:
-        # Without the input values: a refused secret must not be echoed back.
-        problems = exc.errors(include_input=False, include_url=False)
-        raise click.BadParameter(
-            "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in problems)
-        ) from None
+        raise click.BadParameter(_problems(exc)) from None
 
     async def call(ctx: AppContext) -> SourceRecord:
         return await service.update(ctx=ctx, source_id=source_id, patch=patch)
@@ -215,6 +253,7 @@ def disable(source_id: str, as_json: bool) -> None:
 @click.option("--encoding", type=click.Choice(["hex", "base64"]), default=None)
 @click.option("--prefix", default=None, help="hmac: text before the signature, e.g. sha256=.")
 @click.option("--tolerance", "tolerance_seconds", type=int, default=None, help="Seconds.")
+@click.option("--url", default=None, help="twilio: the public URL given to Twilio.")
 @json_option
 def sign(
     source_id: str,
@@ -226,6 +265,7 @@ def sign(
     encoding: str | None,
     prefix: str | None,
     tolerance_seconds: int | None,
+    url: str | None,
     as_json: bool,
 ) -> None:
     """Require signed deliveries on a webhook source (replaces its signature rule)."""
@@ -239,6 +279,7 @@ def sign(
         "encoding": encoding,
         "prefix": prefix,
         "tolerance_seconds": tolerance_seconds,
+        "url": url,
     }
     rule = {"preset": preset, "secrets": given, **{k: v for k, v in options.items() if v}}
     _update(source_id, {"signature": rule}, as_json)

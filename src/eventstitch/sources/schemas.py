@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Annotated, Any, Literal
 
@@ -16,9 +17,10 @@ from pydantic import (
 
 from eventstitch import paths
 from eventstitch.config import MAX_RATE_BURST, MAX_RATE_PER_SECOND, rate_problem
+from eventstitch.errors import clip
 from eventstitch.ids import ms_to_iso
 from eventstitch.ingest.parsing import EVENT_TYPE_REGEX, MAX_EVENT_TYPE
-from eventstitch.sources import signatures
+from eventstitch.sources import presets, signatures
 from eventstitch.storage.records import (
     IdentificationRule,
     RateLimit,
@@ -109,7 +111,7 @@ Secret = Annotated[
 ]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
 Preset = Literal[
-    "github", "stripe", "shopify", "standard_webhooks", "slack", "zoom", "hmac", "token"
+    "github", "stripe", "shopify", "standard_webhooks", "slack", "zoom", "twilio", "hmac", "token"
 ]
 _PRESET_OPTIONS = {
     "hmac": {"header", "algorithm", "encoding", "prefix"},
@@ -118,8 +120,24 @@ _PRESET_OPTIONS = {
     "standard_webhooks": {"tolerance_seconds"},
     "slack": {"tolerance_seconds"},
     "zoom": {"tolerance_seconds"},
+    "twilio": {"url"},
 }
+PUBLIC_URL_PATTERN = r"^https?://[^\s?#]{1,2040}$"
 SECRET_HINT_CHARS = 4
+SenderPresetName = Literal[
+    "github",
+    "stripe",
+    "shopify",
+    "sendgrid",
+    "alertmanager",
+    "sentry",
+    "slack",
+    "twilio",
+    "mailchimp",
+    "standard_webhooks",
+    "zoom",
+    "meta",
+]
 
 
 class SignatureIn(BaseModel):
@@ -142,6 +160,12 @@ class SignatureIn(BaseModel):
     tolerance_seconds: int | None = Field(
         None, ge=1, le=86400, description="stripe, standard_webhooks, slack, zoom: default 300."
     )
+    url: str | None = Field(
+        None,
+        pattern=PUBLIC_URL_PATTERN,
+        description="twilio: required; the public URL the sender is given (it signs it), "
+        "without a query.",
+    )
 
     @model_validator(mode="after")
     def _fits_preset(self) -> SignatureIn:
@@ -160,6 +184,10 @@ class SignatureIn(BaseModel):
             )
         if self.preset == "hmac" and self.header is None:
             raise ValueError("the hmac preset needs the header that carries the signature")
+        if self.preset == "twilio" and self.url is None:
+            raise ValueError(
+                "the twilio preset needs url: the public URL given to Twilio, which it signs"
+            )
         if self.preset == "standard_webhooks":
             for secret in self.secrets:
                 signatures.standard_webhooks_key(secret)
@@ -174,6 +202,7 @@ class SignatureIn(BaseModel):
             encoding=self.encoding or "hex",
             prefix=self.prefix or "",
             tolerance_seconds=self.tolerance_seconds or 300,
+            url=self.url or "",
         )
 
 
@@ -187,6 +216,7 @@ def checked_signature(rule: SignatureRule) -> SignatureRule:
         "encoding": rule.encoding,
         "prefix": rule.prefix or None,
         "tolerance_seconds": rule.tolerance_seconds,
+        "url": rule.url or None,
     }
     return SignatureIn.model_validate(
         {
@@ -213,6 +243,7 @@ class SignatureOut(BaseModel):
     encoding: str | None
     prefix: str | None
     tolerance_seconds: int | None
+    url: str | None = None
     secret_count: int
     secret_hints: list[str] = Field(description="The last characters of each secret.")
 
@@ -227,6 +258,7 @@ class SignatureOut(BaseModel):
             encoding=rule.encoding if hmac else None,
             prefix=rule.prefix if hmac else None,
             tolerance_seconds=rule.tolerance_seconds if "tolerance_seconds" in options else None,
+            url=rule.url or None,
             secret_count=len(rule.secrets),
             secret_hints=["..." + s[-SECRET_HINT_CHARS:] for s in rule.secrets],
         )
@@ -318,7 +350,10 @@ class ShapingIn(BaseModel):
 def checked_shaping(shaping: Shaping) -> Shaping:
     """A shaping read from elsewhere (an import) held to what the API accepts; ValueError if
     not."""
-    return ShapingIn.model_validate(ShapingIn.of(shaping).model_dump()).record()
+    if shaping.preset is not None and shaping.preset not in presets.PRESETS:
+        raise ValueError(f"preset {clip(shaping.preset, 40)!r} is not known")
+    checked = ShapingIn.model_validate(ShapingIn.of(shaping).model_dump()).record()
+    return dataclasses.replace(checked, preset=shaping.preset)
 
 
 class RateLimitIn(BaseModel):
@@ -351,6 +386,11 @@ class RateLimitIn(BaseModel):
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    preset: SenderPresetName | None = Field(
+        None,
+        description="A sender (docs/senders.md) whose shaping, signature scheme, redactions, "
+        "identification and traits fill what this request leaves out.",
+    )
     id: SourceId | None = Field(None, description="Given by you, or generated when left out.")
     name: str = Field(min_length=1, max_length=200)
     kind: CreatableKind = "webhook"
@@ -367,6 +407,14 @@ class SourceCreate(BaseModel):
     signature: SignatureIn | None = Field(None, description="Webhook sources: require signing.")
     rate_limit: RateLimitIn | None = Field(None, description="None: the default of the settings.")
     shaping: ShapingIn | None = Field(None, description="Webhook sources: shape deliveries.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_preset(cls, data: Any) -> Any:
+        """Fill in the preset's fields that the request leaves out."""
+        if isinstance(data, dict) and isinstance(data.get("preset"), str):
+            return presets.expand(data["preset"], data)
+        return data
 
 
 class SourcePatch(BaseModel):
@@ -391,6 +439,7 @@ class SourceOut(BaseModel):
     id: str
     name: str
     kind: str
+    preset: str | None = Field(None, description="The sender preset it was created from.")
     enabled: bool
     description: str
     tags: list[str]
@@ -409,6 +458,7 @@ class SourceOut(BaseModel):
             id=source.id,
             name=source.name,
             kind=source.kind,
+            preset=source.shaping.preset if source.shaping else None,
             enabled=source.enabled,
             description=source.description,
             tags=list(source.tags),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 import re
 import time
@@ -48,7 +49,9 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         else (),
         signature=source_in.signature.record() if source_in.signature else None,
         rate_limit=source_in.rate_limit.record() if source_in.rate_limit else None,
-        shaping=source_in.shaping.record() if source_in.shaping else None,
+        shaping=_with_preset(
+            source_in.shaping.record() if source_in.shaping else None, source_in.preset
+        ),
     )
     _refuse_unsigned_kind(record.kind, record.signature)
     _refuse_shaped_kind(record.kind, record.shaping)
@@ -139,6 +142,9 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
     if "tags" in changes:
         changes["tags"] = tuple(changes["tags"])
     current = await _refuse_system(ctx, source_id)
+    if current is not None and "shaping" in changes and current.shaping is not None:
+        # Which preset a source came from stays true whatever its shaping becomes.
+        changes["shaping"] = _with_preset(changes["shaping"], current.shaping.preset)
     if current is not None:
         _refuse_unsigned_kind(
             changes.get("kind", current.kind), changes.get("signature", current.signature)
@@ -219,6 +225,14 @@ async def _refuse_system(ctx: AppContext, source_id: str) -> SourceRecord | None
             reason="read_only_source",
         )
     return source
+
+
+def _with_preset(shaping: Shaping | None, preset: str | None) -> Shaping | None:
+    """The shaping to store, recording the preset the source came from (an empty shaping
+    when there is none: that changes nothing at ingest)."""
+    if preset is None:
+        return shaping
+    return dataclasses.replace(shaping or Shaping(), preset=preset)
 
 
 def _refuse_shaped_kind(kind: str, shaping: Shaping | None) -> None:

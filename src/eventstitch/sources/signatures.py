@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -17,7 +18,17 @@ from urllib.parse import parse_qsl, unquote_plus
 from eventstitch.errors import MethodNotAllowed, Unauthorized
 from eventstitch.storage.records import SignatureRule
 
-PRESETS = ("github", "stripe", "shopify", "standard_webhooks", "slack", "zoom", "hmac", "token")
+PRESETS = (
+    "github",
+    "stripe",
+    "shopify",
+    "standard_webhooks",
+    "slack",
+    "zoom",
+    "twilio",
+    "hmac",
+    "token",
+)
 ALGORITHMS = ("sha1", "sha256", "sha512")
 # Names of where a token is sent, not tokens: S105 mistakes them for hard-coded passwords.
 TOKEN_HEADER = "x-webhook-token"  # noqa: S105
@@ -29,6 +40,7 @@ _FIXED_HEADERS = {
     "standard_webhooks": "webhook-signature",
     "slack": "x-slack-signature",
     "zoom": "x-zm-signature",
+    "twilio": "x-twilio-signature",
 }
 HEADERS_EVENTSTITCH_READS = frozenset(
     {
@@ -51,10 +63,11 @@ HEADERS_EVENTSTITCH_READS = frozenset(
 """Headers Eventstitch reads, answers with or keeps for itself: none may carry a source's
 secret (a token there would become a delivery key, be echoed in a 415 or be kept by a
 refusal no source is known for), so a source may not name one as its signature header."""
-QUERY_COVERING_PRESETS = frozenset({"token"})
+QUERY_COVERING_PRESETS = frozenset({"token", "twilio"})
 """Presets whose check covers a GET's query string. A token authenticates the request as a
-whole; every HMAC preset signs only the body, and a GET's empty body signs nothing it carries
-(its signature is the same for every GET, so one seen ping would forge any query)."""
+whole, and Twilio signs the whole URL; every other HMAC preset signs only the body, and a
+GET's empty body signs nothing it carries (its signature is the same for every GET, so one
+seen ping would forge any query)."""
 _QUERY_SEPARATOR = re.compile(r"[&;]")
 # Slack and Zoom sign `v0:{timestamp}:{body}` alike, each with its own timestamp header.
 _V0_TIMESTAMP_HEADERS = {"slack": "x-slack-request-timestamp", "zoom": "x-zm-request-timestamp"}
@@ -162,6 +175,9 @@ def verify(
         _fresh(rule, source_id, stamp_header, stamp, now)
         signed = b"v0:" + stamp.encode("latin-1") + b":" + body
         _check(rule, source_id, name, [_after(presented, "v0=", source_id, name)], signed)
+    elif rule.preset == "twilio":
+        signed = _twilio_signed(rule, source_id, body, headers, query_string)
+        _check(rule, source_id, name, [presented], signed)
     elif rule.preset == "standard_webhooks":
         message_id = _required(headers, "webhook-id", source_id)
         stamp = _required(headers, "webhook-timestamp", source_id)
@@ -181,12 +197,42 @@ def sign(rule: SignatureRule, secret: str, signed: bytes) -> str:
     """The encoded HMAC of `signed` under `rule` with `secret` (what a sender computes)."""
     standard = rule.preset == "standard_webhooks"
     key = standard_webhooks_key(secret) if standard else secret.encode()
-    algorithm = rule.algorithm if rule.preset == "hmac" else "sha256"
+    algorithm = {"hmac": rule.algorithm, "twilio": "sha1"}.get(rule.preset, "sha256")
     digest = hmac.new(key, signed, algorithm).digest()
-    base64_presets = ("shopify", "standard_webhooks")
+    base64_presets = ("shopify", "standard_webhooks", "twilio")
     if rule.preset in base64_presets or (rule.preset == "hmac" and rule.encoding == "base64"):
         return base64.b64encode(digest).decode()
     return digest.hex()
+
+
+def _twilio_signed(
+    rule: SignatureRule,
+    source_id: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    query_string: str,
+) -> bytes:
+    """What Twilio signs: the URL it requested (the source's public URL and the query sent),
+    then, for a form body, each parameter's name and value in name order. A JSON body is
+    covered by the URL's `bodySHA256` parameter instead, checked here."""
+    url = rule.url + ("?" + query_string if query_string else "")
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        text = body.decode("utf-8", "surrogateescape")
+        pairs = sorted(parse_qsl(text, keep_blank_values=True))
+        url += "".join(key + value for key, value in pairs)
+    elif body:
+        digest = dict(parse_qsl(query_string)).get("bodySHA256", "")
+        wanted = hashlib.sha256(body).hexdigest().encode()
+        if not hmac.compare_digest(wanted, digest.encode("utf-8", "surrogateescape")):
+            raise _refused(
+                source_id,
+                "bodySHA256",
+                "mismatch",
+                "bodySHA256 does not match the body",
+                "bad_signature",
+            )
+    return url.encode("utf-8", "surrogateescape")
 
 
 def strip_token(query_string: str, *, secrets: tuple[str, ...] = (), by_name: bool = True) -> str:

@@ -34,7 +34,7 @@ class SignatureRule:
     """How a webhook source's deliveries are signed, and the secrets that may have signed them."""
 
     preset: str
-    """github, stripe, shopify, standard_webhooks, hmac or token."""
+    """A scheme of sources/signatures.py PRESETS: github, stripe, hmac, token, ..."""
     secrets: tuple[str, ...]
     """One, or two while a secret is being rotated: either verifies."""
     header: str = ""
@@ -44,6 +44,8 @@ class SignatureRule:
     prefix: str = ""
     tolerance_seconds: int = 300
     """How far a signed timestamp may be from now (stripe, standard_webhooks)."""
+    url: str = ""
+    """twilio: the public URL the sender posts to, which its signature covers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class Shaping:
     redact: tuple[str, ...] = ()
     form_json_field: str | None = None
     bracket_keys: bool = False
+    preset: str | None = None
+    """The sender preset (sources/presets.py) the source was created from, shown and exported."""
 
 
 @dataclass(frozen=True, slots=True)

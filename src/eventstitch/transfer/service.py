@@ -32,6 +32,7 @@ from eventstitch.storage.records import (
     EventFilter,
     EventRecord,
     ProfileRecord,
+    Shaping,
     SourceRecord,
 )
 from eventstitch.storage.shared.codec import (
@@ -302,7 +303,7 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
             delivery_id_path=tuple(delivery_id_path.split(".")) if delivery_id_path else (),
             signature=signature_from_json(data.get("signature")),
             rate_limit=rate_limit_from_json(data.get("rate_limit")),
-            shaping=shaping_from_json(data.get("shaping")),
+            shaping=_shaping_record(data),
         )
         # Held to what the API accepts: a hand-edited file must not bring a rule the API
         # would refuse (one-character tokens, an unknown digest, a signed tracker).
@@ -319,6 +320,17 @@ def _source_record(data: dict[str, Any], number: int) -> SourceRecord:
         return source
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadRequest(f"line {number}: bad source ({clip(str(exc), 300)})") from None
+
+
+def _shaping_record(data: dict[str, Any]) -> Shaping | None:
+    """An exported source's shaping, with the preset it came from (shown beside it)."""
+    shaping = shaping_from_json(data.get("shaping"))
+    preset = data.get("preset")
+    if preset is None:
+        return shaping
+    if not isinstance(preset, str):
+        raise ValueError("preset must be a string")
+    return dataclasses.replace(shaping or Shaping(), preset=preset)
 
 
 def _event_record(data: dict[str, Any], number: int) -> EventRecord:

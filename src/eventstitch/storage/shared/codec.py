@@ -52,6 +52,7 @@ def signature_to_json(rule: SignatureRule | None) -> dict[str, Any] | None:
         "encoding": rule.encoding,
         "prefix": rule.prefix,
         "tolerance_seconds": rule.tolerance_seconds,
+        **({"url": rule.url} if rule.url else {}),
     }
 
 
@@ -66,6 +67,7 @@ def signature_from_json(data: Mapping[str, Any] | None) -> SignatureRule | None:
         encoding=data.get("encoding", "hex"),
         prefix=data.get("prefix", ""),
         tolerance_seconds=int(data.get("tolerance_seconds", 300)),
+        url=data.get("url", ""),
     )
 
 
@@ -90,6 +92,8 @@ def shaping_to_json(shaping: Shaping | None) -> dict[str, Any] | None:
         "form_json_field": shaping.form_json_field,
         "bracket_keys": shaping.bracket_keys,
     }
+    if shaping.preset is not None:
+        data["preset"] = shaping.preset
     return data
 
 
@@ -103,6 +107,7 @@ def shaping_from_json(data: Mapping[str, Any] | None) -> Shaping | None:
         redact=tuple(data.get("redact") or ()),
         form_json_field=data.get("form_json_field"),
         bracket_keys=bool(data.get("bracket_keys", False)),
+        preset=data.get("preset"),
     )
 
 
