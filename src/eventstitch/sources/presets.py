@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventstitch.paths import label
 from eventstitch.storage.records import IdentificationRule, Shaping
 
 
@@ -215,7 +216,7 @@ def expand(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
 
 def _rule_json(rule: IdentificationRule) -> dict[str, Any]:
     return {
-        "path": ".".join(rule.path),
+        "path": label(rule.path),
         "kind": rule.kind,
         "create_profile": rule.create_profile,
         "event_types": list(rule.event_types),
