@@ -32,6 +32,7 @@ from eventstitch.ingest.routes import (
     Send,
     TrackEndpoint,
 )
+from eventstitch.ingest.sdk_routes import SdkEndpoint, family_of
 from eventstitch.operations.routes import router as operations_router
 from eventstitch.query.routes import router as query_router
 from eventstitch.rejections.routes import router as rejections_router
@@ -140,6 +141,8 @@ class EventstitchApp:
         self.api = build_api(self.ctx, token)
         self.collect = CollectEndpoint(self.ctx)
         self.track = TrackEndpoint(self.ctx)
+        # The SDK routes by exact path, ahead of the management API and its 404s.
+        self.sdk = {family: SdkEndpoint(self.ctx, family) for family in ("segment", "posthog")}
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
@@ -154,6 +157,8 @@ class EventstitchApp:
             await self.collect(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == TRACK_PATH:
             await self.track(scope, receive, send)
+        elif scope["type"] == "http" and (family := family_of(scope["path"])) is not None:
+            await self.sdk[family](scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:

@@ -47,7 +47,9 @@ async def update_source(request: Request, source_id: str, body: SourcePatch) -> 
     "/{source_id}/rotate-key",
     summary="Give a tracker source a new write key; the old one works for a grace period",
 )
-async def rotate_key(request: Request, source_id: str, body: KeyRotation | None = None) -> SourceOut:
+async def rotate_key(
+    request: Request, source_id: str, body: KeyRotation | None = None
+) -> SourceOut:
     return SourceOut.of(
         await service.rotate_key(
             ctx=request.app.state.ctx,

@@ -118,6 +118,9 @@ class Claim:
     traits: Mapping[str, Any] = field(default_factory=dict)
     profile_id: str | None = None
     """The profile the event already belongs to (tracked events): it takes the identifiers."""
+    traits_once: Mapping[str, Any] = field(default_factory=dict)
+    """Traits set only where the profile has none yet (PostHog's `$set_once`); applied when
+    the event is linked at ingest, not remembered for a later retroactive link."""
 
 
 @dataclass(frozen=True, slots=True)

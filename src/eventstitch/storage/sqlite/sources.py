@@ -17,7 +17,8 @@ from eventstitch.storage.shared.rows import (
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE
 
-_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * len(SOURCE_COLUMNS.split(', ')))})"
+_MARKS = ", ".join("?" * len(SOURCE_COLUMNS.split(", ")))
+_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({_MARKS})"
 _SELECT = f"SELECT {SOURCE_COLUMNS} FROM sources"
 
 
