@@ -290,7 +290,7 @@ def segment_message(message: Any, *, sent_at: Any, received_ms: int, policy: Pol
 def posthog_message(message: Any, *, sent_at: Any, received_ms: int, policy: Policy) -> SdkMessage:
     """A PostHog event as an event: its name as the type (PostHog's own `$` events named as
     Segment's); `distinct_id` is remembered as an anonymous id until an `$identify` or `$set`
-    names it a user; `$set` and `$set_once` become traits; `$process_person_profile: false`
+    names it a user (or a `$set` makes a person of it); `$set` and `$set_once` become traits; `$process_person_profile: false`
     keeps it profile-less for good."""
     msg = _without_keys(_object(message, "message"))
     name = msg.get("event")
@@ -302,11 +302,14 @@ def posthog_message(message: Any, *, sent_at: Any, received_ms: int, policy: Pol
     if normalise("anonymous_id", distinct_id, junk=frozenset()) is None:
         raise _bad("distinct_id", f"must be a non-empty string, got {clip(distinct_id, 40)}")
     who = _Identity(policy)
-    who.add("anonymous_id", distinct_id)
-    if name in ("$identify", "$set"):
+    # `$set` makes a person of the distinct id (PostHog's `set()`), without saying it is a
+    # user's: a later alias to a user id may still merge it.
+    who.add("anonymous_id", distinct_id, creates=name == "$set")
+    if name == "$identify":
         who.add("user_id", distinct_id, creates=True)
         who.add("anonymous_id", properties.get("$anon_distinct_id"))
     if name == "$create_alias":
+        who.add("anonymous_id", properties.get("distinct_id"))
         who.add("anonymous_id", properties.get("alias"))
     sets = _object(properties.get("$set"), "properties.$set")
     once = _object(properties.get("$set_once"), "properties.$set_once")

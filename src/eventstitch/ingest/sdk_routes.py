@@ -40,6 +40,7 @@ POSTHOG_PATHS = frozenset(
         "/i/v0/e",
     }
 )
+V1_CAPTURE_PATH = "/i/v1/analytics/events"
 _POSTHOG_TYPES = {401: "authentication_error", 403: "authentication_error"}
 
 
@@ -99,6 +100,14 @@ class SdkEndpoint(IngestEndpoint):
             raise
         if self.family == "segment":
             return {"success": True}, result.stored
+        if path == V1_CAPTURE_PATH:
+            # Capture v1 reads a result per event uuid; an absent one counts as accepted.
+            results = {
+                str(uid): {"result": "drop", "details": reason}
+                for uid, reason in result.quarantined
+                if isinstance(uid, str)
+            }
+            return {"status": 1, "results": results}, result.stored
         return {"status": 1}, result.stored
 
 

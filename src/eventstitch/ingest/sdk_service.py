@@ -39,7 +39,8 @@ class SdkBatchResult:
 
     stored: int
     duplicates: int
-    quarantined: int
+    quarantined: list[tuple[Any, str]]
+    """Per message quarantined: its id as sent (`messageId`, `uuid`), if any, and why."""
 
 
 async def receive(
@@ -77,14 +78,19 @@ async def receive(
     items, bad = _read(ctx, source, family, messages, sent_at_of(parsed), shared)
     for index, message, error in bad:
         _quarantine(ctx, request, f"sdk_{family}", path, source, (index, message, error))
+    quarantined = [(_message_id(message), error.reason) for _, message, error in bad]
     if not items:
-        return SdkBatchResult(0, 0, len(bad))
+        return SdkBatchResult(0, 0, quarantined)
     outcomes = await committed(
         ctx, ctx.storage.events.append_group(items, accepted_kinds=TRACKER_KINDS)
     )
     seen_before = sum(isinstance(o, DuplicateDelivery) for o in outcomes)
     repeated_here = len(messages) - len(bad) - len(items)
-    return SdkBatchResult(len(items) - seen_before, seen_before + repeated_here, len(bad))
+    return SdkBatchResult(len(items) - seen_before, seen_before + repeated_here, quarantined)
+
+
+def _message_id(message: Any) -> Any:
+    return message.get("messageId", message.get("uuid")) if isinstance(message, dict) else None
 
 
 def _read(
