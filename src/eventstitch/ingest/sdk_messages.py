@@ -289,9 +289,9 @@ def segment_message(message: Any, *, sent_at: Any, received_ms: int, policy: Pol
 
 def posthog_message(message: Any, *, sent_at: Any, received_ms: int, policy: Policy) -> SdkMessage:
     """A PostHog event as an event: its name as the type (PostHog's own `$` events named as
-    Segment's); `distinct_id` is remembered as an anonymous id until an `$identify` or `$set`
-    names it a user (or a `$set` makes a person of it); `$set` and `$set_once` become traits; `$process_person_profile: false`
-    keeps it profile-less for good."""
+    Segment's); `distinct_id` is remembered as an anonymous id until an `$identify` names it a
+    user (or a `$set` makes a person of it); `$set` and `$set_once` become traits;
+    `$process_person_profile: false` keeps it profile-less for good."""
     msg = _without_keys(_object(message, "message"))
     name = msg.get("event")
     if not isinstance(name, str) or not name.strip():
