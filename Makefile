@@ -45,6 +45,7 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/collect_throughput.py
 	$(BIN)/python bench/collect_rules_ratio.py
 	$(BIN)/python bench/insights_query.py
+	$(BIN)/python bench/sdk_batch_throughput.py
 
 docs: $(STAMP_RUN)
 	$(BIN)/eventstitch config docs > docs/configuration.md
