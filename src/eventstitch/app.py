@@ -33,7 +33,8 @@ from eventstitch.ingest.routes import (
     TrackEndpoint,
     UnknownRouteEndpoint,
 )
-from eventstitch.ingest.wrong_routes import family_of
+from eventstitch.ingest.sdk_routes import SdkEndpoint, sdk_family
+from eventstitch.ingest.wrong_routes import route_family
 from eventstitch.metrics import UNKNOWN_ROUTES
 from eventstitch.operations.routes import router as operations_router
 from eventstitch.query.routes import router as query_router
@@ -148,6 +149,8 @@ class EventstitchApp:
         self.unknown = {
             family: UnknownRouteEndpoint(self.ctx, family) for family in ("collect", "track", "sdk")
         }
+        # The SDK routes by exact path, ahead of the management API and its 404s.
+        self.sdk = {family: SdkEndpoint(self.ctx, family) for family in ("segment", "posthog")}
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
@@ -162,9 +165,11 @@ class EventstitchApp:
             await self.collect(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == TRACK_PATH:
             await self.track(scope, receive, send)
+        elif scope["type"] == "http" and (sdk := sdk_family(scope["path"])) is not None:
+            await self.sdk[sdk](scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-        elif scope["type"] == "http" and (family := family_of(scope["path"])) != "other":
+        elif scope["type"] == "http" and (family := route_family(scope["path"])) != "other":
             await self.unknown[family](scope, receive, send)  # /collect, /track/..., SDK paths
         else:
             await self.api(scope, receive, send)

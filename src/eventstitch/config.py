@@ -116,6 +116,17 @@ def _nesting_depth(raw: str) -> int:
     return value
 
 
+MAX_WRITE_KEY_GRACE_SECONDS = 30 * 86400
+"""The longest a rotated write key stays valid: a forgotten old key must expire."""
+
+
+def _grace_seconds(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= MAX_WRITE_KEY_GRACE_SECONDS:
+        raise ValueError(f"must be between 0 and {MAX_WRITE_KEY_GRACE_SECONDS}")
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 <= value <= 65535:
@@ -257,6 +268,33 @@ SETTINGS: tuple[Setting, ...] = (
         "4194304",
         "Most bytes one /track call may store, counted over all its events: each event carries "
         "the call's context, properties and headers (413 above; nothing stored).",
+    ),
+    Setting(
+        "write_key_grace_seconds",
+        _grace_seconds,
+        "86400",
+        "After a tracker source's write key is rotated, how long the previous key still "
+        f"works (a rotation may name its own; at most {MAX_WRITE_KEY_GRACE_SECONDS}).",
+    ),
+    Setting(
+        "sdk_max_message_bytes",
+        _positive_int,
+        "32768",
+        "Most bytes of one message on the SDK routes (/v1/*, /batch/, /capture/, ...), as "
+        "JSON: a bigger message is kept in the quarantine, the rest of its batch stored.",
+    ),
+    Setting(
+        "sdk_max_batch_bytes",
+        _positive_int,
+        "512000",
+        "Most bytes of one SDK-route request body once decompressed (413 in the SDK's error "
+        "shape above; nothing stored). Segment documents 500 KB.",
+    ),
+    Setting(
+        "sdk_max_batch_messages",
+        _positive_int,
+        "2500",
+        "Most messages in one SDK-route batch (413 above; nothing stored).",
     ),
     Setting(
         "idempotency_window_seconds",
@@ -432,6 +470,10 @@ class Config:
     cors_origins: frozenset[str]
     track_max_events: int
     track_max_stored_bytes: int
+    write_key_grace_seconds: int
+    sdk_max_message_bytes: int
+    sdk_max_batch_bytes: int
+    sdk_max_batch_messages: int
     idempotency_window_seconds: int
     rejections_max_rows: int
     rejections_max_bytes: int

@@ -27,6 +27,8 @@ SOURCE_FIELDS = {
     "signature",
     "rate_limit",
     "shaping",
+    "write_key",
+    "previous_write_key_valid_until",
     "created_at",
     "updated_at",
 }

@@ -26,6 +26,8 @@ SOURCE_FIELDS = {
     "delivery_id_path",
     "signature",
     "rate_limit",
+    "write_key",
+    "previous_write_key_valid_until",
     "created_at",
     "updated_at",
 }
@@ -108,7 +110,9 @@ def test_patch_changes_only_the_fields_sent_and_moves_updated_at(
     answer = client.patch("/api/sources/shop", json=change)
     assert answer.status_code == 200, answer.text
     changed = answer.json()
-    assert changed == {**created, **change, "updated_at": changed["updated_at"]}
+    # A source made a tracker gets its write key then.
+    key = {"write_key": changed["write_key"]} if change.get("kind") == "tracker" else {}
+    assert changed == {**created, **change, **key, "updated_at": changed["updated_at"]}
     assert changed["updated_at"] > created["updated_at"]
     assert changed["created_at"] == created["created_at"]
     assert client.get("/api/sources/shop").json() == changed

@@ -227,6 +227,24 @@ def enable(source_id: str, as_json: bool) -> None:
     _update(source_id, {"enabled": True}, as_json)
 
 
+@sources.command("rotate-key")
+@click.argument("source_id")
+@click.option(
+    "--grace-seconds",
+    type=int,
+    default=None,
+    help="How long the previous key still works; EVENTSTITCH_WRITE_KEY_GRACE_SECONDS if left out.",
+)
+@json_option
+def rotate_key(source_id: str, grace_seconds: int | None, as_json: bool) -> None:
+    """Give a tracker source a new write key (the old one works for a grace period)."""
+
+    async def call(ctx: AppContext) -> SourceRecord:
+        return await service.rotate_key(ctx=ctx, source_id=source_id, grace_seconds=grace_seconds)
+
+    _show(run(call), as_json)
+
+
 @sources.command()
 @click.argument("source_id")
 @json_option

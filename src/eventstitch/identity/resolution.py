@@ -258,6 +258,11 @@ class Resolver:
         if by is None:
             by = self._held_by(claim, target) or claim.identifiers[0]
         self._take_traits(target, claim.traits, item.event_id)
+        for trait, value in claim.traits_once.items():
+            if trait not in target.traits:  # set once: never overwrites
+                target.traits[trait] = value
+                target.trait_events[trait] = item.event_id
+                self.plan.touched.add(target.id)
         link = Link(target.id, by)
         self.plan.links[item.event_id] = link
         return link

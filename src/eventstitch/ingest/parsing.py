@@ -44,7 +44,7 @@ INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _DROPPED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_LOOKING = re.compile(
-    r"signature|secret|token|passw|api[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
+    r"signature|secret|token|passw|api[-_]?key|write[-_]?key|auth|hmac|credential|session|csrf|private|cookie",
     re.IGNORECASE,
 )
 

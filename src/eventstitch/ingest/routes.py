@@ -101,11 +101,18 @@ async def send_reply(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def send_error(send: Send, error: EventstitchError) -> None:
+async def send_error(
+    send: Send, error: EventstitchError, render: Callable[[EventstitchError], bytes] | None = None
+) -> None:
+    """Answer a refusal, counted by reason: in the one error shape, or as `render` writes it
+    (the SDK routes answer in the shape their SDKs read)."""
     metrics.EVENTS_REJECTED.labels(error.reason).inc()
-    await send_json(
-        send, error.status, error_body(error.status, error.message, error.errors), error.headers
-    )
+    body = render(error) if render else error_body(error.status, error.message, error.errors)
+    await send_json(send, error.status, body, error.headers)
+
+
+def one_error_shape(error: EventstitchError) -> bytes:
+    return error_body(error.status, error.message, error.errors)
 
 
 async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -173,7 +180,7 @@ class IngestEndpoint:
         try:
             answer, accepted = await self.handle(scope, receive)
         except EventstitchError as error:
-            await send_error(send, error)
+            await send_error(send, error, self.render_error)
             capture.keep(ctx=self.ctx, route=self.route, scope=scope, error=error)
             return
         except ClientGone:
@@ -189,6 +196,10 @@ class IngestEndpoint:
             await send_reply(send, answer)
             return
         await send_json(send, 200, orjson.dumps(answer))
+
+    def render_error(self, error: EventstitchError) -> bytes:
+        """A refusal's body: the one error shape, unless a route's clients read another."""
+        return one_error_shape(error)
 
     def _allows(self, origin: str) -> bool:
         origins = self.ctx.config.cors_origins

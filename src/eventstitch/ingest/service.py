@@ -84,7 +84,7 @@ async def collect(*, ctx: AppContext, request: WebhookRequest, replay: bool = Fa
     headers, kept_headers = scan_headers(request.headers)
     source: SourceRecord | None = None
     try:
-        source = await _committed(
+        source = await committed(
             ctx,
             sources_service.get_accepting(ctx=ctx, source_id=request.source_id, kind="webhook"),
         )
@@ -182,7 +182,7 @@ async def _collect_from(
             return Collected([original], [repeat])
         event = events[0]
         return Collected([dataclasses.replace(event, profile_id=profile_id)], [None])
-    outcomes = await _committed(
+    outcomes = await committed(
         ctx,
         ctx.storage.events.append_group(
             list(zip(events, claims, keys, strict=True)), accepted_kinds=WEBHOOK_KINDS
@@ -363,7 +363,7 @@ def store(
     """Append one event durably, turning storage refusals into answers a client understands.
     Resolves to the profile the event was linked to, if any; raises DuplicateDelivery."""
     # Not a coroutine itself: one coroutine less to create and resume on the hot path.
-    return _committed(
+    return committed(
         ctx,
         ctx.storage.events.append(
             event, accepted_kinds=accepted_kinds, claim=claim, delivery_key=delivery_key
@@ -371,7 +371,7 @@ def store(
     )
 
 
-async def _committed(ctx: AppContext, write: Awaitable[T]) -> T:
+async def committed(ctx: AppContext, write: Awaitable[T]) -> T:
     """Await a storage write (or the source read before it); its refusals become answers a
     client understands: 503 to retry (nothing stored), 403 or 404."""
     try:
@@ -424,7 +424,7 @@ async def track(
         **({"session_properties": payload.properties} if payload.properties else {}),
     }
     check_stored_size(payload, base_context, limit=ctx.config.track_max_stored_bytes)
-    source = await _committed(
+    source = await committed(
         ctx, sources_service.get_accepting(ctx=ctx, source_id=payload.source_id, kind="tracker")
     )
     if not replay:
@@ -465,4 +465,4 @@ async def track(
         events=tuple(events),
         claims=tuple(claims),
     )
-    return await _committed(ctx, ctx.storage.events.track(visit)), events
+    return await committed(ctx, ctx.storage.events.track(visit)), events

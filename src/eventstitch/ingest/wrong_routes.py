@@ -26,7 +26,7 @@ _SECRET_LOOKING = re.compile(
 )
 
 
-def family_of(path: str) -> str:
+def route_family(path: str) -> str:
     """The route family a path belongs to: `collect`, `track`, `sdk`, or `other`."""
     first = path.lstrip("/").split("/", 1)[0]
     if first in ("collect", "track"):

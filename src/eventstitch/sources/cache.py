@@ -105,6 +105,10 @@ class _Bounded:
         if entry is not None:
             self._bytes -= entry[2]
 
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
 
 _ENTRY_OVERHEAD = 200
 """Bytes an entry costs besides its id and source (dict slot, tuple, float: an estimate)."""
@@ -130,6 +134,9 @@ class SourceCache:
         self._default = default_limit or RateLimit(per_second=0)
         self._found = _Bounded(max_entries, max_bytes)
         self._missing = _Bounded(max_entries, max_bytes)
+        self._keys = _Bounded(max_entries, max_bytes)
+        """Write key to the source found for it (or None), as last read: the source itself
+        is then read through `get`, whose copy a change in this process forgets."""
         self._max_buckets = max_entries
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
@@ -138,6 +145,7 @@ class SourceCache:
         return {
             "sources": (len(self._found), self._found.size_bytes()),
             "misses": (len(self._missing), self._missing.size_bytes()),
+            "keys": (len(self._keys), self._keys.size_bytes()),
             "buckets": (len(self._buckets), 0),
         }
 
@@ -157,6 +165,22 @@ class SourceCache:
         self._refresh_bucket(source_id, source, now)
         return source
 
+    async def get_by_key(self, write_key: str) -> SourceRecord | None:
+        """The source a write key names (its current or previous key), from the copy if
+        fresh. The caller checks the key against the source returned: a rotation done in this
+        process shows at once through `get`, one done elsewhere within the copy's time."""
+        now = time.monotonic()
+        entry = self._keys.get(write_key)
+        if entry is not None and now - entry[0] < self._ttl:
+            return None if entry[1] is None else await self.get(entry[1].id)
+        source = await self._storage.sources.get_by_key(write_key)
+        self._keys.put(write_key, now, source)
+        if source is not None:
+            self._missing.pop(source.id)
+            self._found.put(source.id, now, source)
+            self._refresh_bucket(source.id, source, now)
+        return source
+
     def peek(self, source_id: str) -> SourceRecord | None:
         """The copy held of a source, fresh or not, without reading storage."""
         entry = self._found.get(source_id)
@@ -171,6 +195,8 @@ class SourceCache:
         # would hand a fresh burst to a source on every change.
         self._found.pop(source_id)
         self._missing.pop(source_id)
+        # Keys are not indexed by source: a change is rare, so every key is read again.
+        self._keys.clear()
 
     def _refresh_bucket(self, source_id: str, source: SourceRecord | None, now: float) -> None:
         limit = effective_limit(source.rate_limit, self._default) if source else None

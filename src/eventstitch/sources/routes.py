@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from eventstitch.sources import service
-from eventstitch.sources.schemas import SourceCreate, SourceList, SourceOut, SourcePatch
+from eventstitch.sources.schemas import (
+    KeyRotation,
+    SourceCreate,
+    SourceList,
+    SourceOut,
+    SourcePatch,
+)
 
 router = APIRouter(prefix="/api/sources", tags=["sources"])
 
@@ -34,6 +40,22 @@ async def get_source(request: Request, source_id: str) -> SourceOut:
 async def update_source(request: Request, source_id: str, body: SourcePatch) -> SourceOut:
     return SourceOut.of(
         await service.update(ctx=request.app.state.ctx, source_id=source_id, patch=body)
+    )
+
+
+@router.post(
+    "/{source_id}/rotate-key",
+    summary="Give a tracker source a new write key; the old one works for a grace period",
+)
+async def rotate_key(
+    request: Request, source_id: str, body: KeyRotation | None = None
+) -> SourceOut:
+    return SourceOut.of(
+        await service.rotate_key(
+            ctx=request.app.state.ctx,
+            source_id=source_id,
+            grace_seconds=body.grace_seconds if body else None,
+        )
     )
 
 

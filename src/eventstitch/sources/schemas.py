@@ -449,6 +449,12 @@ class SourceOut(BaseModel):
     signature: SignatureOut | None
     rate_limit: RateLimitIn | None
     shaping: ShapingIn | None
+    write_key: str | None = Field(
+        None, description="Tracker sources: the key the analytics SDKs send."
+    )
+    previous_write_key_valid_until: str | None = Field(
+        None, description="After a rotation: until when the previous key still works."
+    )
     created_at: str
     updated_at: str
 
@@ -472,9 +478,21 @@ class SourceOut(BaseModel):
             if source.rate_limit
             else None,
             shaping=ShapingIn.of(source.shaping) if source.shaping else None,
+            write_key=source.write_key,
+            previous_write_key_valid_until=ms_to_iso(source.previous_key_until_ms)
+            if source.previous_write_key and source.previous_key_until_ms
+            else None,
             created_at=ms_to_iso(source.created_ms),
             updated_at=ms_to_iso(source.updated_ms),
         )
+
+
+class KeyRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: int | None = Field(
+        None, description="How long the previous key still works; the setting when left out."
+    )
 
 
 class SourceList(BaseModel):

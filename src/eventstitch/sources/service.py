@@ -6,18 +6,20 @@ import base64
 import dataclasses
 import math
 import re
+import secrets
 import time
 import uuid
 from typing import Any
 
 from eventstitch import paths, system
-from eventstitch.config import MAX_RETRY_AFTER_SECONDS
+from eventstitch.config import MAX_RETRY_AFTER_SECONDS, MAX_WRITE_KEY_GRACE_SECONDS
 from eventstitch.context import AppContext
 from eventstitch.errors import (
     Conflict,
     Forbidden,
     NotFound,
     TooManyRequests,
+    Unauthorized,
     Unprocessable,
     clip,
     clip_id,
@@ -28,6 +30,14 @@ from eventstitch.storage.errors import DuplicateSource
 from eventstitch.storage.records import Shaping, SignatureRule, SourceRecord
 
 SOURCE_ID = re.compile(SOURCE_ID_PATTERN)
+WRITE_KEY = re.compile(r"[A-Za-z0-9_\-]{8,128}")
+"""What a write key may look like: ours (`wk_` and 32 URL-safe characters) and the other
+products' keys a user may bring along; anything else is never looked up."""
+
+
+def new_write_key() -> str:
+    """A fresh write key: 192 random bits, URL-safe, recognisable by its prefix."""
+    return "wk_" + secrets.token_urlsafe(24)
 
 
 async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
@@ -52,6 +62,7 @@ async def create(*, ctx: AppContext, source_in: SourceCreate) -> SourceRecord:
         shaping=_with_preset(
             source_in.shaping.record() if source_in.shaping else None, source_in.preset
         ),
+        write_key=new_write_key() if source_in.kind == "tracker" else None,
     )
     _refuse_unsigned_kind(record.kind, record.signature)
     _refuse_shaped_kind(record.kind, record.shaping)
@@ -152,6 +163,8 @@ async def update(*, ctx: AppContext, source_id: str, patch: SourcePatch) -> Sour
         _refuse_shaped_kind(
             changes.get("kind", current.kind), changes.get("shaping", current.shaping)
         )
+        if changes.get("kind") == "tracker" and current.write_key is None:
+            changes["write_key"] = new_write_key()  # a tracker source is reached by its key
     updated = await ctx.storage.sources.update(source_id, changes, now_ms())
     ctx.sources.forget(source_id)
     if updated is None:
@@ -198,6 +211,63 @@ async def get_accepting(*, ctx: AppContext, source_id: str, kind: str) -> Source
             reason="wrong_source_kind",
         )
     return source
+
+
+async def get_accepting_by_key(*, ctx: AppContext, write_key: str) -> SourceRecord:
+    """The tracker source a write key names, if it may take events: 401 for a key that names
+    none (or a previous key past its grace), 403 for a disabled or non-tracker source."""
+    source = await ctx.sources.get_by_key(write_key) if WRITE_KEY.fullmatch(write_key) else None
+    if source is None or not source.key_valid(write_key, now_ms()):
+        raise Unauthorized(
+            "the write key names no source; find it with GET /api/sources/{id}",
+            errors=[{"field": "write_key"}],
+            reason="unknown_write_key",
+        )
+    if not source.enabled:
+        raise Forbidden(f"source {clip_id(source.id)!r} is disabled", reason="disabled_source")
+    if source.kind != "tracker":
+        raise Forbidden(
+            f"source {clip_id(source.id)!r} is a {source.kind} source; write keys reach"
+            " tracker sources",
+            reason="wrong_source_kind",
+        )
+    return source
+
+
+async def rotate_key(*, ctx: AppContext, source_id: str, grace_seconds: int | None) -> SourceRecord:
+    """Give a tracker source a new write key; the old one keeps working for `grace_seconds`
+    (the setting when None) so clients can move over without losing events."""
+    grace = ctx.config.write_key_grace_seconds if grace_seconds is None else grace_seconds
+    if not 0 <= grace <= MAX_WRITE_KEY_GRACE_SECONDS:
+        raise Unprocessable(
+            f"grace_seconds must be between 0 and {MAX_WRITE_KEY_GRACE_SECONDS}, got {grace}",
+            errors=[{"field": "grace_seconds", "limit": MAX_WRITE_KEY_GRACE_SECONDS}],
+            reason="bad_grace_seconds",
+        )
+    current = await get(ctx=ctx, source_id=source_id)
+    if current.kind != "tracker":
+        raise Unprocessable(
+            f"source {clip_id(source_id)!r} is a {current.kind} source; write keys belong to"
+            " tracker sources",
+            errors=[{"field": "kind", "value": current.kind}],
+            reason="wrong_source_kind",
+        )
+    now = now_ms()
+    changes: dict[str, Any] = {
+        "write_key": new_write_key(),
+        "previous_write_key": current.write_key if grace else None,
+        "previous_key_until_ms": now + grace * 1000 if grace and current.write_key else None,
+    }
+    updated = await ctx.storage.sources.update(source_id, changes, now)
+    ctx.sources.forget(source_id)
+    if updated is None:
+        raise NotFound(f"source {clip_id(source_id)!r} not found", reason="unknown_source")
+    await system.record(
+        ctx=ctx,
+        event_type="source-changed",
+        properties={"source_id": source_id, "fields": ["write_key"]},
+    )
+    return updated
 
 
 def admit(*, ctx: AppContext, source: SourceRecord) -> None:

@@ -34,6 +34,10 @@ class SourceStore(Protocol):
 
     async def get(self, source_id: str) -> SourceRecord | None: ...
 
+    async def get_by_key(self, write_key: str) -> SourceRecord | None:
+        """The source whose write key, or previous write key, is `write_key` (indexed)."""
+        ...
+
     async def list_all(self) -> list[SourceRecord]: ...
 
     async def list_page(self, *, limit: int, after: tuple[int, str] | None) -> list[SourceRecord]:

@@ -95,6 +95,22 @@ class SourceRecord:
     rate_limit: RateLimit | None = None
     """None: the default of the settings."""
     shaping: Shaping | None = None
+    write_key: str | None = None
+    """Tracker sources: the key the analytics SDKs send (Basic auth, a header or the body)."""
+    previous_write_key: str | None = None
+    """The key a rotation replaced, still valid until `previous_key_until_ms`."""
+    previous_key_until_ms: int | None = None
+
+    def key_valid(self, key: str, now_ms: int) -> bool:
+        """Whether `key` is this source's write key, or its previous one still in grace."""
+        if self.write_key is not None and key == self.write_key:
+            return True
+        return (
+            self.previous_write_key is not None
+            and key == self.previous_write_key
+            and self.previous_key_until_ms is not None
+            and now_ms < self.previous_key_until_ms
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +122,9 @@ class Claim:
     traits: Mapping[str, Any] = field(default_factory=dict)
     profile_id: str | None = None
     """The profile the event already belongs to (tracked events): it takes the identifiers."""
+    traits_once: Mapping[str, Any] = field(default_factory=dict)
+    """Traits set only where the profile has none yet (PostHog's `$set_once`); applied when
+    the event is linked at ingest, not remembered for a later retroactive link."""
 
 
 @dataclass(frozen=True, slots=True)

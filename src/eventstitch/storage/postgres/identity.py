@@ -30,9 +30,10 @@ def pg_claim(claim: Claim | None) -> Claim | None:
         return None
     identifiers = tuple((pg_text(k), pg_text(v)) for k, v in claim.identifiers)
     traits = without_nul(claim.traits)
-    if identifiers == claim.identifiers and traits == claim.traits:
+    once = without_nul(claim.traits_once)
+    if identifiers == claim.identifiers and traits == claim.traits and once == claim.traits_once:
         return claim
-    return dataclasses.replace(claim, identifiers=identifiers, traits=traits)
+    return dataclasses.replace(claim, identifiers=identifiers, traits=traits, traits_once=once)
 
 
 async def store_event_identifiers(conn: Conn, items: Sequence[ClaimItem]) -> None:

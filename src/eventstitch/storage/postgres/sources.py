@@ -60,6 +60,18 @@ class PostgresSources:
 
         return await self._db.read(select)
 
+    async def get_by_key(self, write_key: str) -> SourceRecord | None:
+        async def select(conn: Conn) -> SourceRecord | None:
+            cursor = await conn.execute(
+                f"({_SELECT} WHERE write_key = %s) UNION ALL"
+                f" ({_SELECT} WHERE previous_write_key = %s) LIMIT 1",
+                (pg_text(write_key), pg_text(write_key)),
+            )
+            row = await cursor.fetchone()
+            return source_from_row(row) if row else None
+
+        return await self._db.read(select)
+
     async def list_all(self) -> list[SourceRecord]:
         async def select(conn: Conn) -> list[SourceRecord]:
             cursor = await conn.execute(f"{_SELECT} ORDER BY created_ms, id")

@@ -25,7 +25,8 @@ from eventstitch.storage.shared.dialect import Dialect
 
 SOURCE_COLUMNS = (
     "id, name, kind, enabled, description, tags, created_ms, updated_ms, identification, traits,"
-    " delivery_id_path, signature, rate_limit, shaping"
+    " delivery_id_path, signature, rate_limit, shaping, write_key, previous_write_key,"
+    " previous_key_until_ms"
 )
 SOURCE_FIELDS = frozenset(
     {
@@ -40,6 +41,9 @@ SOURCE_FIELDS = frozenset(
         "signature",
         "rate_limit",
         "shaping",
+        "write_key",
+        "previous_write_key",
+        "previous_key_until_ms",
     }
 )
 """What an update may change."""
@@ -65,6 +69,9 @@ def source_from_row(row: Sequence[Any]) -> SourceRecord:
         signature=signature_from_json(orjson.loads(row[11])) if row[11] else None,
         rate_limit=rate_limit_from_json(orjson.loads(row[12])) if row[12] else None,
         shaping=shaping_from_json(orjson.loads(row[13])) if row[13] else None,
+        write_key=row[14],
+        previous_write_key=row[15],
+        previous_key_until_ms=row[16],
     )
 
 
@@ -85,6 +92,9 @@ def source_row(d: Dialect, source: SourceRecord) -> tuple[Any, ...]:
         d.json_or_null(signature_to_json(source.signature)),
         d.json_or_null(rate_limit_to_json(source.rate_limit)),
         d.json_or_null(shaping_to_json(source.shaping)),
+        source.write_key,
+        source.previous_write_key,
+        source.previous_key_until_ms,
     )
 
 

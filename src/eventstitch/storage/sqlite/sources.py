@@ -17,7 +17,8 @@ from eventstitch.storage.shared.rows import (
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE
 
-_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({', '.join('?' * 14)})"
+_MARKS = ", ".join("?" * len(SOURCE_COLUMNS.split(", ")))
+_INSERT = f"INSERT INTO sources ({SOURCE_COLUMNS}) VALUES ({_MARKS})"
 _SELECT = f"SELECT {SOURCE_COLUMNS} FROM sources"
 
 
@@ -42,6 +43,17 @@ class SqliteSources:
     async def get(self, source_id: str) -> SourceRecord | None:
         def select(conn: sqlite3.Connection) -> SourceRecord | None:
             row = conn.execute(f"{_SELECT} WHERE id = ?", (source_id,)).fetchone()
+            return source_from_row(row) if row else None
+
+        return await self._db.read(select)
+
+    async def get_by_key(self, write_key: str) -> SourceRecord | None:
+        def select(conn: sqlite3.Connection) -> SourceRecord | None:
+            row = conn.execute(
+                f"{_SELECT} WHERE write_key = ? UNION ALL {_SELECT} WHERE previous_write_key = ?"
+                " LIMIT 1",
+                (write_key, write_key),
+            ).fetchone()
             return source_from_row(row) if row else None
 
         return await self._db.read(select)
