@@ -271,3 +271,45 @@ def test_github_default_form_content_type_unsigned_body_is_refused(
     body = b"payload=" + fixture("github_push")
     answer = http.post("/collect/github/g-refused", content=body, headers={"Content-Type": FORM})
     assert_error_shape(answer, 401)
+
+
+def _array_of_objects(value: Any, path: tuple[str, ...] = ()) -> tuple[str, str, Any] | None:
+    """The first array of objects in a payload: (its path, a scalar key of its first element,
+    that element's value), depth first."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = _array_of_objects(inner, (*path, key))
+            if found is not None:
+                return found
+    if path and isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for key, inner in value[0].items():
+            if isinstance(inner, str):
+                return ".".join(path), key, inner
+    return None
+
+
+WITH_ARRAYS = [d for d in DELIVERIES if d.preset in ("github", "shopify", "meta", "slack")]
+
+
+@pytest.mark.parametrize("case", WITH_ARRAYS, ids=[d.preset for d in WITH_ARRAYS])
+def test_a_field_inside_a_senders_array_can_be_filtered_and_grouped(
+    http: httpx.Client, server: LiveServer, case: Delivery
+) -> None:
+    """GitHub's `commits`, Shopify's `line_items`, Meta's `entry`, Slack's `authorizations`:
+    an element's field is reached by index or by any element, in filters and groupings."""
+    source_id = f"a-{case.preset}"
+    create(http, server, case, source_id)
+    assert deliver(http, server, case, source_id).status_code == 200
+    (event,) = all_events(http, source_id=source_id)
+    found = _array_of_objects(event["properties"])
+    assert found is not None, event["properties"]
+    array, key, value = found
+
+    for path in (f"properties.{array}[*].{key}", f"properties.{array}.0.{key}"):
+        matching = http.get("/api/events", params={"source_id": source_id, path: value}).json()
+        assert [e["id"] for e in matching["events"]] == [event["id"]], path
+        other = http.get("/api/events", params={"source_id": source_id, path: value + "-not"})
+        assert other.json()["events"] == [], path
+    for by in (f"properties.{array}.0.{key}", f"properties.{array}[*].{key}"):
+        grouped = http.get("/api/insights/counts", params={"source_id": source_id, "by": by}).json()
+        assert [(r[by], r["count"]) for r in grouped["rows"]] == [(value, 1)], grouped
