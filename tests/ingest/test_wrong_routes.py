@@ -48,12 +48,13 @@ WRONG = [
     ("GET", "/collect", "collect"),
     ("POST", "/track/", "track"),
     ("POST", "/track/v1/event", "track"),
-    ("POST", "/v1/batch", "sdk"),
-    ("POST", "/v1/track", "sdk"),
-    ("POST", "/batch", "sdk"),
-    ("POST", "/capture/", "sdk"),
-    ("POST", "/e/", "sdk"),
-    ("POST", "/i/v0/e/", "sdk"),
+    # SDK-looking paths that are none of the SDK routes (those answer in the SDK's shape).
+    ("POST", "/v1/events", "sdk"),
+    ("POST", "/v1/batch/extra", "sdk"),
+    ("POST", "/batch/v2", "sdk"),
+    ("POST", "/capture/x", "sdk"),
+    ("POST", "/e/x", "sdk"),
+    ("POST", "/i/v0/engage/", "sdk"),
 ]
 
 
