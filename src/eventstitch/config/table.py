@@ -1,0 +1,309 @@
+"""The settings table: every environment setting, its parser, default and why it exists.
+
+`Config` is built from it, `serve --help` prints it, and `docs/configuration.md` is generated
+from it (a test keeps the two equal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eventstitch.config.values import (
+    MAX_WRITE_KEY_GRACE_SECONDS,
+    Setting,
+    _batch_size,
+    _choice,
+    _flag,
+    _grace_seconds,
+    _names,
+    _nesting_depth,
+    _non_negative_float,
+    _non_negative_int,
+    _port,
+    _positive_float,
+    _positive_int,
+    _rate_burst,
+    _rate_per_second,
+    _region,
+    _split_events,
+    _text,
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir", Path, "data", "Folder for the embedded database and the generated API token."
+    ),
+    Setting(
+        "database_url",
+        _text,
+        "",
+        "Where events are stored. Empty means `sqlite:///<data_dir>/eventstitch.db`. "
+        "`sqlite:///path` selects the embedded backend, `postgresql://user@host/db` the server "
+        "backend (install the `postgres` extra).",
+    ),
+    Setting(
+        "api_token",
+        _text,
+        "",
+        "Bearer token for every `/api` route. Empty: `serve` creates one in the data folder on "
+        "first start and prints it once.",
+    ),
+    Setting("host", _text, "127.0.0.1", "Address `serve` binds to."),
+    Setting("port", _port, "8686", "Port `serve` listens on."),
+    Setting("workers", _positive_int, "1", "Collector processes `serve` starts on one port."),
+    Setting(
+        "max_body_bytes", _positive_int, "1048576", "Largest request body accepted (413 above)."
+    ),
+    Setting(
+        "max_url_bytes",
+        _positive_int,
+        "16384",
+        "Longest request target (path and query string) in bytes; longer: 414 and the "
+        "connection is closed, before the rest of the request is read.",
+    ),
+    Setting(
+        "max_header_bytes",
+        _positive_int,
+        "32768",
+        "Most bytes of request header names and values together, chunked trailers included; "
+        "more: 431 and the connection is closed, before the rest of the head is read.",
+    ),
+    Setting(
+        "max_header_count",
+        _positive_int,
+        "100",
+        "Most request header fields, chunked trailers included; more: 431 and the connection "
+        "is closed.",
+    ),
+    Setting(
+        "body_timeout_seconds",
+        _positive_float,
+        "30",
+        "Longest time a request body may take to arrive, counted from the end of its headers, "
+        "on every route; slower: 408 and the connection is closed, nothing stored.",
+    ),
+    Setting(
+        "max_nesting_depth",
+        _nesting_depth,
+        "32",
+        "Deepest nesting of objects and arrays accepted in a body (400 above; 200 at most).",
+    ),
+    Setting(
+        "max_split_events",
+        _split_events,
+        "500",
+        "Most events one delivery to a source that splits arrays may make (413 above; 2700 at "
+        "most).",
+    ),
+    Setting(
+        "queue_size",
+        _positive_int,
+        "10000",
+        "Events waiting for the writer at most; when full, ingest answers 503 with Retry-After.",
+    ),
+    Setting(
+        "batch_size",
+        _batch_size,
+        "1000",
+        "Most events committed in one transaction (2700 at most).",
+    ),
+    Setting(
+        "sqlite_synchronous",
+        _choice("FULL", "NORMAL"),
+        "FULL",
+        "SQLite durability. FULL survives power loss; NORMAL survives a process crash but may "
+        "lose the last commits on power loss, for more speed.",
+    ),
+    Setting("retry_after_seconds", _positive_int, "1", "Retry-After sent with 503 answers."),
+    Setting(
+        "cors_origins",
+        _names,
+        "",
+        "Browser origins allowed to call /collect and /track (comma-separated, or *); empty: "
+        "no CORS headers. /api never answers cross-origin requests.",
+    ),
+    Setting(
+        "track_max_events", _positive_int, "500", "Most events one /track call may carry (422)."
+    ),
+    Setting(
+        "track_max_stored_bytes",
+        _positive_int,
+        "4194304",
+        "Most bytes one /track call may store, counted over all its events: each event carries "
+        "the call's context, properties and headers (413 above; nothing stored).",
+    ),
+    Setting(
+        "write_key_grace_seconds",
+        _grace_seconds,
+        "86400",
+        "After a tracker source's write key is rotated, how long the previous key still "
+        f"works (a rotation may name its own; at most {MAX_WRITE_KEY_GRACE_SECONDS}).",
+    ),
+    Setting(
+        "sdk_max_message_bytes",
+        _positive_int,
+        "32768",
+        "Most bytes of one message on the SDK routes (/v1/*, /batch/, /capture/, ...), as "
+        "JSON: a bigger message is kept in the quarantine, the rest of its batch stored.",
+    ),
+    Setting(
+        "sdk_max_batch_bytes",
+        _positive_int,
+        "512000",
+        "Most bytes of one SDK-route request body once decompressed (413 in the SDK's error "
+        "shape above; nothing stored). Segment documents 500 KB.",
+    ),
+    Setting(
+        "sdk_max_batch_messages",
+        _positive_int,
+        "2500",
+        "Most messages in one SDK-route batch (413 above; nothing stored).",
+    ),
+    Setting(
+        "idempotency_window_seconds",
+        _non_negative_int,
+        "86400",
+        "How long a delivery id (Idempotency-Key, X-GitHub-Delivery, ... or the source's "
+        "delivery_id_path) is remembered per source: a retry within it is stored once. 0: off.",
+    ),
+    Setting(
+        "rejections_max_rows",
+        _positive_int,
+        "10000",
+        "Refused ingest requests kept for inspection and replay at most; the oldest go first.",
+    ),
+    Setting(
+        "rejections_max_bytes",
+        _positive_int,
+        "268435456",
+        "Bytes of refused requests kept at most (each row's stored size); the oldest go first.",
+    ),
+    Setting(
+        "rejections_max_path_chars",
+        _positive_int,
+        "1024",
+        "Most characters of a refused request's path and of its query string kept.",
+    ),
+    Setting(
+        "rejections_max_age_seconds",
+        _positive_int,
+        "604800",
+        "How long a refused request is kept (default 7 days).",
+    ),
+    Setting(
+        "rejections_max_body_bytes",
+        _non_negative_int,
+        "65536",
+        "Most bytes of a refused request's body kept (the original size is recorded, and a "
+        "truncated body cannot be replayed); 0 keeps no bodies.",
+    ),
+    Setting(
+        "rejections_buffer_size",
+        _positive_int,
+        "1000",
+        "Refused requests waiting in memory to be written at most; beyond it (or beyond "
+        "EVENTSTITCH_REJECTIONS_BUFFER_BYTES) they are dropped and counted.",
+    ),
+    Setting(
+        "rejections_buffer_bytes",
+        _positive_int,
+        "8388608",
+        "Bytes (bodies, headers, query strings) of refused requests waiting in memory at most.",
+    ),
+    Setting(
+        "rejections_flush_ms",
+        _positive_int,
+        "250",
+        "How long refused requests gather in memory before one write stores them together.",
+    ),
+    Setting(
+        "source_cache_seconds",
+        _non_negative_float,
+        "1.0",
+        "How long a process trusts its cached copy of a source before re-reading it. The writer "
+        "re-checks every source inside the commit, so a disabled source never gets an event in.",
+    ),
+    Setting(
+        "source_cache_max_entries",
+        _positive_int,
+        "10000",
+        "Sources, unknown source ids and rate-limit buckets each held in memory at most; the "
+        "least recently used go first.",
+    ),
+    Setting(
+        "source_cache_max_bytes",
+        _positive_int,
+        "8388608",
+        "Bytes the copies of sources, and the unknown source ids, each hold in memory at most.",
+    ),
+    Setting(
+        "rate_limit_per_second",
+        _rate_per_second,
+        "0",
+        "Requests per second each source may send to /collect or /track, unless the source has "
+        "its own rate_limit; over it: 429 with Retry-After. 0: no limit; else 0.001 to 1000000. "
+        "Each process keeps its "
+        "own buckets, so with N workers a source may get up to N times this.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        _rate_burst,
+        "0",
+        "Requests a source may send at once before the rate applies, at most 1000000. 0: the "
+        "rate rounded up (at least 1).",
+    ),
+    Setting(
+        "query_default_limit", _positive_int, "50", "Events per page when `limit` is not given."
+    ),
+    Setting("query_max_limit", _positive_int, "1000", "Largest `limit` accepted on `/api/events`."),
+    Setting("sources_default_limit", _positive_int, "100", "Sources per page of /api/sources."),
+    Setting("sources_max_limit", _positive_int, "500", "Largest `limit` accepted on /api/sources."),
+    Setting(
+        "query_timeout_ms",
+        _positive_int,
+        "10000",
+        "Longest a single events or insights query may run before it is stopped (400).",
+    ),
+    Setting(
+        "max_insight_buckets",
+        _positive_int,
+        "10000",
+        "Most rows an insights answer may hold (time buckets or distinct values).",
+    ),
+    Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
+    Setting(
+        "identity_single_valued_kinds",
+        _names,
+        "user_id",
+        "Identifier kinds a person has one value of (comma-separated). A profile never takes a "
+        "second value of these, and two profiles holding different values are never merged.",
+    ),
+    Setting(
+        "identity_shared_kinds",
+        _names,
+        "",
+        "Identifier kinds that do not single out a person, such as a shared office phone "
+        "(comma-separated). Rules of these kinds copy the value to a trait and never link.",
+    ),
+    Setting(
+        "identity_junk_values",
+        _names,
+        "",
+        "More values that identify nobody (comma-separated), besides the built-in list in "
+        "docs/identity.md.",
+    ),
+    Setting(
+        "phone_default_region",
+        _region,
+        "",
+        "Region for phone numbers written without a country code (e.g. US); empty: such numbers "
+        "do not identify.",
+    ),
+    Setting(
+        "system_events",
+        _flag,
+        "true",
+        "Record Eventstitch's own happenings (profiles created or merged, sources changed, "
+        "backfills) as events of the read-only `system` source.",
+    ),
+)
