@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 
 from eventstitch.sources import presets
-from eventstitch.sources.schemas import SenderPresetName
+from eventstitch.sources.presets import SenderPresetName
 from eventstitch.storage import BACKENDS
 from tests.conftest import LiveServer, all_events, assert_error_shape, start_server
 from tests.ingest.sender_deliveries import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from eventstitch.ingest.service import DELIVERY_ID_HEADERS
+from eventstitch.ingest.storing import DELIVERY_ID_HEADERS
 from eventstitch.rejections.scrub import HEADERS_KEPT_WITHOUT_SOURCE
 from tests.conftest import all_events, assert_error_shape, create_source
 from tests.ingest.test_signed_collect import BODY, GITHUB_SECRET, JSON, TOKEN, github

@@ -24,7 +24,7 @@ from eventstitch.ingest.sdk_messages import (
     read_message,
     sent_at_of,
 )
-from eventstitch.ingest.service import committed
+from eventstitch.ingest.storing import committed
 from eventstitch.rejections.capture import refused
 from eventstitch.sources import service as sources_service
 from eventstitch.storage.errors import DuplicateDelivery

@@ -10,10 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from eventstitch.paths import label
 from eventstitch.storage.records import IdentificationRule, Shaping
+
+SenderPresetName = Literal[
+    "github",
+    "stripe",
+    "shopify",
+    "sendgrid",
+    "alertmanager",
+    "sentry",
+    "slack",
+    "twilio",
+    "mailchimp",
+    "standard_webhooks",
+    "zoom",
+    "meta",
+]
+"""The presets' names, as the API's schema lists them (a test keeps it equal to the table)."""
 
 
 @dataclass(frozen=True, slots=True)

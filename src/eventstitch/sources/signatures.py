@@ -52,7 +52,7 @@ HEADERS_EVENTSTITCH_READS = frozenset(
         "host",
         "origin",
         "transfer-encoding",
-        # The delivery-id headers of ingest.service.DELIVERY_ID_HEADERS.
+        # The delivery-id headers of ingest.storing.DELIVERY_ID_HEADERS.
         "idempotency-key",
         "x-event-id",
         "x-github-delivery",

@@ -20,12 +20,8 @@ from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
 from eventstitch.query.schemas import event_json
-from eventstitch.sources.schemas import (
-    SourceOut,
-    checked_rate_limit,
-    checked_shaping,
-    checked_signature,
-)
+from eventstitch.sources.schemas import SourceOut, checked_rate_limit, checked_signature
+from eventstitch.sources.shaping_schemas import checked_shaping
 from eventstitch.storage.errors import DuplicateSource
 from eventstitch.storage.records import (
     CountQuery,
