@@ -185,6 +185,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Bearer token for every `/api` route. Empty: `serve` creates one in the data folder on "
         "first start and prints it once.",
     ),
+    Setting(
+        "console_session_seconds",
+        _positive_int,
+        "28800",
+        "How long a web console sign-in lasts (default 8 hours); then the console asks for the "
+        "API token again.",
+    ),
     Setting("host", _text, "127.0.0.1", "Address `serve` binds to."),
     Setting("port", _port, "8686", "Port `serve` listens on."),
     Setting("workers", _positive_int, "1", "Collector processes `serve` starts on one port."),
@@ -453,6 +460,7 @@ class Config:
     data_dir: Path
     database_url: str
     api_token: str
+    console_session_seconds: int
     host: str
     port: int
     workers: int
