@@ -150,11 +150,12 @@ async def get_tail(
 ) -> Tail:
     """The newest events, at most TAIL_ROWS whatever the ingest rate, so a refresh stays cheap."""
     event_filter = EventFilter(types=types, source_ids=source_ids)
-    events, more = await query_service.list_page(
-        ctx=ctx, event_filter=event_filter, limit=TAIL_ROWS, before_id=None
+    # One more than is drawn: if that one is newer than the last refresh, some were skipped.
+    fetched, _ = await query_service.list_page(
+        ctx=ctx, event_filter=event_filter, limit=TAIL_ROWS + 1, before_id=None
     )
-    # A page of only new events with more past it: some that arrived were not drawn.
-    overflowed = after is not None and more is not None and all(e.id > after for e in events)
+    events = fetched[:TAIL_ROWS]
+    overflowed = after is not None and len(fetched) > TAIL_ROWS and fetched[TAIL_ROWS].id > after
     return Tail(
         events=[event_json(event) for event in events],
         newest_id=events[0].id if events else after,
