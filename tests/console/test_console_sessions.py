@@ -135,3 +135,24 @@ def test_console_lists_a_source_made_over_the_api(client: TestClient, browser: T
     create_source(client, id="from-api")
     _sign_in(browser)
     assert "/collect/{event_type}/from-api" in browser.get("/sources").text
+
+
+def test_a_form_body_is_taken_at_its_budget_and_refused_one_byte_past(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data", console_max_form_bytes=100)
+    for browser in _browser(config):
+        at_limit = b"token=" + b"x" * 94
+        taken = browser.post(
+            "/signin",
+            content=at_limit,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert taken.status_code == 200
+        assert "that is not the API token" in taken.text
+        refused = browser.post(
+            "/signin",
+            content=at_limit + b"x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        body = assert_error_shape(refused, 413)
+        assert body["errors"] == [{"field": "body", "limit": 100}]
+        assert "set-cookie" not in refused.headers

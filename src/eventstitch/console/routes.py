@@ -18,8 +18,6 @@ from eventstitch.errors import Forbidden, PayloadTooLarge
 
 HERE = Path(__file__).parent
 STATIC_PREFIX = "/static"
-MAX_FORM_BYTES = 65536
-"""Console forms are a few fields; anything larger is not one of ours."""
 
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
@@ -44,10 +42,16 @@ def signed_in(request: Request) -> Session:
 
 
 async def read_form(request: Request) -> dict[str, str]:
-    """A url-encoded form body, bounded."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"a console form is at most {MAX_FORM_BYTES} bytes")
+    """A url-encoded form body, read no further than its budget (413 past it)."""
+    limit: int = request.app.state.ctx.config.console_max_form_bytes
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(
+                f"a console form is at most {limit} bytes",
+                errors=[{"field": "body", "limit": limit}],
+            )
     return dict(parse_qsl(body.decode("utf-8", "replace")))
 
 
