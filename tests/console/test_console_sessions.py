@@ -3,7 +3,10 @@ never echoed into a page."""
 
 from __future__ import annotations
 
+import html
 import re
+import shlex
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +159,27 @@ def test_a_form_body_is_taken_at_its_budget_and_refused_one_byte_past(tmp_path: 
         body = assert_error_shape(refused, 413)
         assert body["errors"] == [{"field": "body", "limit": 100}]
         assert "set-cookie" not in refused.headers
+
+
+def test_each_sources_curl_example_is_accepted_as_written(live_server: LiveServer) -> None:
+    with live_server.client() as http:
+        create_source(http, id="hooks")
+        create_source(http, id="site", kind="tracker")
+    with httpx.Client(base_url=live_server.url, timeout=10) as browser:
+        browser.post("/signin", data={"token": API_TOKEN})
+        page = browser.get("/sources").text
+        examples = [html.unescape(e) for e in re.findall(r"<pre>(curl .*?)</pre>", page, re.S)]
+    assert len(examples) == 2
+    for example in examples:
+        run = subprocess.run(
+            [*shlex.split(example), "-s", "-o", "/dev/null", "-w", "%{http_code}"],
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
+        assert run.stdout.decode().startswith("2"), (example, run.stdout)
+    with live_server.client() as http:
+        assert {e["source_id"] for e in http.get("/api/events").json()["events"]} >= {
+            "hooks",
+            "site",
+        }

@@ -80,27 +80,30 @@ def _top(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _source_view(source: SourceRecord, base_url: str) -> dict[str, Any]:
-    if source.kind == "tracker":
-        url = f"{base_url}/track"
-        curl = (
-            f"curl -X POST {shlex.quote(url)} -H 'Content-Type: application/json' "
-            f'-d \'{{"writeKey": "{source.write_key}", "event": "signup"}}\''
-        )
-    else:
-        url = f"{base_url}{COLLECT_PREFIX}{{event_type}}/{source.id}"
-        example = f"{base_url}{COLLECT_PREFIX}signup/{source.id}"
-        curl = (
-            f"curl -X POST {shlex.quote(example)} -H 'Content-Type: application/json' "
-            '-d \'{"email": "ada@example.com"}\''
-        )
-    return {
+    """A source as the sources page lists it: where to send to, and a curl that works as is."""
+    view: dict[str, Any] = {
         "id": source.id,
         "name": source.name,
         "kind": source.kind,
         "enabled": source.enabled,
-        "url": url,
-        "curl": curl,
+        "url": None,
+        "curl": None,
     }
+    if source.kind == "system":  # Eventstitch's own events: nothing can send to it
+        return view
+    if source.kind == "tracker":
+        url = example = f"{base_url}/track"
+        body = {"source": {"id": source.id}, "events": [{"type": "signup"}]}
+    else:
+        url = f"{base_url}{COLLECT_PREFIX}{{event_type}}/{source.id}"
+        example = f"{base_url}{COLLECT_PREFIX}signup/{source.id}"
+        body = {"email": "ada@example.com"}
+    view["url"] = url
+    view["curl"] = (
+        f"curl -X POST {shlex.quote(example)} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(orjson.dumps(body).decode())}"
+    )
+    return view
 
 
 async def list_sources(*, ctx: AppContext, base_url: str) -> list[dict[str, Any]]:
