@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from eventstitch import __version__
 from eventstitch.auth import ensure_api_token, require_token
 from eventstitch.config import Config, load_config
+from eventstitch.console.routes import install as install_console
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, Overloaded, error_body, query_too_slow
 from eventstitch.identity.routes import router as profiles_router
@@ -109,6 +110,8 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
         title="Eventstitch",
         version=__version__,
         description="Self-hosted event collector. `/api` routes need `Authorization: Bearer`.",
+        docs_url=None,  # served by the console from local files, so it works offline
+        redoc_url=None,  # ReDoc loads its script from a CDN
     )
     api.state.ctx = ctx
     api.state.api_token = api_token
@@ -118,6 +121,7 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
     api.include_router(profiles_router, dependencies=guarded)
     api.include_router(rejections_router, dependencies=guarded)
     api.include_router(operations_router)
+    install_console(api)
     api.add_exception_handler(EventstitchError, _domain_error)
     api.add_exception_handler(StorageError, _storage_error)
     api.add_exception_handler(RequestValidationError, _validation_error)

@@ -125,6 +125,10 @@ class IngestCollector(Collector):
     def route(self, name: str) -> RouteStats:
         return self._routes.setdefault(name, RouteStats())
 
+    def accepted_total(self) -> int:
+        """Events accepted by every route since the process started (the console's overview)."""
+        return sum(stats.snapshot()[0] for stats in list(self._routes.values()))
+
     def collect(self) -> Iterator[Metric]:
         accepted = CounterMetricFamily(
             "eventstitch_events_accepted",

@@ -55,6 +55,8 @@ class Config:
     data_dir: Path
     database_url: str
     api_token: str
+    console_session_seconds: int
+    console_max_form_bytes: int
     host: str
     port: int
     workers: int

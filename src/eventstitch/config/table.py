@@ -48,6 +48,20 @@ SETTINGS: tuple[Setting, ...] = (
         "Bearer token for every `/api` route. Empty: `serve` creates one in the data folder on "
         "first start and prints it once.",
     ),
+    Setting(
+        "console_session_seconds",
+        _positive_int,
+        "28800",
+        "How long a web console sign-in lasts (default 8 hours); then the console asks for the "
+        "API token again.",
+    ),
+    Setting(
+        "console_max_form_bytes",
+        _positive_int,
+        "65536",
+        "Largest body of a web console form (sign-in, sources, replay); larger: 413, read no "
+        "further.",
+    ),
     Setting("host", _text, "127.0.0.1", "Address `serve` binds to."),
     Setting("port", _port, "8686", "Port `serve` listens on."),
     Setting("workers", _positive_int, "1", "Collector processes `serve` starts on one port."),

@@ -1,0 +1,170 @@
+"""The web console in a real headless Chromium (the system package, never a downloaded browser)
+against `eventstitch serve` on a loopback port, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from eventstitch.storage import BACKENDS
+from tests.conftest import API_TOKEN, LiveServer, start_server
+from tests.pg import backend_params, fresh_database_url
+
+CHROMIUM = Path("/usr/bin/chromium")
+LIVE_WITHIN_MS = 2000
+
+pytestmark = pytest.mark.e2e
+
+if not CHROMIUM.exists():  # CI installs it (.ci/run); there a missing browser is a failure
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"{CHROMIUM} is missing: the console browser tests cannot run")
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+from playwright.sync_api import Page, Request, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(params=backend_params(BACKENDS))
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
+    """A server on the embedded default store, or on a fresh PostgreSQL schema."""
+    with fresh_database_url() if request.param == "postgres" else nullcontext("") as url:
+        env = {"EVENTSTITCH_DATABASE_URL": url} if url else {}
+        live = start_server(tmp_path / "data", tmp_path / "server.log", **env)
+        try:
+            yield live
+        finally:
+            live.stop()
+
+
+def _sign_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/")
+    expect(page).to_have_url(f"{url}/signin")
+    page.fill("input[name=token]", "not-the-token")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_have_text("that is not the API token")
+    page.fill("input[name=token]", API_TOKEN)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}/")
+    expect(page.locator("h1")).to_have_text("Overview")
+
+
+def _create_source(page: Page, url: str, source_id: str) -> None:
+    page.goto(f"{url}/sources")
+    page.fill("input[name=name]", f"Source {source_id}")
+    page.fill("input[name=id]", source_id)
+    page.click("#create-source")
+    expect(page.locator(f"tr[data-source={source_id}]")).to_contain_text("enabled")
+
+
+def _post_webhook(url: str, source_id: str, body: dict[str, object]) -> int:
+    return httpx.post(f"{url}/collect/order.paid/{source_id}", json=body, timeout=10).status_code
+
+
+def test_console_flows_in_a_real_browser(server: LiveServer) -> None:
+    url = server.url
+    console_errors: list[str] = []
+    outside: list[str] = []
+
+    def note_request(request: Request) -> None:
+        if not request.url.startswith(f"{url}/"):
+            outside.append(request.url)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = browser.new_context()
+            context.on("request", note_request)
+            page = context.new_page()
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
+
+            _sign_in(page, url)
+            [cookie] = context.cookies()
+            assert cookie["httpOnly"] is True
+            assert cookie["sameSite"] == "Strict"
+            assert cookie["secure"] is False  # plain HTTP on loopback; HTTPS sets it
+            assert API_TOKEN not in cookie["value"]
+
+            _create_source(page, url, "shop")
+            assert API_TOKEN not in page.content()
+            assert "/collect/signup/shop" in (
+                page.locator("tr[data-source=shop]").text_content() or ""
+            )
+
+            # The API's own message for a refused create, shown on the page.
+            page.fill("input[name=name]", "Again")
+            page.fill("input[name=id]", "shop")
+            page.click("#create-source")
+            expect(page.locator("#form-error")).to_contain_text("shop")
+
+            # Delete with confirmation.
+            _create_source(page, url, "scratch")
+            page.click("tr[data-source=scratch] >> text=Delete…")
+            page.click("#confirm-delete")
+            expect(page).to_have_url(f"{url}/sources")
+            expect(page.locator("tr[data-source=scratch]")).to_have_count(0)
+
+            # Webhooks posted over HTTP show in the live view within 2 s.
+            page.goto(f"{url}/events?source=shop")
+            expect(page.locator("#tail")).to_contain_text("No events yet.")
+            for n in range(3):
+                assert _post_webhook(url, "shop", {"order": n, "email": "ada@example.com"}) < 300
+            expect(page.locator("tr.event")).to_have_count(3, timeout=LIVE_WITHIN_MS)
+
+            page.locator("tr.event a").first.click()
+            expect(page.locator("#event-type")).to_have_text("order.paid")
+            expect(page.locator("#payload")).to_contain_text('"order": 2')
+
+            # Refused while disabled, replayed from the refusals page once enabled again.
+            page.goto(f"{url}/sources")
+            page.click("tr[data-source=shop] >> text=Disable")
+            expect(page.locator("tr[data-source=shop]")).to_contain_text("disabled")
+            assert _post_webhook(url, "shop", {"order": 99}) == 403
+            page.click("tr[data-source=shop] >> text=Enable")
+            expect(page.locator("tr[data-source=shop]")).to_contain_text("enabled")
+            page.goto(f"{url}/refusals")
+            page.locator("tr.refusal a").first.click()
+            page.click("#replay")
+            expect(page.locator("#replay-answer")).to_be_visible()
+            expect(page.locator("#replayed")).not_to_contain_text("not yet")
+            page.goto(f"{url}/events?source=shop")
+            expect(page.locator("tr.event")).to_have_count(4, timeout=LIVE_WITHIN_MS)
+
+            # A change without the CSRF token is refused, and changes nothing.
+            refused = context.request.post(f"{url}/sources", form={"name": "Forged"})
+            assert refused.status == 403
+            assert "CSRF" in refused.json()["error"]
+            forged = context.request.post(
+                f"{url}/sources/shop/disable", form={"csrf": "not-the-token"}
+            )
+            assert forged.status == 403
+            page.goto(f"{url}/sources")
+            expect(page.locator("tr[data-source=shop]")).to_contain_text("enabled")
+            assert "Forged" not in page.content()
+
+            # The API docs render from local files.
+            page.goto(f"{url}/docs")
+            expect(page.locator(".swagger-ui .info")).to_be_visible()
+
+            page.goto(f"{url}/")
+            page.click("#signout")
+            expect(page).to_have_url(f"{url}/signin")
+            with server.client() as http:
+                event_path = "/events/" + http.get("/api/events").json()["events"][0]["id"]
+            for path in ("/", "/sources", "/events", "/events/tail", event_path, "/refusals"):
+                page.goto(f"{url}{path}")
+                expect(page).to_have_url(f"{url}/signin")
+            after = context.request.post(f"{url}/sources", form={"name": "Late"}, max_redirects=0)
+            assert after.status == 303
+            assert after.headers["location"] == "/signin"
+            context.close()
+        finally:
+            browser.close()
+
+    assert console_errors == []
+    assert outside == []
