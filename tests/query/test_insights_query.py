@@ -75,10 +75,13 @@ def test_numeric_metrics_skip_and_count_non_numbers(shop: TestClient) -> None:
 def test_numeric_metric_by_dimension_and_nothing_numeric_is_null(shop: TestClient) -> None:
     body = ask(shop, metric="sum:properties.amount", by="properties.meta.region")
     rows = by_key(body, "properties.meta.region")
-    assert rows["eu"]["value"] == 5 + 1.5 + 10 and rows["eu"]["skipped"] == 2
-    assert rows["us"]["value"] == 10 and rows["us"]["skipped"] == 1
+    assert rows["eu"]["value"] == 5 + 1.5 + 10
+    assert rows["eu"]["skipped"] == 2
+    assert rows["us"]["value"] == 10
+    assert rows["us"]["skipped"] == 1
     nothing = ask(shop, metric="max:properties.plan")
-    assert nothing["rows"][0]["value"] is None and nothing["skipped"] == 8
+    assert nothing["rows"][0]["value"] is None
+    assert nothing["skipped"] == 8
 
 
 def test_count_distinct_of_a_path_a_profile_and_a_source(shop: TestClient) -> None:
@@ -86,7 +89,8 @@ def test_count_distinct_of_a_path_a_profile_and_a_source(shop: TestClient) -> No
     assert ask(shop, metric="count_distinct:profile_id")["rows"][0]["value"] == 3
     assert ask(shop, metric="count_distinct:source_id")["rows"][0]["value"] == 1
     by_type = by_key(ask(shop, metric="count_distinct:properties.plan", by="type"), "type")
-    assert by_type["charge"]["value"] == 3 and by_type["refund"]["value"] == 3
+    assert by_type["charge"]["value"] == 3
+    assert by_type["refund"]["value"] == 3
 
 
 def test_comparisons_on_property_paths(shop: TestClient) -> None:
@@ -114,7 +118,9 @@ def test_top_folds_the_rest_into_other(shop: TestClient) -> None:
     rows = body["rows"]
     # free: 5 (and "12", {"n": 1}); pro: 1.5 + 3 (and null); team: 10 + 7
     assert [(r["properties.plan"], r["value"]) for r in rows] == [("team", 17), ("other", 9.5)]
-    assert rows[1]["other"] is True and rows[1]["count"] == 6 and rows[1]["skipped"] == 3
+    assert rows[1]["other"] is True
+    assert rows[1]["count"] == 6
+    assert rows[1]["skipped"] == 3
     counted = ask(shop, by="properties.plan,day", top="2")
     assert {r["properties.plan"] for r in counted["rows"]} == {"free", "pro", "other"}
 
