@@ -142,6 +142,9 @@ def test_series_has_its_empty_intervals_and_count_by_hour_uses_the_rollup(
     assert [r["value"] for r in summed["rows"]] == [None] * 4 + [26.5, None]
     by_type = ask(shop, by="type,hour", **window)
     assert len(by_type["rows"]) == 12  # every hour for each type
+    nothing = {"type": "none-such", **window}
+    assert [r["count"] for r in ask(shop, by="hour", **nothing)["rows"]] == [0] * 6
+    assert ask(shop, by="type,hour", **nothing)["rows"] == []  # no type to draw a series for
 
 
 def test_day_buckets_follow_the_time_zone(shop: TestClient) -> None:

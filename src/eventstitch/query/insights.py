@@ -269,7 +269,9 @@ def _fill_series(
     else:
         return groups
     series = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-    others = {key[:at] + key[at + 1 :] for key in groups} or ({()} if not found else set())
+    others = {key[:at] + key[at + 1 :] for key in groups}
+    if len(query.by) == 1:
+        others = {()}  # a lone series is complete even with no events at all
     if len(others) * len(series) > ctx.config.max_insight_groups:
         gathered.truncated = True
         return groups
