@@ -4,15 +4,19 @@ top-N with `other`, comparisons, non-numbers skipped and counted, and every bad 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zoneinfo
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.conftest import assert_error_shape, create_source
+from eventstitch.app import EventstitchApp
+from eventstitch.config import Config
+from tests.conftest import API_TOKEN, assert_error_shape, create_source
 
 AMOUNTS: list[Any] = [5, 1.5, 10, "12", None, 7, {"n": 1}, 3]
 """The `amount` of each of eight events of the `shop` source: five numbers, three not."""
@@ -190,3 +194,39 @@ def test_every_bad_parameter_is_a_400_naming_it(shop: TestClient) -> None:
 def test_in_takes_up_to_its_limit(shop: TestClient) -> None:
     values = ",".join(["free"] + ["x"] * 99)
     assert ask(shop, **{"properties.plan[in]": values})["total"] == 3
+
+
+@pytest.fixture
+def small(config: Config) -> Iterator[TestClient]:
+    """An app with tiny insights budgets: 3 groups, 4 values held, 2 intervals."""
+    tight = dataclasses.replace(
+        config, max_insight_groups=3, max_insight_values=4, max_insight_buckets=2
+    )
+    with TestClient(EventstitchApp(tight), raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        create_source(client, id="shop")
+        for n in range(4):
+            assert (
+                client.post(f"/collect/t{n}/shop", json={"n": n, "twice": [n, n]}).status_code
+                == 200
+            )
+        yield client
+
+
+def test_budgets_hold_at_their_limit_and_refuse_or_truncate_one_past(small: TestClient) -> None:
+    three = ask(small, by="type", **{"properties.n[lt]": "3"})
+    assert len(three["rows"]) == 3
+    assert three["truncated"] is False
+    four = ask(small, by="type")
+    assert len(four["rows"]) == 3
+    assert four["truncated"] is True
+    assert ask(small, metric="sum:properties.n")["rows"][0]["value"] == 6  # 4 values held
+    refused = small.get("/api/insights", params={"metric": "sum:properties.twice[*]"})
+    body = assert_error_shape(refused, 400)  # 8 values
+    assert body["errors"][0] == {"field": "metric", "limit": 4}
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    two = {"since": hour.isoformat(), "until": (hour + timedelta(hours=2)).isoformat()}
+    assert [r["count"] for r in ask(small, by="hour", **two)["rows"]] == [4, 0]
+    three_hours = {"since": hour.isoformat(), "until": (hour + timedelta(hours=3)).isoformat()}
+    body = assert_error_shape(small.get("/api/insights", params={"by": "hour", **three_hours}), 400)
+    assert body["errors"][0] == {"field": "by", "limit": 2}
