@@ -83,6 +83,9 @@ def test_numeric_metric_by_dimension_and_nothing_numeric_is_null(shop: TestClien
     assert rows["eu"]["skipped"] == 2
     assert rows["us"]["value"] == 10
     assert rows["us"]["skipped"] == 1
+    none_matched = ask(shop, metric="avg:properties.amount", type="none-such")
+    assert none_matched["rows"] == [{"count": 0, "value": None, "skipped": 0}]
+    assert ask(shop, type="none-such")["rows"] == [{"count": 0, "value": 0}]
     nothing = ask(shop, metric="max:properties.plan")
     assert nothing["rows"][0]["value"] is None
     assert nothing["skipped"] == 8

@@ -73,6 +73,8 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
     if gathered is None:
         gathered = await _scan(ctx, event_filter, query, tz)
     groups = gathered.groups
+    if not query.by and not groups:
+        groups = {(): Group()}  # without dimensions there is always the one answer
     if time_dim is not None:
         groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
     if query.top is not None:
