@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.cli.conftest import fails, ok, ok_json
+
+HOUR = timedelta(hours=1)
 
 
 @pytest.fixture
@@ -89,9 +92,9 @@ def test_insights_by_type_as_json(ingested: list[dict[str, Any]]) -> None:
     assert counts["by"] == ["type"]
     assert counts["total"] == 5
     assert counts["rows"] == [
-        {"type": "order", "count": 3},
-        {"type": "refund", "count": 1},
-        {"type": "signup", "count": 1},
+        {"type": "order", "count": 3, "value": 3},
+        {"type": "refund", "count": 1, "value": 1},
+        {"type": "signup", "count": 1, "value": 1},
     ]
 
 
@@ -99,7 +102,7 @@ def test_insights_by_source_with_distinct_and_filters(ingested: list[dict[str, A
     counts = ok_json(
         "insights", "--by", "source", "--distinct", "properties.user", "--type", "order"
     )
-    assert {r["source"]: (r["count"], r["distinct"]) for r in counts["rows"]} == {
+    assert {r["source"]: (r["count"], r["value"]) for r in counts["rows"]} == {
         "shop": (2, 2),
         "forms": (1, 1),
     }
@@ -108,13 +111,54 @@ def test_insights_by_source_with_distinct_and_filters(ingested: list[dict[str, A
 
 
 def test_insights_as_a_table(ingested: list[dict[str, Any]]) -> None:
-    table = ok("insights", "--by", "type", "--source", "shop")
+    table = ok("insights", "--by", "type", "--source", "shop", "--no-chart")
     for word in ("3 events", "type", "count", "order", "refund"):
         assert word in table
 
 
+def test_insights_draws_top_n_as_bars_and_a_series_as_lines(
+    ingested: list[dict[str, Any]],
+) -> None:
+    bars = ok("insights", "--by", "type", "--top", "1", "--source", "shop", "--source", "forms")
+    assert "count by type" in bars
+    assert "█" in bars  # the bars, above the table
+    assert "other" in bars
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    window = ["--since", (now - 3 * HOUR).isoformat(), "--until", (now + HOUR).isoformat()]
+    series = ok("insights", "--by", "hour,source", "--metric", "sum:properties.n", *window)
+    assert "sum:properties.n by hour, source" in series
+    assert "shop" in series  # a line per source, named in the legend and the table
+    assert series.count(now.isoformat(timespec="seconds")) >= 2  # each source's intervals
+
+
+def test_insights_metrics_and_comparisons_as_json(ingested: list[dict[str, Any]]) -> None:
+    answer = ok_json(
+        "insights",
+        "--by",
+        "source",
+        "--metric",
+        "p50:properties.n",
+        "--where",
+        "n[gt]=0",
+        "--source",
+        "shop",
+        "--source",
+        "forms",
+    )
+    assert {r["source"]: r["value"] for r in answer["rows"]} == {"shop": 1.5, "forms": 3.5}
+    assert answer["engine"] == "scan"
+
+
 @pytest.mark.parametrize(
-    "args", [["--by", "colour"], ["--by", "type,source,hour"], ["--distinct", "user"]]
+    "args",
+    [
+        ["--by", "colour"],
+        ["--by", "type,source,hour,day"],
+        ["--distinct", "user"],
+        ["--metric", "median:properties.n"],
+        ["--tz", "Nowhere/City"],
+        ["--where", "n[gt]=ten"],
+    ],
 )
 def test_bad_insight_queries_are_usage_errors(
     ingested: list[dict[str, Any]], args: list[str]

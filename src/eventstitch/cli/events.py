@@ -1,4 +1,4 @@
-"""`eventstitch events` and `eventstitch insights`: reading events back."""
+"""`eventstitch events`: reading events back (and the filters `insights` shares)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from eventstitch.ids import ms_to_iso
 from eventstitch.query import service
 from eventstitch.query.schemas import (
     event_json,
-    parse_group_by,
-    parse_property_path,
     parse_time,
     property_filters,
 )
@@ -149,39 +147,3 @@ def tail(
 
     with contextlib.suppress(KeyboardInterrupt):
         run(call)
-
-
-@click.command()
-@filter_options
-@click.option(
-    "--by",
-    default="type",
-    show_default=True,
-    help="One or two of type, source, minute, hour, day, properties.<path>.",
-)
-@click.option("--distinct", default=None, help="Also count distinct values of properties.<path>.")
-@json_option
-def insights(by: str, distinct: str | None, as_json: bool, **filters: Any) -> None:
-    """Count events, grouped (the same as /api/insights/counts)."""
-    event_filter = build_filter(**filters)
-    try:
-        group_by = parse_group_by(by)
-        distinct_path = parse_property_path(distinct, field="distinct") if distinct else None
-    except BadRequest as exc:
-        raise click.BadParameter(exc.message) from None
-
-    async def call(ctx: AppContext) -> dict[str, Any]:
-        return await service.count(
-            ctx=ctx, event_filter=event_filter, group_by=group_by, distinct=distinct_path
-        )
-
-    answer = run(call)
-    if as_json:
-        emit_json(answer)
-        return
-    columns = [*answer["by"], "count"] + (["distinct"] if distinct_path else [])
-    emit_table(
-        columns,
-        [[row.get(c) for c in columns] for row in answer["rows"]],
-        title=f"{answer['total']} events",
-    )

@@ -6,7 +6,8 @@ import click
 
 from eventstitch import __version__
 from eventstitch.cli.db import db
-from eventstitch.cli.events import events, insights
+from eventstitch.cli.events import events
+from eventstitch.cli.insights import insights
 from eventstitch.cli.profiles import identity, profiles
 from eventstitch.cli.rejections import rejections
 from eventstitch.cli.serve import serve

@@ -98,6 +98,8 @@ class Config:
     sources_max_limit: int
     query_timeout_ms: int
     max_insight_buckets: int
+    max_insight_groups: int
+    max_insight_values: int
     log_level: str
     identity_single_valued_kinds: frozenset[str]
     identity_shared_kinds: frozenset[str]

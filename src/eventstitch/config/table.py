@@ -282,7 +282,21 @@ SETTINGS: tuple[Setting, ...] = (
         "max_insight_buckets",
         _positive_int,
         "10000",
-        "Most rows an insights answer may hold (time buckets or distinct values).",
+        "Most rows an insights answer may hold (time buckets or distinct values); on "
+        "/api/insights, the most time intervals of a series (400 past it).",
+    ),
+    Setting(
+        "max_insight_groups",
+        _positive_int,
+        "10000",
+        "Most groups /api/insights gathers and returns; past it the answer says truncated.",
+    ),
+    Setting(
+        "max_insight_values",
+        _positive_int,
+        "2000000",
+        "Most values /api/insights holds in memory for one answer (numbers for sum, avg, "
+        "percentiles; distinct values); past it the query is refused (400).",
     ),
     Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
     Setting(

@@ -7,12 +7,14 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from eventstitch.query import service
+from eventstitch.query import insights, service
+from eventstitch.query.insight_params import parse_query, split_property_params
 from eventstitch.query.schemas import (
     ConversionOut,
     CountsOut,
     EventOut,
     EventPage,
+    InsightsOut,
     decode_cursor,
     event_json,
     parse_group_by,
@@ -154,3 +156,54 @@ async def conversion(
     event_filter = _filter(request, type, source_id, True, None, since, until)
     answer = await service.conversion(ctx=request.app.state.ctx, event_filter=event_filter, by=by)
     return _json(answer)
+
+
+@router.get(
+    "/insights",
+    response_model=None,
+    responses={200: {"model": InsightsOut}},
+    tags=["insights"],
+    summary="Any aggregate of events, grouped by up to three dimensions",
+    description="`metric`: count, count_distinct:<properties.path|profile_id|source_id>, or "
+    "sum, avg, min, max, p50, p90, p95, p99 followed by `:properties.<path>`. `by`: up to three "
+    "of type, source, profile_less, converted, minute, hour, day, week, month, "
+    "properties.<path> (comma-separated, one time unit at most). Same filters as /api/events, "
+    "plus `properties.<path>[gt]=N`, `[lt]=N`, `[in]=a,b`, `[exists]=true|false`. `tz`: an "
+    "IANA zone for the time buckets. `top=N` keeps the N largest values of the first "
+    "dimension that is not time and folds the rest into `other`. See docs/api.md.",
+)
+async def insights_query(
+    request: Request,
+    metric: str | None = None,
+    by: str | None = None,
+    tz: str | None = None,
+    top: str | None = None,
+    type: TypeParam = None,
+    source_id: SourceParam = None,
+    profile_less: bool | None = None,
+    profile_id: str | None = None,
+    since: SinceParam = None,
+    until: UntilParam = None,
+    converted: bool | None = None,
+) -> Response:
+    ctx = request.app.state.ctx
+    equalities, comparisons = split_property_params(list(request.query_params.multi_items()))
+    event_filter = EventFilter(
+        types=tuple(type or ()),
+        source_ids=tuple(source_id or ()),
+        profile_less=profile_less,
+        profile_id=profile_id,
+        since_ms=parse_time("since", since),
+        until_ms=parse_time("until", until),
+        properties=property_filters(equalities),
+        converted=converted,
+    )
+    query = parse_query(
+        metric=metric,
+        by=by,
+        tz=tz,
+        top=top,
+        comparisons=comparisons,
+        max_groups=ctx.config.max_insight_groups,
+    )
+    return _json(await insights.get(ctx=ctx, event_filter=event_filter, query=query))

@@ -60,6 +60,24 @@ class CountsOut(BaseModel):
     from_rollup: bool = Field(description="Answered from the hourly rollup instead of a scan.")
 
 
+class InsightsOut(BaseModel):
+    metric: str
+    by: list[str]
+    tz: str
+    top: int | None
+    total: int = Field(description="Events matching the filters and comparisons.")
+    skipped: int | None = Field(
+        None, description="Numeric metrics: values at the path that were not numbers."
+    )
+    rows: list[dict[str, Any]] = Field(
+        description="One per group: a key per dimension, `count` (events), `value` (the "
+        "metric), `skipped` for numeric metrics, `other: true` on a group folded by `top`."
+    )
+    truncated: bool = Field(description="More groups than max_insight_groups were found.")
+    engine: str = Field(description="What answered: `rollup` or `scan`.")
+    took_ms: float
+
+
 def event_json(event: EventRecord) -> dict[str, Any]:
     """An event as the API renders it."""
     return {
@@ -143,7 +161,7 @@ def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
     if not raw:
         return ()
     groups: list[GroupBy] = []
-    for part in (p.strip() for p in _outside_strings(raw, ",")):
+    for part in (p.strip() for p in outside_strings(raw, ",")):
         if part in _DIMENSIONS:
             groups.append(GroupBy(part))  # type: ignore[arg-type]
         elif part.startswith(PROPERTY_PREFIX):
@@ -160,7 +178,7 @@ def parse_group_by(raw: str | None) -> tuple[GroupBy, ...]:
     return tuple(groups)
 
 
-def _outside_strings(text: str, separator: str) -> list[str]:
+def outside_strings(text: str, separator: str) -> list[str]:
     """`text` split at each `separator` that is not inside a quoted key (a JSON string opening
     right after a dot; a `"` within a plain key opens nothing)."""
     parts: list[str] = []

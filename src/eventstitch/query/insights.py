@@ -1,0 +1,386 @@
+"""`GET /api/insights`: any aggregate of events grouped by up to three dimensions, served by
+the hourly rollup when it answers exactly, else by a scan of the store that reads matching
+events page by page and aggregates them here (one implementation, so both backends give the
+same numbers). A columnar engine is a later phase."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from datetime import datetime, tzinfo
+from typing import Any
+
+import orjson
+
+from eventstitch.context import AppContext
+from eventstitch.errors import BadRequest, query_too_slow
+from eventstitch.ids import now_ms
+from eventstitch.paths import has_each, values
+from eventstitch.query import buckets
+from eventstitch.query.insight_params import (
+    PERCENTILES,
+    Dimension,
+    InsightQuery,
+    is_number,
+    matches,
+)
+from eventstitch.storage.errors import QueryTimeout
+from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy
+
+SCAN_PAGE = 1000
+HOUR_MS = 3_600_000
+_ROLLUP_DIMENSIONS = ("type", "source", "hour", "day")
+_OTHER = ("other",)
+"""The key of the groups `top` folds together (no JSON key encodes to a tuple)."""
+
+Key = tuple[Any, ...]
+
+
+@dataclasses.dataclass(slots=True)
+class Group:
+    """What one group has gathered: events, values for the metric, non-numbers skipped."""
+
+    count: int = 0
+    skipped: int = 0
+    numbers: list[int | float] = dataclasses.field(default_factory=list)
+    distinct: set[Any] = dataclasses.field(default_factory=set)
+
+    def merge(self, other: Group) -> None:
+        self.count += other.count
+        self.skipped += other.skipped
+        self.numbers += other.numbers
+        self.distinct |= other.distinct
+
+
+@dataclasses.dataclass(slots=True)
+class _Gathered:
+    groups: dict[Key, Group]
+    total: int = 0
+    truncated: bool = False
+    engine: str = "scan"
+
+
+async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery) -> dict[str, Any]:
+    """The aggregate of matching events per group, rendered, with the engine and time taken."""
+    started = time.perf_counter()
+    tz = buckets.zone(query.tz)
+    time_dim = next((d for d in query.by if d.is_time), None)
+    if time_dim is not None and event_filter.since_ms is not None:
+        _bucket_range(ctx, time_dim, tz, event_filter.since_ms, event_filter.until_ms or now_ms())
+    gathered = await _from_rollup(ctx, event_filter, query)
+    if gathered is None:
+        gathered = await _scan(ctx, event_filter, query, tz)
+    groups = gathered.groups
+    if not query.by and not groups:
+        groups = {(): Group()}  # without dimensions there is always the one answer
+    if time_dim is not None:
+        groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
+    if query.top is not None:
+        groups = _fold_top(query, groups)
+    rows = [_row(query, key, group, tz) for key, group in sorted(groups.items(), key=_order)]
+    numeric = query.metric.kind not in ("count", "count_distinct")
+    return {
+        "metric": query.metric.label,
+        "by": [d.label for d in query.by],
+        "tz": query.tz,
+        "top": query.top,
+        "total": gathered.total,
+        **({"skipped": sum(g.skipped for g in gathered.groups.values())} if numeric else {}),
+        "rows": rows,
+        "truncated": gathered.truncated,
+        "engine": gathered.engine,
+        "took_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+async def _from_rollup(
+    ctx: AppContext, event_filter: EventFilter, query: InsightQuery
+) -> _Gathered | None:
+    """Counts by type, source, hour or day in UTC from the hourly rollup; None when it cannot
+    answer exactly (then the store is scanned)."""
+    if not (
+        query.metric.kind == "count"
+        and query.tz == "UTC"
+        and not query.comparisons
+        and len(query.by) <= 2
+        and all(d.kind in _ROLLUP_DIMENSIONS for d in query.by)
+        and event_filter.profile_id is None
+        and event_filter.converted is None
+        and not event_filter.properties
+        and all(
+            b is None or b % HOUR_MS == 0 for b in (event_filter.since_ms, event_filter.until_ms)
+        )
+    ):
+        return None
+    count_query = CountQuery(
+        group_by=tuple(GroupBy(d.kind) for d in query.by),  # type: ignore[arg-type]
+        max_rows=ctx.config.max_insight_groups,
+    )
+    try:
+        result = await ctx.storage.events.count(event_filter, count_query)
+    except QueryTimeout:
+        raise query_too_slow(ctx.config.query_timeout_ms) from None
+    if not result.from_rollup or result.truncated:
+        return None
+    groups = {tuple(row.keys): Group(count=row.count) for row in result.rows}
+    return _Gathered(groups=groups, total=result.total, engine="rollup")
+
+
+async def _scan(
+    ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
+) -> _Gathered:
+    """Every matching event, newest first in pages, folded into its groups."""
+    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
+    gathered = _Gathered(groups={})
+    held = 0
+    before: str | None = None
+    while True:
+        if time.monotonic() > deadline:
+            raise query_too_slow(ctx.config.query_timeout_ms)
+        try:
+            page = await ctx.storage.events.list_page(
+                event_filter, limit=SCAN_PAGE, before_id=before
+            )
+        except QueryTimeout:
+            raise query_too_slow(ctx.config.query_timeout_ms) from None
+        for event in page:
+            if all(matches(c, event.properties) for c in query.comparisons):
+                held += _add(ctx, gathered, query, event, tz)
+                if held > ctx.config.max_insight_values:
+                    raise BadRequest(
+                        f"metric needs more than {ctx.config.max_insight_values} values held "
+                        "at once; narrow the query with filters or since/until",
+                        errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
+                        reason="too_many_values",
+                    )
+        if len(page) < SCAN_PAGE:
+            return gathered
+        before = page[-1].id
+
+
+def _add(
+    ctx: AppContext, gathered: _Gathered, query: InsightQuery, event: EventRecord, tz: tzinfo
+) -> int:
+    """Count one event in each of its groups; how many values it adds to memory."""
+    gathered.total += 1
+    metric = query.metric
+    found: list[Any] = []
+    if metric.kind == "count_distinct":
+        if metric.field == "profile_id":
+            found = [event.profile_id] if event.profile_id is not None else []
+        elif metric.field == "source_id":
+            found = [event.source_id]
+        else:
+            found = [
+                _canonical(v) for v in values(event.properties, metric.path or ()) if v is not None
+            ]
+    elif metric.kind != "count":
+        found = list(values(event.properties, metric.path or ()))
+    numbers = [v for v in found if is_number(v)] if metric.kind != "count_distinct" else []
+    added = 0
+    for key in _keys(event, query.by, tz):
+        group = gathered.groups.get(key)
+        if group is None:
+            if len(gathered.groups) >= ctx.config.max_insight_groups:
+                gathered.truncated = True
+                continue
+            group = gathered.groups[key] = Group()
+        group.count += 1
+        if metric.kind == "count_distinct":
+            group.distinct.update(found)
+            added += len(found)
+        elif metric.kind != "count":
+            group.numbers += numbers
+            group.skipped += len(found) - len(numbers)
+            added += len(numbers)
+    return added
+
+
+def _keys(event: EventRecord, by: tuple[Dimension, ...], tz: tzinfo) -> Iterator[Key]:
+    """Each group key an event belongs to: one, or one per distinct value under `[*]`."""
+    choices: list[list[Any]] = []
+    for dim in by:
+        if dim.kind == "type":
+            choices.append([event.type])
+        elif dim.kind == "source":
+            choices.append([event.source_id])
+        elif dim.kind == "profile_less":
+            choices.append([event.profile_less])
+        elif dim.kind == "converted":
+            choices.append([event.converted_ms is not None])
+        elif dim.is_time:
+            choices.append([buckets.to_ms(buckets.floor(event.received_ms, dim.kind, tz))])
+        else:
+            path = dim.path or ()
+            found = list(values(event.properties, path))
+            if not has_each(path):
+                found = found[:1]
+            choices.append(sorted({_canonical(v) for v in found} or {_canonical(None)}))
+    yield from _product(choices)
+
+
+def _product(choices: list[list[Any]]) -> Iterator[Key]:
+    if not choices:
+        yield ()
+        return
+    for head in choices[0]:
+        for rest in _product(choices[1:]):
+            yield (head, *rest)
+
+
+def _canonical(value: Any) -> bytes:
+    """A JSON value as a hashable key: `true` and `1` stay apart, objects compare by content."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _bucket_range(
+    ctx: AppContext, dim: Dimension, tz: tzinfo, since_ms: int, until_ms: int
+) -> list[datetime]:
+    limit = ctx.config.max_insight_buckets
+    found = buckets.series(since_ms, until_ms, dim.kind, tz, limit)
+    if found is None:
+        raise BadRequest(
+            f"by {dim.kind} makes more than {limit} intervals; narrow since/until or use a "
+            "longer interval",
+            errors=[{"field": "by", "limit": limit}],
+            reason="too_many_buckets",
+        )
+    return found
+
+
+def _fill_series(
+    ctx: AppContext,
+    event_filter: EventFilter,
+    query: InsightQuery,
+    time_dim: Dimension,
+    tz: tzinfo,
+    gathered: _Gathered,
+) -> dict[Key, Group]:
+    """The groups with an empty group for every interval of the range without events, for each
+    combination of the other dimensions; the range is since/until, else the intervals found."""
+    groups = gathered.groups
+    at = query.by.index(time_dim)
+    found = [key[at] for key in groups]
+    if event_filter.since_ms is not None:
+        start = event_filter.since_ms
+        end = event_filter.until_ms or now_ms()
+    elif found:
+        start, end = min(found), max(found) + 1
+    else:
+        return groups
+    series = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
+    others = {key[:at] + key[at + 1 :] for key in groups}
+    if len(query.by) == 1:
+        others = {()}  # a lone series is complete even with no events at all
+    if len(others) * len(series) > ctx.config.max_insight_groups:
+        gathered.truncated = True
+        return groups
+    filled = dict(groups)
+    for rest in others:
+        for bucket in series:
+            filled.setdefault((*rest[:at], bucket, *rest[at:]), Group())
+    return filled
+
+
+def _fold_top(query: InsightQuery, groups: dict[Key, Group]) -> dict[Key, Group]:
+    """Keep the `top` values of the first dimension that is not time, ranked by the metric over
+    all their groups; fold the rest into `other`."""
+    at = next(i for i, d in enumerate(query.by) if not d.is_time)
+    per_value: dict[Any, Group] = {}
+    for key, group in groups.items():
+        per_value.setdefault(key[at], Group()).merge(group)
+    ranked = sorted(
+        per_value,
+        key=lambda v: (_rank(metric_value(query, per_value[v])), _sort_value(v)),
+    )
+    kept = set(ranked[: query.top])
+    folded: dict[Key, Group] = {}
+    for key, group in groups.items():
+        new_key = key if key[at] in kept else (*key[:at], _OTHER, *key[at + 1 :])
+        target = folded.get(new_key)
+        if target is None:
+            folded[new_key] = target = Group()
+        target.merge(group)
+    return folded
+
+
+def _rank(value: float | int | None) -> tuple[int, float]:
+    return (1, 0.0) if value is None else (0, -float(value))
+
+
+def metric_value(query: InsightQuery, group: Group) -> int | float | None:
+    """The metric of one group; None for a numeric metric without numbers."""
+    kind = query.metric.kind
+    if kind == "count":
+        return group.count
+    if kind == "count_distinct":
+        return len(group.distinct)
+    numbers = group.numbers
+    if not numbers:
+        return None
+    if kind in ("sum", "avg"):
+        total: int | float = (
+            sum(numbers) if all(isinstance(n, int) for n in numbers) else math.fsum(numbers)
+        )
+        return total if kind == "sum" else total / len(numbers)
+    if kind == "min":
+        return min(numbers)
+    if kind == "max":
+        return max(numbers)
+    return percentile(sorted(numbers), PERCENTILES[kind])
+
+
+def percentile(ordered: list[int | float], fraction: float) -> float:
+    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont: the
+    value at rank fraction * (n - 1) of the sorted values."""
+    rank = fraction * (len(ordered) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
+
+
+def _row(query: InsightQuery, key: Key, group: Group, tz: tzinfo) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for dim, part in zip(query.by, key, strict=True):
+        if part == _OTHER:
+            row[dim.label] = "other"
+            row["other"] = True
+        elif dim.is_time:
+            row[dim.label] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
+        elif dim.kind == "property":
+            row[dim.label] = orjson.loads(part)
+        else:
+            row[dim.label] = part
+    row["count"] = group.count
+    row["value"] = metric_value(query, group)
+    if query.metric.kind not in ("count", "count_distinct"):
+        row["skipped"] = group.skipped
+    return row
+
+
+def _order(item: tuple[Key, Group]) -> tuple[Any, ...]:
+    return tuple(_sort_value(part) for part in item[0])
+
+
+def _sort_value(part: Any) -> tuple[int, Any]:
+    """Keys in a stable order: nulls, booleans, numbers, text, objects; `other` last."""
+    if part == _OTHER:
+        return (9, "")
+    if isinstance(part, bytes):
+        value = orjson.loads(part)
+        if value is None:
+            return (0, 0)
+        if isinstance(value, bool):
+            return (1, int(value))
+        if is_number(value):
+            return (2, value)
+        if isinstance(value, str):
+            return (3, value)
+        return (4, part.decode())
+    if isinstance(part, bool):
+        return (1, int(part))
+    if isinstance(part, int):
+        return (2, part)
+    return (3, part)
