@@ -17,10 +17,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eventstitch import __version__
 from eventstitch.auth import ensure_api_token, require_token
-from eventstitch.config import Config, load_config
+from eventstitch.config import PREFIX, Config, load_config
 from eventstitch.console.routes import install as install_console
 from eventstitch.context import AppContext
-from eventstitch.errors import EventstitchError, Overloaded, error_body, query_too_slow
+from eventstitch.errors import (
+    EventstitchError,
+    Overloaded,
+    PayloadTooLarge,
+    error_body,
+    query_too_slow,
+)
 from eventstitch.identity.routes import router as profiles_router
 from eventstitch.ingest.openapi import with_links
 from eventstitch.ingest.routes import (
@@ -33,6 +39,7 @@ from eventstitch.ingest.routes import (
     Send,
     TrackEndpoint,
     UnknownRouteEndpoint,
+    send_json,
 )
 from eventstitch.ingest.sdk_routes import SdkEndpoint, sdk_family
 from eventstitch.ingest.wrong_routes import route_family
@@ -71,10 +78,13 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return _error(422, f"{first['field']}: {first['message']}", errors)
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:  # no route: ingest-like paths never get here, see EventstitchApp
         UNKNOWN_ROUTES.labels("other").inc()
+    if exc.status_code == 413:  # FastAPI's body limit, met while the body streamed in
+        error = api_body_too_large(request.app.state.ctx.config.api_max_body_bytes)
+        return _error(error.status, error.message, error.errors)
     message = "no such route" if exc.status_code == 404 else str(exc.detail)
     return _error(exc.status_code, message, None, dict(exc.headers or {}))
 
@@ -104,6 +114,14 @@ async def _unexpected_error(_: Request, exc: Exception) -> Response:
     return _error(500, "internal error", headers=dict(CLOSE_AFTER_500))
 
 
+def api_body_too_large(limit: int) -> PayloadTooLarge:
+    """The 413 of a management API or console request over its body limit."""
+    return PayloadTooLarge(
+        f"request body is larger than the limit of {limit} bytes ({PREFIX}API_MAX_BODY_BYTES)",
+        errors=[{"field": "body", "limit": limit, "setting": f"{PREFIX}API_MAX_BODY_BYTES"}],
+    )
+
+
 def build_api(ctx: AppContext, api_token: str) -> FastAPI:
     """The FastAPI app for the management API, health and metrics."""
     api = FastAPI(
@@ -112,6 +130,7 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
         description="Self-hosted event collector. `/api` routes need `Authorization: Bearer`.",
         docs_url=None,  # served by the console from local files, so it works offline
         redoc_url=None,  # ReDoc loads its script from a CDN
+        max_body_size=ctx.config.api_max_body_bytes,
     )
     api.state.ctx = ctx
     api.state.api_token = api_token
@@ -175,8 +194,21 @@ class EventstitchApp:
             await self._lifespan(receive, send)
         elif scope["type"] == "http" and (family := route_family(scope["path"])) != "other":
             await self.unknown[family](scope, receive, send)  # /collect, /track/..., SDK paths
+        elif scope["type"] == "http" and self._declares_too_much(scope):
+            error = api_body_too_large(self.config.api_max_body_bytes)
+            await send_json(
+                send, error.status, error_body(error.status, error.message, error.errors)
+            )
         else:
             await self.api(scope, receive, send)
+
+    def _declares_too_much(self, scope: Scope) -> bool:
+        """A management or console request whose Content-Length is over its limit: answered
+        at once, before any of it is read (FastAPI's own limit counts a streamed body)."""
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                return value.isdigit() and int(value) > self.config.api_max_body_bytes
+        return False
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -55,6 +55,7 @@ class Config:
     data_dir: Path
     database_url: str
     api_token: str
+    api_max_body_bytes: int
     console_session_seconds: int
     console_max_form_bytes: int
     host: str

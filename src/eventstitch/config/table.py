@@ -49,6 +49,13 @@ SETTINGS: tuple[Setting, ...] = (
         "first start and prints it once.",
     ),
     Setting(
+        "api_max_body_bytes",
+        _positive_int,
+        "1048576",
+        "Largest request body of a management API or console route (/api/..., the console's "
+        "forms have their own, smaller limit); larger: 413, read no further.",
+    ),
+    Setting(
         "console_session_seconds",
         _positive_int,
         "28800",
