@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from eventstitch.storage.errors import StorageUnavailable
 from eventstitch.storage.records import EventRecord
 from eventstitch.storage.shared.refusals import kinds_text, refusal
 
@@ -164,3 +165,23 @@ def event_row(event: EventRecord) -> tuple[Any, ...]:
         orjson.dumps(event.properties).decode(),
         orjson.dumps(event.context).decode(),
     )
+
+
+def insert_checked(
+    conn: sqlite3.Connection, events: list[tuple[int, P]], results: list[Any]
+) -> int:
+    """Insert the events whose source exists, is enabled and is of an accepted kind, in one
+    statement; mark the others refused in `results`. Returns how many were stored."""
+    if not events:
+        return 0
+    stored = insert_rows(conn, checked_insert_sql(len(events)), [job.row for _, job in events])
+    if stored < len(events):
+        not_stored(explain_refusals(conn, events, results), results)
+    return stored
+
+
+def not_stored(events: list[tuple[int, P]], results: list[Any]) -> None:
+    """Left out by an insert whose checks their source passes: cannot happen with the checks
+    of `CHECKED_INSERT`, but an event not stored must never be answered as stored."""
+    for index, _ in events:
+        results[index] = StorageUnavailable("the event was not stored; retry")

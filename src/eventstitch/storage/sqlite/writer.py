@@ -217,7 +217,7 @@ class SqliteWriter:
             if not (calls or keyed or claimed):
                 # The common case, events alone: one statement, which is its own durable
                 # transaction. Each statement costs a round trip for the GIL, so one is best.
-                written = _insert_checked(conn, events, results)
+                written = event_rows.insert_checked(conn, events, results)
             else:
                 known = None
                 if not (calls or keyed or grouped):
@@ -295,7 +295,7 @@ class SqliteWriter:
                 return None
             written, resolver = resolved
         else:
-            written = _insert_checked(conn, events, results)
+            written = event_rows.insert_checked(conn, events, results)
         if keyed:
             share_refusals(events, keyed, results)
             remember_deliveries(conn, keyed, results, window_ms=self._window_ms)
@@ -325,7 +325,7 @@ class SqliteWriter:
         rows = [event_rows.linked_row(job.row, linked.get(index), now) for index, job in events]
         stored = event_rows.insert_rows(conn, event_rows.checked_linked_insert_sql(len(rows)), rows)
         if stored < len(events):
-            _not_stored(event_rows.explain_refusals(conn, events, results), results)
+            event_rows.not_stored(event_rows.explain_refusals(conn, events, results), results)
             return None
         inserted = {item.event_id for item in items if item.event_id in plan.links}
         identity.apply(conn, resolver, now_ms=now, inserted=inserted)
@@ -368,28 +368,6 @@ class SqliteWriter:
             for index in retried:
                 results[index] = StorageUnavailable(f"the database refused the write: {exc}")
             return stored
-
-
-def _insert_checked(
-    conn: sqlite3.Connection, events: list[tuple[int, EventJob]], results: list[Any]
-) -> int:
-    """Insert the events whose source exists, is enabled and is of an accepted kind, in one
-    statement; mark the others refused in `results`. Returns how many were stored."""
-    if not events:
-        return 0
-    stored = event_rows.insert_rows(
-        conn, event_rows.checked_insert_sql(len(events)), [job.row for _, job in events]
-    )
-    if stored < len(events):
-        _not_stored(event_rows.explain_refusals(conn, events, results), results)
-    return stored
-
-
-def _not_stored(events: list[tuple[int, EventJob]], results: list[Any]) -> None:
-    """Left out by an insert whose checks their source passes: cannot happen with the checks
-    of `event_rows.CHECKED_INSERT`, but an event not stored must never be answered as stored."""
-    for index, _ in events:
-        results[index] = StorageUnavailable("the event was not stored; retry")
 
 
 SWITCH_INTERVAL_S = 0.0002
