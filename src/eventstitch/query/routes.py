@@ -45,7 +45,13 @@ def _filter(
     since: str | None,
     until: str | None,
     converted: bool | None = None,
+    *,
+    properties: list[tuple[str, str]] | None = None,
 ) -> EventFilter:
+    """The filters every event route shares; `properties`: the property equalities, when the
+    route reads other `properties.` parameters too (else all of the query's)."""
+    if properties is None:
+        properties = list(request.query_params.multi_items())
     return EventFilter(
         types=tuple(type or ()),
         source_ids=tuple(source_id or ()),
@@ -53,7 +59,7 @@ def _filter(
         profile_id=profile_id,
         since_ms=parse_time("since", since),
         until_ms=parse_time("until", until),
-        properties=property_filters(list(request.query_params.multi_items())),
+        properties=property_filters(properties),
         converted=converted,
     )
 
@@ -188,15 +194,16 @@ async def insights_query(
 ) -> Response:
     ctx = request.app.state.ctx
     equalities, comparisons = split_property_params(list(request.query_params.multi_items()))
-    event_filter = EventFilter(
-        types=tuple(type or ()),
-        source_ids=tuple(source_id or ()),
-        profile_less=profile_less,
-        profile_id=profile_id,
-        since_ms=parse_time("since", since),
-        until_ms=parse_time("until", until),
-        properties=property_filters(equalities),
-        converted=converted,
+    event_filter = _filter(
+        request,
+        type,
+        source_id,
+        profile_less,
+        profile_id,
+        since,
+        until,
+        converted,
+        properties=equalities,
     )
     query = parse_query(
         metric=metric,
