@@ -259,7 +259,8 @@ def test_profiles_rules_and_insights_in_a_real_browser(server: LiveServer) -> No
             expect(rows.nth(0)).to_contain_text("order.paid")
             expect(rows.nth(0).locator("td.value")).to_have_text("60")
             expect(rows.nth(1).locator("td.value")).to_have_text("12")
-            assert "metric=sum" in page.url and "by=type" in page.url
+            assert "metric=sum" in page.url
+            assert "by=type" in page.url
 
             # The address is the query: opened again, it draws the same; by hour it draws points.
             shared = page.url

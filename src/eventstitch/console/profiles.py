@@ -45,6 +45,15 @@ def _origins(
     return kinds, traits
 
 
+LATER_MS = 1000
+"""A link made more than this after the event was received was made by a later event or a
+backfill, not at ingest."""
+
+
+def _linked_later(received_ms: int, converted_ms: int | None) -> bool:
+    return converted_ms is not None and converted_ms - received_ms > LATER_MS
+
+
 async def get_profile(*, ctx: AppContext, profile_id: str) -> dict[str, Any]:
     """A live profile with merges, its newest events marked when converted, and where its
     identifiers and traits came from."""
@@ -53,7 +62,10 @@ async def get_profile(*, ctx: AppContext, profile_id: str) -> dict[str, Any]:
     events = await identity_service.recent_events(ctx=ctx, profile_id=live.id, limit=LIST_ROWS)
     view = profile_json(live, merges)
     view["asked_for"] = profile_id
-    view["timeline"] = [event_json(event) for event in events]
+    view["timeline"] = [
+        {**event_json(event), "linked_later": _linked_later(event.received_ms, event.converted_ms)}
+        for event in events
+    ]
     kinds, traits = _origins(
         await sources_service.list_all(ctx=ctx), {event.source_id for event in events}
     )
