@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: run test check bench docs clean
+.PHONY: run test check bench docs screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP_DEV)
 
 docs: $(STAMP_RUN)
 	$(BIN)/eventstitch config docs > docs/configuration.md
+
+# A PNG of each console page from a seeded store, into docs/screens/ (needs /usr/bin/chromium).
+screenshots: $(STAMP_DEV)
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import httpx2 as httpx
+import orjson
 import pytest
 
 from eventstitch.storage import BACKENDS
@@ -162,6 +163,118 @@ def test_console_flows_in_a_real_browser(server: LiveServer) -> None:
             after = context.request.post(f"{url}/sources", form={"name": "Late"}, max_redirects=0)
             assert after.status == 303
             assert after.headers["location"] == "/signin"
+            context.close()
+        finally:
+            browser.close()
+
+    assert console_errors == []
+    assert outside == []
+
+
+def _post_typed(url: str, event_type: str, source_id: str, body: dict[str, object]) -> None:
+    answer = httpx.post(f"{url}/collect/{event_type}/{source_id}", json=body, timeout=10)
+    assert answer.status_code < 300, answer.text
+
+
+def test_profiles_rules_and_insights_in_a_real_browser(server: LiveServer) -> None:
+    url = server.url
+    console_errors: list[str] = []
+    outside: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = browser.new_context()
+            context.on(
+                "request",
+                lambda r: None if r.url.startswith(f"{url}/") else outside.append(r.url),
+            )
+            page = context.new_page()
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
+            _sign_in(page, url)
+            _create_source(page, url, "crm")
+
+            # Rules edited on the source page are refused with the API's own message.
+            bad_rules = '[{"path": "email", "kind": "E-MAIL!"}]'
+            with server.client() as http:
+                api = http.patch(
+                    "/api/sources/crm", json={"identification": orjson.loads(bad_rules)}
+                )
+            assert api.status_code == 422
+            page.click("tr[data-source=crm] a.source-link")
+            page.fill("textarea[name=identification]", bad_rules)
+            page.click("#save-rules")
+            expect(page.locator("#form-error")).to_have_text(api.json()["error"])
+            with server.client() as http:
+                assert http.get("/api/sources/crm").json()["identification"] == []
+            page.fill(
+                "textarea[name=identification]",
+                '[{"path": "email", "kind": "email", "create_profile": true}]',
+            )
+            page.fill("textarea[name=traits]", '{"plan": "plan"}')
+            page.click("#save-rules")
+            expect(page.locator("#saved")).to_be_visible()
+
+            # An event with that email makes a profile, with the event on its timeline.
+            _post_typed(url, "order.paid", "crm", {"email": "Ada@Example.com", "plan": "pro"})
+            page.goto(f"{url}/profiles")
+            page.fill("input[name=identifier]", "email:nobody")
+            page.click("#find-profile")
+            expect(page.locator("#form-error")).to_contain_text("does not identify anyone")
+            page.fill("input[name=identifier]", "email:ADA@example.com")
+            page.click("#find-profile")
+            page.locator("tr.profile a").click()
+            expect(page.locator("#identifiers")).to_contain_text("email:ada@example.com")
+            expect(page.locator("#identifiers")).to_contain_text("crm: email")
+            expect(page.locator("#traits")).to_contain_text('"pro"')
+            expect(page.locator("tr.timeline-event")).to_have_count(1)
+            expect(page.locator("tr.timeline-event")).to_contain_text("order.paid")
+            profile_id = page.locator("#profile-id").text_content()
+
+            # Erasing needs the CSRF token and a confirmation.
+            forged = context.request.post(f"{url}/profiles/{profile_id}/erase", form={})
+            assert forged.status == 403
+            page.click("#erase-link")
+            page.click("#confirm-erase")
+            expect(page.locator("#erased")).to_contain_text("1 event(s) removed")
+            page.goto(f"{url}/profiles?identifier=email:ada@example.com")
+            expect(page.locator("tr.profile")).to_have_count(0)
+
+            # Insights: 3 paid orders and 2 refunds, counted and summed by type.
+            for total in (10, 20, 30):
+                _post_typed(url, "order.paid", "crm", {"total": total})
+            for total in (5, 7):
+                _post_typed(url, "refund", "crm", {"total": total})
+            page.goto(f"{url}/insights")
+            page.select_option("select[name=metric]", "sum")
+            page.fill("input[name=of]", "properties.total")
+            page.locator("select[name=by]").first.select_option("type")
+            page.fill("input[name=source_id]", "crm")
+            page.select_option("select[name=range]", "1h")
+            page.click("#run-insight")
+            expect(page.locator("#chart rect")).to_have_count(2)
+            rows = page.locator("tr.insight-row")
+            expect(rows).to_have_count(2)
+            expect(rows.nth(0)).to_contain_text("order.paid")
+            expect(rows.nth(0).locator("td.value")).to_have_text("60")
+            expect(rows.nth(1).locator("td.value")).to_have_text("12")
+            assert "metric=sum" in page.url
+            assert "by=type" in page.url
+
+            # The address is the query: opened again, it draws the same; by hour it draws points.
+            shared = page.url
+            page.goto(f"{url}/insights")
+            page.goto(shared)
+            expect(page.locator("tr.insight-row td.count")).to_have_text(
+                ["3", "2"]
+            )  # the erased one is gone
+            page.goto(f"{url}/insights?metric=count&by=hour&by=type&source_id=crm&range=all")
+            points = page.locator("#chart circle.point")
+            expect(page.locator("#chart g.series")).to_have_count(2)
+            expect(points).to_have_count(page.locator("tr.insight-row").count())
+            page.goto(f"{url}/insights?metric=p50&by=type&range=1h")
+            expect(page.locator("#form-error")).to_contain_text("metric")
             context.close()
         finally:
             browser.close()

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from eventstitch.console import service, sessions
+from eventstitch.console import explorer, profiles, service, sessions
 from eventstitch.console.sessions import Session
 from eventstitch.errors import Forbidden, PayloadTooLarge
 
@@ -158,6 +158,30 @@ async def delete_source(request: Request, source_id: str, _: Change) -> Response
     return RedirectResponse("/sources", status_code=303)
 
 
+@router.get("/sources/{source_id}")
+async def source_rules_page(request: Request, source_id: str, session: Signed) -> Response:
+    return await _rules_page(request, session, source_id, None, None)
+
+
+async def _rules_page(
+    request: Request, session: Session, source_id: str, error: str | None, form: Any
+) -> Response:
+    ctx = request.app.state.ctx
+    source = await service.get_source(ctx=ctx, source_id=source_id, base_url=_base_url(request))
+    rules = form or await profiles.get_rules(ctx=ctx, source_id=source_id)
+    return _page(request, "source.html", session, source=source, rules=rules, error=error)
+
+
+@router.post("/sources/{source_id}/rules")
+async def update_source_rules(request: Request, source_id: str, change: Change) -> Response:
+    session, form = change
+    try:
+        await profiles.update_rules(ctx=request.app.state.ctx, source_id=source_id, form=form)
+    except service.FormError as exc:
+        return await _rules_page(request, session, source_id, exc.message, form)
+    return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+
+
 Filter = Annotated[str, Query(max_length=200)]
 
 
@@ -219,6 +243,66 @@ async def replay_refusal(request: Request, rejection_id: str, change: Change) ->
         error = exc.message
     refusal = await service.get_refusal(ctx=ctx, rejection_id=rejection_id)
     return _page(request, "refusal.html", session, refusal=refusal, answer=answer, error=error)
+
+
+@router.get("/profiles")
+async def profiles_page(request: Request, session: Signed, identifier: Filter = "") -> Response:
+    found, error = [], None
+    if identifier:
+        try:
+            found = await profiles.search(ctx=request.app.state.ctx, identifier=identifier)
+        except service.FormError as exc:
+            error = exc.message
+    return _page(
+        request, "profiles.html", session, identifier=identifier, profiles=found, error=error
+    )
+
+
+@router.get("/profiles/{profile_id}")
+async def profile_page(request: Request, profile_id: str, session: Signed) -> Response:
+    profile = await profiles.get_profile(ctx=request.app.state.ctx, profile_id=profile_id)
+    return _page(request, "profile.html", session, profile=profile)
+
+
+@router.get("/profiles/{profile_id}/erase")
+async def confirm_erase(request: Request, profile_id: str, session: Signed) -> Response:
+    profile = await profiles.get_profile(ctx=request.app.state.ctx, profile_id=profile_id)
+    return _page(request, "confirm_erase.html", session, profile=profile)
+
+
+@router.post("/profiles/{profile_id}/erase")
+async def erase_profile(request: Request, profile_id: str, change: Change) -> Response:
+    session, _ = change
+    live_id, removed, events = await profiles.erase(
+        ctx=request.app.state.ctx, profile_id=profile_id
+    )
+    erased = {"id": live_id, "profiles": removed, "events": events}
+    return _page(request, "profiles.html", session, identifier="", profiles=[], erased=erased)
+
+
+@router.get("/insights")
+async def insights_page(request: Request, session: Signed) -> Response:
+    params = [(k, v[:200]) for k, v in request.query_params.multi_items()]
+    values = explorer.form_values(params)
+    answer, chart, error = None, None, None
+    if params:
+        try:
+            answer = await explorer.run(ctx=request.app.state.ctx, values=values)
+            chart = explorer.chart(answer)
+        except service.FormError as exc:
+            error = exc.message
+    return _page(
+        request,
+        "insights.html",
+        session,
+        form=values,
+        answer=answer,
+        chart=chart,
+        error=error,
+        metrics=explorer.METRICS,
+        dimensions=explorer.DIMENSIONS,
+        ranges=explorer.RANGES,
+    )
 
 
 async def _offline_docs(_: Request) -> HTMLResponse:

@@ -117,7 +117,7 @@ async def get_source(*, ctx: AppContext, source_id: str, base_url: str) -> dict[
     return _source_view(await sources_service.get(ctx=ctx, source_id=source_id), base_url)
 
 
-def _validation_message(exc: ValidationError) -> str:
+def validation_message(exc: ValidationError) -> str:
     """The message the API's validation handler gives for the same body."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in ("body", *first["loc"]))
@@ -132,7 +132,7 @@ async def create_source(*, ctx: AppContext, form: dict[str, str]) -> SourceRecor
         source_in = SourceCreate.model_validate(fields)
         return await sources_service.create(ctx=ctx, source_in=source_in)
     except ValidationError as exc:
-        raise FormError(_validation_message(exc)) from None
+        raise FormError(validation_message(exc)) from None
     except EventstitchError as exc:
         raise FormError(exc.message) from None
 
