@@ -9,9 +9,11 @@ from typing import BinaryIO
 
 import click
 
+from eventstitch.cli.events import build_filter
 from eventstitch.cli.runtime import emit_json, progress_bar, run
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
+from eventstitch.storage.records import EventFilter
 from eventstitch.transfer import service
 from eventstitch.transfer.service import ImportReport
 
@@ -28,9 +30,41 @@ database_option = click.option(
     default="-",
     help="File (created owner-only: it holds the signing secrets), or - for stdout.",
 )
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["jsonl", "parquet"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl: the whole store, to import elsewhere. parquet: events only, for analysis "
+    "(DuckDB, pandas, Spark), narrowed by the filters below.",
+)
+@click.option("--type", "types", multiple=True, help="Event type; repeatable (parquet only).")
+@click.option("--source", "source_ids", multiple=True, help="Source id; repeatable (parquet only).")
+@click.option("--since", default=None, help="ISO 8601 time or date (parquet only).")
+@click.option("--until", default=None, help="ISO 8601 time or date (parquet only).")
 @database_option
-def export(output: Path, database_url: str | None) -> None:
-    """Write sources and events as JSON Lines, with counts and a checksum at the end."""
+def export(
+    output: Path,
+    file_format: str,
+    types: tuple[str, ...],
+    source_ids: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    database_url: str | None,
+) -> None:
+    """Write sources and events as JSON Lines (with counts and a checksum at the end), or the
+    events as Parquet."""
+    if file_format == "parquet":
+        if str(output) == "-":
+            raise click.BadParameter("a Parquet export needs a file", param_hint="-o/--output")
+        event_filter = build_filter(types, source_ids, None, since, until, ())
+        _export_parquet(output, event_filter, database_url)
+        return
+    if types or source_ids or since or until:
+        raise click.UsageError(
+            "filters apply to --format parquet only: a JSON Lines export is a whole-store backup"
+        )
     with (
         contextlib.nullcontext(sys.stdout.buffer) if str(output) == "-" else open_private(output)
     ) as stream:
@@ -51,6 +85,22 @@ def _export(output: BinaryIO, database_url: str | None) -> None:
         click.echo(f"exported {total} events", err=True)
 
     run(call, database_url=database_url)
+
+
+def _export_parquet(output: Path, event_filter: EventFilter, database_url: str | None) -> None:
+
+    async def call(ctx: AppContext) -> int:
+        with progress_bar() as bar:
+            task = bar.add_task("exporting events", total=None)
+            return await service.export_parquet(
+                ctx=ctx,
+                event_filter=event_filter,
+                target=output,
+                progress=lambda n: bar.advance(task, n),
+            )
+
+    written = run(call, database_url=database_url)
+    click.echo(f"exported {written} events to {output}", err=True)
 
 
 @click.command("import")

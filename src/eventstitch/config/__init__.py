@@ -101,6 +101,7 @@ class Config:
     max_insight_buckets: int
     max_insight_groups: int
     max_insight_values: int
+    columnar_memory_mb: int
     log_level: str
     identity_single_valued_kinds: frozenset[str]
     identity_shared_kinds: frozenset[str]

@@ -305,6 +305,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Most values /api/insights holds in memory for one answer (numbers for sum, avg, "
         "percentiles; distinct values); past it the query is refused (400).",
     ),
+    Setting(
+        "columnar_memory_mb",
+        _positive_int,
+        "256",
+        "Most memory, in MB, DuckDB may use for one Parquet export, segment write or columnar "
+        "insights query (it spills to disk or fails past it; its own default is most of the "
+        "machine's RAM).",
+    ),
     Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
     Setting(
         "identity_single_valued_kinds",

@@ -12,10 +12,12 @@ import dataclasses
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
 
+from eventstitch.columnar import parquet
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
@@ -94,16 +96,32 @@ async def total_events(*, ctx: AppContext) -> int:
     return result.total
 
 
-async def iter_events(*, ctx: AppContext, page: int = PAGE) -> AsyncIterator[EventRecord]:
-    """Every stored event, newest first, a page at a time."""
+async def iter_events(
+    *, ctx: AppContext, event_filter: EventFilter | None = None, page: int = PAGE
+) -> AsyncIterator[EventRecord]:
+    """Every stored event (or those matching the filter), newest first, a page at a time."""
     before: str | None = None
     while True:
-        events = await ctx.storage.events.list_page(EventFilter(), limit=page, before_id=before)
+        events = await ctx.storage.events.list_page(
+            event_filter or EventFilter(), limit=page, before_id=before
+        )
         for event in events:
             yield event
         if len(events) < page:
             return
         before = events[-1].id
+
+
+async def export_parquet(
+    *, ctx: AppContext, event_filter: EventFilter, target: Path, progress: Progress | None = None
+) -> int:
+    """The matching events as one Parquet file (owner-only); how many were written."""
+    return await parquet.write(
+        events=iter_events(ctx=ctx, event_filter=event_filter),
+        target=target,
+        memory_mb=ctx.config.columnar_memory_mb,
+        progress=progress,
+    )
 
 
 async def iter_profiles(*, ctx: AppContext, page: int = PAGE) -> AsyncIterator[ProfileRecord]:
