@@ -10,7 +10,8 @@ import click
 
 from eventstitch.cli.charts import insight_chart
 from eventstitch.cli.events import build_filter, filter_options
-from eventstitch.cli.runtime import emit_json, emit_table, json_option, run
+from eventstitch.cli.runtime import emit_json, emit_table, json_option, progress_bar, run
+from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest
 from eventstitch.query import insights as service
@@ -19,7 +20,7 @@ from eventstitch.query.schemas import property_filters
 from eventstitch.storage.records import EventFilter
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @filter_options
 @click.option(
     "--metric",
@@ -56,7 +57,9 @@ def insights(
     """Aggregate events by up to three dimensions (the same as GET /api/insights).
 
     --where takes PATH=VALUE and the comparisons PATH[gt]=N, PATH[lt]=N, PATH[in]=a,b and
-    PATH[exists]=true|false."""
+    PATH[exists]=true|false. `insights rebuild` writes the columnar segments."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     event_filter, query = _parse(metric, by, distinct, tz, top, converted, wheres, filters)
 
     async def call(ctx: AppContext) -> dict[str, Any]:
@@ -114,3 +117,22 @@ def _parse(
     except BadRequest as exc:
         raise click.BadParameter(exc.message) from None
     return event_filter, query
+
+
+@insights.command("rebuild")
+@click.option("--from-scratch", is_flag=True, help="Delete the segments and write them all again.")
+def rebuild(from_scratch: bool) -> None:
+    """Write the Parquet segments of the sealed hours past the checkpoint (resumes after a
+    crash; run it from one process, e.g. a timer)."""
+
+    async def call(ctx: AppContext) -> int:
+        with progress_bar() as bar:
+            task = bar.add_task("writing segments", total=None)
+            return await segments.rebuild(
+                ctx=ctx,
+                from_scratch=from_scratch,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+
+    written = run(call)
+    click.echo(f"wrote {written} segments", err=True)

@@ -1,10 +1,12 @@
 """`GET /api/insights`: any aggregate of events grouped by up to three dimensions, served by
 the hourly rollup when it answers exactly, else by a scan of the store that reads matching
 events page by page and aggregates them here (one implementation, so both backends give the
-same numbers). A columnar engine is a later phase."""
+same numbers), or by Parquet segments of sealed hours plus a scan of the hot tail after them
+(counts only, for now: columnar/segments.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, query_too_slow
 from eventstitch.ids import now_ms
@@ -71,6 +74,8 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         _bucket_range(ctx, time_dim, tz, event_filter.since_ms, event_filter.until_ms or now_ms())
     gathered = await _from_rollup(ctx, event_filter, query)
     if gathered is None:
+        gathered = await _from_segments(ctx, event_filter, query, tz)
+    if gathered is None:
         gathered = await _scan(ctx, event_filter, query, tz)
     groups = gathered.groups
     if not query.by and not groups:
@@ -126,6 +131,43 @@ async def _from_rollup(
         return None
     groups = {tuple(row.keys): Group(count=row.count) for row in result.rows}
     return _Gathered(groups=groups, total=result.total, engine="rollup")
+
+
+async def _from_segments(
+    ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
+) -> _Gathered | None:
+    """Counts from the Parquet segments of sealed hours, plus a scan of the hot tail after them;
+    None when the segments cannot answer exactly (fields that change after an event is stored,
+    such as its profile, are not read from segments)."""
+    boundary = segments.checkpoint(ctx)
+    if (
+        boundary is None
+        or query.metric.kind != "count"
+        or query.tz != "UTC"
+        or query.comparisons
+        or not all(d.kind in segments.COUNTABLE or d.kind in segments.TIME_MS for d in query.by)
+        or event_filter.profile_less is not None
+        or event_filter.profile_id is not None
+        or event_filter.converted is not None
+        or event_filter.properties
+        or (event_filter.since_ms is not None and event_filter.since_ms >= boundary)
+    ):
+        return None
+    until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
+    by = tuple(d.kind for d in query.by)
+    counts, total = await asyncio.to_thread(
+        segments.count, ctx=ctx, event_filter=event_filter, by=by, until_ms=until
+    )
+    if len(counts) > ctx.config.max_insight_groups:
+        return None
+    gathered = _Gathered({k: Group(count=n) for k, n in counts.items()}, total, engine="columnar")
+    if until == boundary:  # the hot tail: events after the last segment, read from the store
+        hot = await _scan(ctx, dataclasses.replace(event_filter, since_ms=boundary), query, tz)
+        for key, group in hot.groups.items():
+            gathered.groups.setdefault(key, Group()).merge(group)
+        gathered.total += hot.total
+        gathered.truncated = len(gathered.groups) > ctx.config.max_insight_groups
+    return gathered
 
 
 async def _scan(
