@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from eventstitch.query.insights import percentile
+from eventstitch.query.insight_rows import percentile
 from tests.conftest import all_events, create_source
 from tests.pg import require_postgres, server_url
 from tests.query.test_property_keys_fuzz import clients

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 import time
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
@@ -23,38 +22,18 @@ from eventstitch.ids import now_ms
 from eventstitch.paths import has_each, values
 from eventstitch.query import buckets
 from eventstitch.query.insight_params import (
-    PERCENTILES,
     Dimension,
     InsightQuery,
     is_number,
     matches,
 )
+from eventstitch.query.insight_rows import Group, Key, fold_top, order, row
 from eventstitch.storage.errors import QueryTimeout
 from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy
 
 SCAN_PAGE = 1000
 HOUR_MS = 3_600_000
 _ROLLUP_DIMENSIONS = ("type", "source", "hour", "day")
-_OTHER = ("other",)
-"""The key of the groups `top` folds together (no JSON key encodes to a tuple)."""
-
-Key = tuple[Any, ...]
-
-
-@dataclasses.dataclass(slots=True)
-class Group:
-    """What one group has gathered: events, values for the metric, non-numbers skipped."""
-
-    count: int = 0
-    skipped: int = 0
-    numbers: list[int | float] = dataclasses.field(default_factory=list)
-    distinct: set[Any] = dataclasses.field(default_factory=set)
-
-    def merge(self, other: Group) -> None:
-        self.count += other.count
-        self.skipped += other.skipped
-        self.numbers += other.numbers
-        self.distinct |= other.distinct
 
 
 @dataclasses.dataclass(slots=True)
@@ -83,8 +62,8 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
     if time_dim is not None:
         groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
     if query.top is not None:
-        groups = _fold_top(query, groups)
-    rows = [_row(query, key, group, tz) for key, group in sorted(groups.items(), key=_order)]
+        groups = fold_top(query, groups)
+    rows = [row(query, key, group, tz) for key, group in sorted(groups.items(), key=order)]
     numeric = query.metric.kind not in ("count", "count_distinct")
     return {
         "metric": query.metric.label,
@@ -324,105 +303,3 @@ def _fill_series(
         for bucket in series:
             filled.setdefault((*rest[:at], bucket, *rest[at:]), Group())
     return filled
-
-
-def _fold_top(query: InsightQuery, groups: dict[Key, Group]) -> dict[Key, Group]:
-    """Keep the `top` values of the first dimension that is not time, ranked by the metric over
-    all their groups; fold the rest into `other`."""
-    at = next(i for i, d in enumerate(query.by) if not d.is_time)
-    per_value: dict[Any, Group] = {}
-    for key, group in groups.items():
-        per_value.setdefault(key[at], Group()).merge(group)
-    ranked = sorted(
-        per_value,
-        key=lambda v: (_rank(metric_value(query, per_value[v])), _sort_value(v)),
-    )
-    kept = set(ranked[: query.top])
-    folded: dict[Key, Group] = {}
-    for key, group in groups.items():
-        new_key = key if key[at] in kept else (*key[:at], _OTHER, *key[at + 1 :])
-        target = folded.get(new_key)
-        if target is None:
-            folded[new_key] = target = Group()
-        target.merge(group)
-    return folded
-
-
-def _rank(value: float | int | None) -> tuple[int, float]:
-    return (1, 0.0) if value is None else (0, -float(value))
-
-
-def metric_value(query: InsightQuery, group: Group) -> int | float | None:
-    """The metric of one group; None for a numeric metric without numbers."""
-    kind = query.metric.kind
-    if kind == "count":
-        return group.count
-    if kind == "count_distinct":
-        return len(group.distinct)
-    numbers = group.numbers
-    if not numbers:
-        return None
-    if kind in ("sum", "avg"):
-        total: int | float = (
-            sum(numbers) if all(isinstance(n, int) for n in numbers) else math.fsum(numbers)
-        )
-        return total if kind == "sum" else total / len(numbers)
-    if kind == "min":
-        return min(numbers)
-    if kind == "max":
-        return max(numbers)
-    return percentile(sorted(numbers), PERCENTILES[kind])
-
-
-def percentile(ordered: list[int | float], fraction: float) -> float:
-    """Linear interpolation between the closest ranks, as PostgreSQL's percentile_cont: the
-    value at rank fraction * (n - 1) of the sorted values."""
-    rank = fraction * (len(ordered) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
-
-
-def _row(query: InsightQuery, key: Key, group: Group, tz: tzinfo) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for dim, part in zip(query.by, key, strict=True):
-        if part == _OTHER:
-            row[dim.label] = "other"
-            row["other"] = True
-        elif dim.is_time:
-            row[dim.label] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
-        elif dim.kind == "property":
-            row[dim.label] = orjson.loads(part)
-        else:
-            row[dim.label] = part
-    row["count"] = group.count
-    row["value"] = metric_value(query, group)
-    if query.metric.kind not in ("count", "count_distinct"):
-        row["skipped"] = group.skipped
-    return row
-
-
-def _order(item: tuple[Key, Group]) -> tuple[Any, ...]:
-    return tuple(_sort_value(part) for part in item[0])
-
-
-def _sort_value(part: Any) -> tuple[int, Any]:
-    """Keys in a stable order: nulls, booleans, numbers, text, objects; `other` last."""
-    if part == _OTHER:
-        return (9, "")
-    if isinstance(part, bytes):
-        value = orjson.loads(part)
-        if value is None:
-            return (0, 0)
-        if isinstance(value, bool):
-            return (1, int(value))
-        if is_number(value):
-            return (2, value)
-        if isinstance(value, str):
-            return (3, value)
-        return (4, part.decode())
-    if isinstance(part, bool):
-        return (1, int(part))
-    if isinstance(part, int):
-        return (2, part)
-    return (3, part)
