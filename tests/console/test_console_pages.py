@@ -188,3 +188,14 @@ def test_source_page_edits_signing_with_rotation_and_the_rate_limit(
     forged = browser.post("/sources/gh/rate-limit", data={"per_second": "5"})
     assert forged.status_code == 403
     assert client.get("/api/sources/gh").json()["rate_limit"] is None
+
+
+def test_explorer_ranges_start_on_the_hour_so_counts_come_from_the_rollup(
+    client: TestClient, browser: TestClient
+) -> None:
+    create_source(client, id="shop")
+    _post(client, "shop", {"n": 1})
+    page = browser.get("/insights", params={"metric": "count", "by": "day", "range": "7d"}).text
+    since = re.search(r"since (\S+T\S+Z)", page)
+    assert since is not None and since.group(1).endswith(":00:00.000Z"), page[:200]
+    assert "engine rollup" in page
