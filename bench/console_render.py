@@ -16,6 +16,7 @@ import asyncio
 import os
 import platform
 import re
+import secrets
 import socket
 import statistics
 import subprocess
@@ -27,10 +28,10 @@ from pathlib import Path
 import httpx2 as httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from insights_query import build  # noqa: E402  (the store is built as that benchmark builds it)
+from insights_query import build  # the store is built as that benchmark builds it
 
 HERE = Path(__file__).resolve().parent
-TOKEN = "bench-console-token-0123456789abcdef"
+TOKEN = secrets.token_urlsafe(32)
 START_SECONDS = 120
 
 
@@ -142,7 +143,8 @@ def _time_pages(url: str, pages: list[str], repeats: int) -> list[tuple[str, flo
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     model = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    return f"{model.group(1) if model else cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    name = model.group(1) if model else cpu
+    return f"{name}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def main() -> int:
