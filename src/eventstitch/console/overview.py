@@ -16,7 +16,6 @@ from eventstitch.storage.records import EventFilter
 TOP_GROUPS = 5
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 CHART_MINUTES = 60
 REFRESH_SECONDS = 5
 """How often the live part of the overview is drawn again."""
@@ -85,18 +84,21 @@ async def get_live(*, ctx: AppContext) -> dict[str, Any]:
 
 
 async def get(*, ctx: AppContext) -> dict[str, Any]:
-    """Counts of the last 24 hours from the store, with the live part."""
+    """Counts of the last day and of all time from the store, with the live part."""
     now = now_ms()
-    day = EventFilter(since_ms=now - DAY_MS)
+    # From the top of the hour 24 hours ago: whole hours are read from the hourly rollup, where
+    # a bound inside an hour makes the store scan a day of events.
+    day = EventFilter(since_ms=now - now % HOUR_MS - 24 * HOUR_MS)
     by_type = await query_service.count(
         ctx=ctx, event_filter=day, group_by=parse_group_by("type"), distinct=None
     )
     by_source = await query_service.count(
         ctx=ctx, event_filter=day, group_by=parse_group_by("source"), distinct=None
     )
-    # Whole hours, so the profile-less totals come from the hourly rollup, not a scan.
-    hours = EventFilter(since_ms=now - now % HOUR_MS - 24 * HOUR_MS, profile_less=True)
-    conversion = await query_service.conversion(ctx=ctx, event_filter=hours, by="source")
+    # Over all time: the profile-less totals come from the rollup and the converted ones from
+    # the index of converted events; a time bound would make the second a scan.
+    everything = EventFilter(profile_less=True)
+    conversion = await query_service.conversion(ctx=ctx, event_filter=everything, by="source")
     profile_less = sum(int(row["profile_less"]) for row in conversion["rows"])
     converted = sum(int(row["converted"]) for row in conversion["rows"])
     return {
