@@ -7,11 +7,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.config import Config
-from eventstitch.console.service import TAIL_ROWS
+from eventstitch.console.service import TAIL_ROWS, FormError, live_filter
 from tests.conftest import API_TOKEN, create_source, stored_events
 
 
@@ -200,3 +202,22 @@ def test_explorer_ranges_start_on_the_hour_so_counts_come_from_the_rollup(
     assert since is not None
     assert since.group(1).endswith(":00:00.000Z")
     assert "engine rollup" in page
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=60))
+def test_live_property_filter_is_parsed_or_refused_with_a_message(text: str) -> None:
+    try:
+        event_filter = live_filter(type="", source="", profile_less="", property=text)
+    except FormError as exc:
+        refusal = exc.message
+        event_filter = None
+    if event_filter is None:
+        assert refusal.startswith(("property", "properties.")), refusal  # names the filter
+        return
+    if text.strip():
+        [(path, value)] = event_filter.properties
+        assert path
+        assert value == text.strip().partition("=")[2].strip()
+    else:
+        assert event_filter.properties == ()
