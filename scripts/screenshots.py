@@ -75,6 +75,13 @@ def _seed(url: str) -> dict[str, str]:
     api.patch("/api/sources/billing", json={"enabled": False}).raise_for_status()
     httpx.post(f"{url}/collect/invoice.paid/billing", json={"amount": 99}, timeout=10)
     api.patch("/api/sources/billing", json={"enabled": True}).raise_for_status()
+    # Signed deliveries with two secrets (a rotation under way) and a rate limit, for the
+    # source page; set after the unsigned sends above.
+    signature = {"preset": "github", "secrets": ["old-secret-0123456789", "new-secret-98765"]}
+    api.patch(
+        "/api/sources/shop",
+        json={"signature": signature, "rate_limit": {"per_second": 50, "burst": 100}},
+    ).raise_for_status()
     event_id = api.get("/api/events", params={"type": "order.paid"}).json()["events"][0]["id"]
     [profile] = api.get("/api/profiles", params={"identifier": "email:ada@example.com"}).json()[
         "profiles"
@@ -100,7 +107,7 @@ def main() -> None:
                 "overview": "/",
                 "sources": "/sources",
                 "source": "/sources/shop",
-                "live-events": "/events",
+                "live-events": "/events?source=shop&property=properties.plan%3Dpro",
                 "event": f"/events/{ids['event']}",
                 "insights": f"/insights?{INSIGHT}",
                 "profiles": "/profiles?identifier=email:ada@example.com",

@@ -12,12 +12,14 @@ import httpx2 as httpx
 import orjson
 import pytest
 
+from eventstitch.console.overview import REFRESH_SECONDS
 from eventstitch.storage import BACKENDS
 from tests.conftest import API_TOKEN, LiveServer, start_server
 from tests.pg import backend_params, fresh_database_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 LIVE_WITHIN_MS = 2000
+OVERVIEW_REFRESH_MS = (REFRESH_SECONDS + 2) * 1000
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +138,22 @@ def test_console_flows_in_a_real_browser(server: LiveServer) -> None:
             page.goto(f"{url}/events?source=shop")
             expect(page.locator("tr.event")).to_have_count(4, timeout=LIVE_WITHIN_MS)
 
+            # The overview draws the last hour per minute and redraws its live part by itself.
+            page.goto(f"{url}/")
+            points = page.locator("#per-minute circle.point")
+            expect(points).to_have_count(60)
+            drawn = sum(int(points.nth(i).get_attribute("data-value") or 0) for i in range(60))
+            with server.client() as http:
+                assert drawn == len(
+                    http.get("/api/events", params={"limit": 1000}).json()["events"]
+                )
+            accepted = int(page.locator("#accepted").text_content() or "0")
+            assert _post_webhook(url, "shop", {"order": 100}) < 300
+            expect(page.locator("#accepted")).to_have_text(
+                str(accepted + 1), timeout=OVERVIEW_REFRESH_MS
+            )
+            expect(page.locator("#batch")).not_to_have_text("0.0")
+
             # A change without the CSRF token is refused, and changes nothing.
             refused = context.request.post(f"{url}/sources", form={"name": "Forged"})
             assert refused.status == 403
@@ -216,6 +234,38 @@ def test_profiles_rules_and_insights_in_a_real_browser(server: LiveServer) -> No
             page.click("#save-rules")
             expect(page.locator("#saved")).to_be_visible()
 
+            # Signing: refused with the API's message, then two secrets while rotating.
+            page.goto(f"{url}/sources/crm")
+            page.select_option("#signature-form select[name=preset]", "hmac")
+            page.fill("#signature-form textarea[name=secrets]", "old-secret-0123456789")
+            page.click("#save-signature")
+            expect(page.locator("#form-error")).to_contain_text(
+                "the hmac preset needs the header that carries the signature"
+            )
+            page.select_option("#signature-form select[name=preset]", "hmac")
+            page.fill(
+                "#signature-form textarea[name=secrets]",
+                "old-secret-0123456789\nnew-secret-9876543210",
+            )
+            page.fill("#signature-form input[name=header]", "X-Crm-Signature")
+            page.click("#save-signature")
+            expect(page.locator("#saved")).to_be_visible()
+            expect(page.locator("#signing-now")).to_contain_text("2 secrets")
+            expect(page.locator("#signing-now")).to_contain_text("...3210")
+            assert "new-secret-9876543210" not in page.content()
+            assert _post_webhook(url, "crm", {"unsigned": True}) == 401
+            page.click("#remove-signature")
+            expect(page.locator("#signing-now")).to_contain_text("not signed")
+            page.fill("#rate-form input[name=per_second]", "-1")
+            page.click("#save-rate")
+            expect(page.locator("#form-error")).to_contain_text("body.rate_limit.per_second")
+            page.fill("#rate-form input[name=per_second]", "50")
+            page.fill("#rate-form input[name=burst]", "100")
+            page.click("#save-rate")
+            expect(page.locator("#rate-now")).to_contain_text("50.0 requests a second, burst 100")
+            with server.client() as http:
+                assert http.get("/api/sources/crm").json()["rate_limit"]["burst"] == 100
+
             # An event with that email makes a profile, with the event on its timeline.
             _post_typed(url, "order.paid", "crm", {"email": "Ada@Example.com", "plan": "pro"})
             page.goto(f"{url}/profiles")
@@ -246,6 +296,14 @@ def test_profiles_rules_and_insights_in_a_real_browser(server: LiveServer) -> No
                 _post_typed(url, "order.paid", "crm", {"total": total})
             for total in (5, 7):
                 _post_typed(url, "refund", "crm", {"total": total})
+            # The live view filters on a property path, in the API's syntax.
+            page.goto(f"{url}/events?source=crm")
+            page.fill("input[name=property]", "properties.total=20")
+            page.click("#filter")
+            expect(page.locator("tr.event")).to_have_count(1, timeout=LIVE_WITHIN_MS)
+            page.fill("input[name=property]", "total=20")
+            page.click("#filter")
+            expect(page.locator("#filter-error")).to_contain_text("expected properties.")
             page.goto(f"{url}/insights")
             page.select_option("select[name=metric]", "sum")
             page.fill("input[name=of]", "properties.total")

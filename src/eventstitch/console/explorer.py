@@ -21,6 +21,7 @@ from eventstitch.query.insight_params import (
 from eventstitch.query.schemas import parse_time, property_filters
 from eventstitch.storage.records import EventFilter
 
+HOUR_MS = 3_600_000
 RANGES = {"1h": 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
 """The time ranges the form offers, before now; `all` and explicit since/until besides."""
 METRICS = ("count", "count_distinct", *NUMERIC_METRICS)
@@ -88,6 +89,9 @@ def _time_filter(values: dict[str, Any]) -> tuple[int | None, int | None]:
     until = parse_time("until", values["until"] or None)
     if since is None and values["range"] in RANGES:
         since = (until or now_ms()) - RANGES[values["range"]]
+        # From the top of that hour: whole hours are counted from the hourly rollup, where a
+        # bound inside an hour makes the engine scan every event of the range.
+        since -= since % HOUR_MS
     return since, until
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from eventstitch.console import explorer, profiles, service, sessions
+from eventstitch.console import explorer, overview, profiles, service, sessions, signing
 from eventstitch.console.sessions import Session
 from eventstitch.errors import Forbidden, PayloadTooLarge
 
@@ -105,9 +105,15 @@ async def signout(_: Change) -> Response:
 
 
 @router.get("/")
-async def overview(request: Request, session: Signed) -> Response:
-    stats = await service.get_overview(ctx=request.app.state.ctx)
-    return _page(request, "overview.html", session, stats=stats)
+async def overview_page(request: Request, session: Signed) -> Response:
+    stats = await overview.get(ctx=request.app.state.ctx)
+    return _page(request, "overview.html", session, stats=stats, live=stats["live"])
+
+
+@router.get("/overview/live")
+async def overview_live(request: Request, session: Signed) -> Response:
+    live = await overview.get_live(ctx=request.app.state.ctx)
+    return _page(request, "overview_live.html", session, live=live)
 
 
 async def _sources_page(request: Request, session: Session, error: str | None) -> Response:
@@ -168,8 +174,18 @@ async def _rules_page(
 ) -> Response:
     ctx = request.app.state.ctx
     source = await service.get_source(ctx=ctx, source_id=source_id, base_url=_base_url(request))
-    rules = form or await profiles.get_rules(ctx=ctx, source_id=source_id)
-    return _page(request, "source.html", session, source=source, rules=rules, error=error)
+    rules = form if form and "identification" in form else None
+    return _page(
+        request,
+        "source.html",
+        session,
+        source=source,
+        rules=rules or await profiles.get_rules(ctx=ctx, source_id=source_id),
+        settings=await signing.get_settings(ctx=ctx, source_id=source_id),
+        presets=signing.PRESETS,
+        form=form or {},
+        error=error,
+    )
 
 
 @router.post("/sources/{source_id}/rules")
@@ -182,18 +198,41 @@ async def update_source_rules(request: Request, source_id: str, change: Change) 
     return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
 
 
+@router.post("/sources/{source_id}/signature")
+async def update_signature(request: Request, source_id: str, change: Change) -> Response:
+    session, form = change
+    try:
+        await signing.update_signature(ctx=request.app.state.ctx, source_id=source_id, form=form)
+    except service.FormError as exc:
+        return await _rules_page(request, session, source_id, exc.message, form)
+    return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+
+
+@router.post("/sources/{source_id}/rate-limit")
+async def update_rate_limit(request: Request, source_id: str, change: Change) -> Response:
+    session, form = change
+    try:
+        await signing.update_rate_limit(ctx=request.app.state.ctx, source_id=source_id, form=form)
+    except service.FormError as exc:
+        return await _rules_page(request, session, source_id, exc.message, form)
+    return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+
+
 Filter = Annotated[str, Query(max_length=200)]
 
 
 @router.get("/events")
 async def live_page(
-    request: Request, session: Signed, type: Filter = "", source: Filter = ""
+    request: Request,
+    session: Signed,
+    type: Filter = "",
+    source: Filter = "",
+    profile_less: Filter = "",
+    property: Filter = "",
 ) -> Response:
     found = await service.list_sources(ctx=request.app.state.ctx, base_url=_base_url(request))
-    query = urlencode({"type": type, "source": source})
-    return _page(
-        request, "live.html", session, type=type, source=source, sources=found, query=query
-    )
+    filters = {"type": type, "source": source, "profile_less": profile_less, "property": property}
+    return _page(request, "live.html", session, sources=found, query=urlencode(filters), **filters)
 
 
 @router.get("/events/tail")
@@ -202,16 +241,20 @@ async def live_tail(
     session: Signed,
     type: Filter = "",
     source: Filter = "",
+    profile_less: Filter = "",
+    property: Filter = "",
     after: Filter = "",
 ) -> Response:
+    filters = {"type": type, "source": source, "profile_less": profile_less, "property": property}
+    try:
+        event_filter = service.live_filter(**filters)
+    except service.FormError as exc:
+        return _page(request, "tail.html", session, tail=None, query="", error=exc.message)
     tail = await service.get_tail(
-        ctx=request.app.state.ctx,
-        types=(type,) if type else (),
-        source_ids=(source,) if source else (),
-        after=after or None,
+        ctx=request.app.state.ctx, event_filter=event_filter, after=after or None
     )
-    query = urlencode({"type": type, "source": source, "after": tail.newest_id or ""})
-    return _page(request, "tail.html", session, tail=tail, query=query)
+    query = urlencode({**filters, "after": tail.newest_id or ""})
+    return _page(request, "tail.html", session, tail=tail, query=query, error=None)
 
 
 @router.get("/events/{event_id}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,20 +12,17 @@ from pydantic import ValidationError
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError
 from eventstitch.ingest.parsing import COLLECT_PREFIX
-from eventstitch.metrics import EVENTS_REJECTED, INGEST, QUEUE_DEPTH
 from eventstitch.query import service as query_service
-from eventstitch.query.schemas import event_json, parse_group_by
+from eventstitch.query.schemas import PROPERTY_PREFIX, event_json, property_filters
 from eventstitch.rejections import service as rejections_service
 from eventstitch.rejections.schemas import rejection_json
 from eventstitch.sources import service as sources_service
 from eventstitch.sources.schemas import SourceCreate, SourcePatch
-from eventstitch.storage.records import EventFilter, RejectionFilter, SourceRecord
+from eventstitch.storage.records import EventFilter, PropertyPath, RejectionFilter, SourceRecord
 
 TAIL_ROWS = 50
 """Most events the live view draws per refresh; more arriving in between are counted, not drawn."""
-TOP_GROUPS = 5
 LIST_ROWS = 50
-DAY_MS = 86_400_000
 
 
 class FormError(Exception):
@@ -45,38 +41,6 @@ class Tail:
     newest_id: str | None
     overflowed: bool
     """More than TAIL_ROWS events arrived since the last refresh; the older of them are skipped."""
-
-
-def _metric_sum(metric: Any, suffix: str) -> float:
-    return sum(
-        float(sample.value)
-        for family in metric.collect()
-        for sample in family.samples
-        if sample.name.endswith(suffix)
-    )
-
-
-async def get_overview(*, ctx: AppContext) -> dict[str, Any]:
-    """Counts of the last 24 hours from the store, and this process's own ingest metrics."""
-    day = EventFilter(since_ms=int(time.time() * 1000) - DAY_MS)
-    by_type = await query_service.count(
-        ctx=ctx, event_filter=day, group_by=parse_group_by("type"), distinct=None
-    )
-    by_source = await query_service.count(
-        ctx=ctx, event_filter=day, group_by=parse_group_by("source"), distinct=None
-    )
-    return {
-        "stored_last_day": by_type["total"],
-        "top_types": _top(by_type["rows"]),
-        "top_sources": _top(by_source["rows"]),
-        "accepted": INGEST.accepted_total(),
-        "refused": int(_metric_sum(EVENTS_REJECTED, "_total")),
-        "queue_depth": int(_metric_sum(QUEUE_DEPTH, "")),
-    }
-
-
-def _top(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda row: -int(row["count"]))[:TOP_GROUPS]
 
 
 def _source_view(source: SourceRecord, base_url: str) -> dict[str, Any]:
@@ -148,11 +112,28 @@ async def delete_source(*, ctx: AppContext, source_id: str) -> None:
     await sources_service.delete(ctx=ctx, source_id=source_id)
 
 
-async def get_tail(
-    *, ctx: AppContext, types: tuple[str, ...], source_ids: tuple[str, ...], after: str | None
-) -> Tail:
+def live_filter(*, type: str, source: str, profile_less: str, property: str) -> EventFilter:
+    """The live view's filters as the events API reads them; FormError with the API's message
+    for a property filter it would refuse."""
+    properties: tuple[tuple[PropertyPath, str], ...] = ()
+    if property.strip():
+        name, sep, value = property.strip().partition("=")
+        if not sep or not name.startswith(PROPERTY_PREFIX):
+            raise FormError(f"property: expected properties.<path>=value, got {property[:80]!r}")
+        try:
+            properties = property_filters([(name.strip(), value.strip())])
+        except EventstitchError as exc:
+            raise FormError(exc.message) from None
+    return EventFilter(
+        types=(type,) if type else (),
+        source_ids=(source,) if source else (),
+        profile_less={"true": True, "false": False}.get(profile_less),
+        properties=properties,
+    )
+
+
+async def get_tail(*, ctx: AppContext, event_filter: EventFilter, after: str | None) -> Tail:
     """The newest events, at most TAIL_ROWS whatever the ingest rate, so a refresh stays cheap."""
-    event_filter = EventFilter(types=types, source_ids=source_ids)
     # One more than is drawn: if that one is newer than the last refresh, some were skipped.
     fetched, _ = await query_service.list_page(
         ctx=ctx, event_filter=event_filter, limit=TAIL_ROWS + 1, before_id=None
