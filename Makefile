@@ -31,8 +31,10 @@ $(NODE_SDKS): tests/sdk/node/package.json tests/sdk/node/package-lock.json
 	elif [ "$$CI" = "true" ]; then echo "npm is missing: the Node SDK tests cannot run" >&2; exit 1; \
 	else echo "npm is missing: the Node SDK tests will skip" >&2; fi
 
+# The suite runs on every core (pytest-xdist): most of its time is spent waiting on servers,
+# fsync and PostgreSQL, so two processes on two cores take about 30 % less time than one.
 test: $(STAMP_DEV) $(NODE_SDKS)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 check: $(STAMP_DEV)
 	$(BIN)/ruff format --check src tests bench
