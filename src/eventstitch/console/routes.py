@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
@@ -188,34 +189,35 @@ async def _rules_page(
     )
 
 
-@router.post("/sources/{source_id}/rules")
-async def update_source_rules(request: Request, source_id: str, change: Change) -> Response:
+SourceUpdate = Callable[..., Awaitable[object]]
+
+
+async def _change_source(
+    request: Request, source_id: str, change: tuple[Session, dict[str, str]], update: SourceUpdate
+) -> Response:
+    """Apply one of the source page's forms; on a refusal the page again, with the API's
+    message and what was typed."""
     session, form = change
     try:
-        await profiles.update_rules(ctx=request.app.state.ctx, source_id=source_id, form=form)
+        await update(ctx=request.app.state.ctx, source_id=source_id, form=form)
     except service.FormError as exc:
         return await _rules_page(request, session, source_id, exc.message, form)
     return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+
+
+@router.post("/sources/{source_id}/rules")
+async def update_source_rules(request: Request, source_id: str, change: Change) -> Response:
+    return await _change_source(request, source_id, change, profiles.update_rules)
 
 
 @router.post("/sources/{source_id}/signature")
 async def update_signature(request: Request, source_id: str, change: Change) -> Response:
-    session, form = change
-    try:
-        await signing.update_signature(ctx=request.app.state.ctx, source_id=source_id, form=form)
-    except service.FormError as exc:
-        return await _rules_page(request, session, source_id, exc.message, form)
-    return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+    return await _change_source(request, source_id, change, signing.update_signature)
 
 
 @router.post("/sources/{source_id}/rate-limit")
 async def update_rate_limit(request: Request, source_id: str, change: Change) -> Response:
-    session, form = change
-    try:
-        await signing.update_rate_limit(ctx=request.app.state.ctx, source_id=source_id, form=form)
-    except service.FormError as exc:
-        return await _rules_page(request, session, source_id, exc.message, form)
-    return RedirectResponse(f"/sources/{source_id}?saved=1", status_code=303)
+    return await _change_source(request, source_id, change, signing.update_rate_limit)
 
 
 Filter = Annotated[str, Query(max_length=200)]
