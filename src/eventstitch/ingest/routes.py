@@ -134,6 +134,19 @@ async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes
     return decoded
 
 
+def posted_request(scope: Scope, body: bytes) -> RawRequest:
+    """A POST to a route that reads a JSON body (`/track`, the SDK routes), as its service
+    takes it: the body already read, nothing parsed."""
+    client = scope.get("client")
+    return RawRequest(
+        method="POST",
+        body=body,
+        query_string=scope.get("query_string", b"").decode("latin-1"),
+        headers=scope["headers"],
+        client=client[0] if client else None,
+    )
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -300,16 +313,8 @@ class TrackEndpoint(IngestEndpoint):
                 f"method {scope['method']} is not allowed here; use POST",
                 headers={"Allow": "POST"},
             )
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
         body = await read_decoded_body(scope, receive, self.ctx.config.max_body_bytes)
-        client = scope.get("client")
-        request = RawRequest(
-            method="POST",
-            body=body,
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            client=client[0] if client else None,
-        )
+        request = posted_request(scope, body)
         try:
             result, events = await service.track(ctx=self.ctx, request=request)
         except EventstitchError:

@@ -12,8 +12,7 @@ import orjson
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError, MethodNotAllowed
 from eventstitch.ingest import sdk_service
-from eventstitch.ingest.routes import IngestEndpoint, Receive, Scope, read_body
-from eventstitch.ingest.schemas import RawRequest
+from eventstitch.ingest.routes import IngestEndpoint, Receive, Scope, posted_request, read_body
 from eventstitch.ingest.sdk_messages import KEY_FIELDS, Family
 from eventstitch.rejections.capture import REFUSED_BODY
 
@@ -79,14 +78,7 @@ class SdkEndpoint(IngestEndpoint):
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         body = await read_body(receive, headers, self.ctx.config.sdk_max_batch_bytes)
         path: str = scope["path"]
-        client = scope.get("client")
-        request = RawRequest(
-            method="POST",
-            body=body,
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=headers,
-            client=client[0] if client else None,
-        )
+        request = posted_request(scope, body)
         try:
             result = await sdk_service.receive(
                 ctx=self.ctx,
