@@ -273,8 +273,15 @@ def posthog_message(message: Any, *, sent_at: Any, received_ms: int, policy: Pol
     if name == "$create_alias":
         who.add("anonymous_id", properties.get("distinct_id"))
         who.add("anonymous_id", properties.get("alias"))
-    sets = _object(properties.get("$set"), "properties.$set")
-    once = _object(properties.get("$set_once"), "properties.$set_once")
+    # posthog-python's `set()` sends `$set` beside `properties`, posthog-js inside them: both.
+    sets = {
+        **_object(msg.get("$set"), "$set"),
+        **_object(properties.get("$set"), "properties.$set"),
+    }
+    once = {
+        **_object(msg.get("$set_once"), "$set_once"),
+        **_object(properties.get("$set_once"), "properties.$set_once"),
+    }
     who.add("email", sets.get("email"), creates=True)
     keep_profile_less = properties.get("$process_person_profile") is False
     return SdkMessage(
