@@ -102,6 +102,7 @@ class Config:
     max_insight_groups: int
     max_insight_values: int
     columnar_memory_mb: int
+    columnar_max_paths: int
     log_level: str
     identity_single_valued_kinds: frozenset[str]
     identity_shared_kinds: frozenset[str]

@@ -313,6 +313,13 @@ SETTINGS: tuple[Setting, ...] = (
         "insights query (it spills to disk or fails past it; its own default is most of the "
         "machine's RAM).",
     ),
+    Setting(
+        "columnar_max_paths",
+        _positive_int,
+        "256",
+        "Most property paths one insight segment keeps as typed columns (the most frequent of "
+        "its hour); a query on another path of that hour is answered by the scan.",
+    ),
     Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
     Setting(
         "identity_single_valued_kinds",

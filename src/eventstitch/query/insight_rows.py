@@ -27,8 +27,14 @@ class Group:
     skipped: int = 0
     numbers: list[int | float] = dataclasses.field(default_factory=list)
     distinct: set[Any] = dataclasses.field(default_factory=set)
+    fixed: bool = False
+    """The metric was computed where the events are (by DuckDB): `value` holds it."""
+    value: int | float | None = None
 
     def merge(self, other: Group) -> None:
+        assert not (self.fixed or other.fixed) or not (self.count and other.count), "computed"
+        if other.fixed:
+            self.fixed, self.value = True, other.value
         self.count += other.count
         self.skipped += other.skipped
         self.numbers += other.numbers
@@ -44,7 +50,7 @@ def fold_top(query: InsightQuery, groups: dict[Key, Group]) -> dict[Key, Group]:
         per_value.setdefault(key[at], Group()).merge(group)
     ranked = sorted(
         per_value,
-        key=lambda v: (_rank(metric_value(query, per_value[v])), _sort_value(v)),
+        key=lambda v: (_rank(metric_value(query, per_value[v])), sort_value(v)),
     )
     kept = set(ranked[: query.top])
     folded: dict[Key, Group] = {}
@@ -66,6 +72,8 @@ def metric_value(query: InsightQuery, group: Group) -> int | float | None:
     kind = query.metric.kind
     if kind == "count":
         return group.count
+    if group.fixed:
+        return group.value
     if kind == "count_distinct":
         return len(group.distinct)
     numbers = group.numbers
@@ -114,10 +122,10 @@ def row(query: InsightQuery, key: Key, group: Group, tz: tzinfo) -> dict[str, An
 
 def order(item: tuple[Key, Group]) -> tuple[Any, ...]:
     """The sort key of a group: its dimensions' values in a stable order."""
-    return tuple(_sort_value(part) for part in item[0])
+    return tuple(sort_value(part) for part in item[0])
 
 
-def _sort_value(part: Any) -> tuple[int, Any]:
+def sort_value(part: Any) -> tuple[int, Any]:
     """Keys in a stable order: nulls, booleans, numbers, text, objects; `other` last."""
     if part == OTHER:
         return (9, "")

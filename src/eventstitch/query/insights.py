@@ -1,8 +1,8 @@
 """`GET /api/insights`: any aggregate of events grouped by up to three dimensions, served by
 the hourly rollup when it answers exactly, else by a scan of the store that reads matching
 events page by page and aggregates them here (one implementation, so both backends give the
-same numbers), or by Parquet segments of sealed hours plus a scan of the hot tail after them
-(counts only, for now: columnar/segments.py)."""
+same numbers), or by Parquet segments of sealed hours plus the hot tail after them, in DuckDB
+(columnar/)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from datetime import datetime, tzinfo
 from typing import Any
 
+import duckdb
 import orjson
 
+from eventstitch.columnar import query as columnar
 from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, query_too_slow
@@ -42,6 +44,8 @@ class _Gathered:
     total: int = 0
     truncated: bool = False
     engine: str = "scan"
+    folded: bool = False
+    """`top` was applied where the groups were computed."""
 
 
 async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery) -> dict[str, Any]:
@@ -61,7 +65,7 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         groups = {(): Group()}  # without dimensions there is always the one answer
     if time_dim is not None:
         groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
-    if query.top is not None:
+    if query.top is not None and not gathered.folded:
         groups = fold_top(query, groups)
     rows = [row(query, key, group, tz) for key, group in sorted(groups.items(), key=order)]
     numeric = query.metric.kind not in ("count", "count_distinct")
@@ -115,38 +119,80 @@ async def _from_rollup(
 async def _from_segments(
     ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
 ) -> _Gathered | None:
-    """Counts from the Parquet segments of sealed hours, plus a scan of the hot tail after them;
-    None when the segments cannot answer exactly (fields that change after an event is stored,
-    such as its profile, are not read from segments)."""
+    """Any metric from the Parquet segments of sealed hours and the hot tail after them, in one
+    DuckDB query (columnar/query.py); None when segments cannot answer exactly (fields that
+    change after an event is stored, such as its profile, paths under `[*]`, a segment without
+    the path as a column), and another engine answers."""
     boundary = segments.checkpoint(ctx)
     if (
         boundary is None
-        or query.metric.kind != "count"
-        or query.tz != "UTC"
-        or query.comparisons
-        or not all(d.kind in segments.COUNTABLE or d.kind in segments.TIME_MS for d in query.by)
-        or event_filter.profile_less is not None
-        or event_filter.profile_id is not None
-        or event_filter.converted is not None
-        or event_filter.properties
+        or not columnar.served(query, event_filter)
         or (event_filter.since_ms is not None and event_filter.since_ms >= boundary)
     ):
         return None
+    files = segments.files(ctx)
     until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
-    by = tuple(d.kind for d in query.by)
-    counts, total = await asyncio.to_thread(
-        segments.count, ctx=ctx, event_filter=event_filter, by=by, until_ms=until
-    )
-    if len(counts) > ctx.config.max_insight_groups:
+    tail: list[EventRecord] = []
+    if event_filter.until_ms is None or event_filter.until_ms > boundary:
+        tail = await _tail(ctx, dataclasses.replace(event_filter, since_ms=boundary))
+    time_dim = next((d for d in query.by if d.is_time), None)
+    bounds = None
+    if time_dim is not None and (query.tz != "UTC" or time_dim.kind not in columnar.UTC_WIDTH_MS):
+        start = event_filter.since_ms
+        if start is None:
+            start = min([segments.start_of(f) for f in files] + [e.received_ms for e in tail])
+        end = event_filter.until_ms or now_ms()
+        bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
+    for attempt in (1, 2):
+        try:
+            found = await asyncio.to_thread(
+                columnar.answer,
+                files=files,
+                tail=tail,
+                staging=segments.folder(ctx),
+                memory_mb=ctx.config.columnar_memory_mb,
+                event_filter=event_filter,
+                query=query,
+                until_ms=until,
+                bounds=bounds,
+                max_groups=ctx.config.max_insight_groups,
+            )
+            break
+        except duckdb.IOException:
+            if attempt == 2:
+                raise
+            files = segments.files(ctx)  # hours put into a day file meanwhile: list again
+    if found is None:
         return None
-    gathered = _Gathered({k: Group(count=n) for k, n in counts.items()}, total, engine="columnar")
-    if until == boundary:  # the hot tail: events after the last segment, read from the store
-        hot = await _scan(ctx, dataclasses.replace(event_filter, since_ms=boundary), query, tz)
-        for key, group in hot.groups.items():
-            gathered.groups.setdefault(key, Group()).merge(group)
-        gathered.total += hot.total
-        gathered.truncated = len(gathered.groups) > ctx.config.max_insight_groups
-    return gathered
+    groups, total, truncated = found
+    return _Gathered(groups, total, truncated, engine="columnar", folded=query.top is not None)
+
+
+async def _tail(ctx: AppContext, event_filter: EventFilter) -> list[EventRecord]:
+    """The events after the last segment, newest first, within the values budget."""
+    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
+    found: list[EventRecord] = []
+    before: str | None = None
+    while True:
+        if time.monotonic() > deadline:
+            raise query_too_slow(ctx.config.query_timeout_ms)
+        try:
+            page = await ctx.storage.events.list_page(
+                event_filter, limit=SCAN_PAGE, before_id=before
+            )
+        except QueryTimeout:
+            raise query_too_slow(ctx.config.query_timeout_ms) from None
+        found += page
+        if len(found) > ctx.config.max_insight_values:
+            raise BadRequest(
+                f"the events after the last insight segment are more than "
+                f"{ctx.config.max_insight_values}; narrow the query with filters or since/until",
+                errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
+                reason="too_many_values",
+            )
+        if len(page) < SCAN_PAGE:
+            return found
+        before = page[-1].id
 
 
 async def _scan(

@@ -1,0 +1,406 @@
+"""Insights from the Parquet segments: one DuckDB query over the segments of sealed hours and
+the hot tail (events after them, read from the store and staged the same way), so every
+aggregate (percentiles and distinct counts included) is computed once over all the events.
+
+Paths are read from their typed columns (columnar/shred.py); a query any segment cannot answer
+exactly gets None, and the caller asks another engine. Every value is a bound parameter; the
+only names in the SQL are ours (fixed columns, and t_/i_/f_ with a hash of the path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+
+from eventstitch import paths
+from eventstitch.columnar import parquet
+from eventstitch.columnar.shred import (
+    MISSING,
+    Manifest,
+    canonical,
+    column_id,
+    key_of,
+    typed_columns,
+)
+from eventstitch.files import open_private
+from eventstitch.query.insight_params import PERCENTILES, Comparison, InsightQuery, json_number
+from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, sort_value
+from eventstitch.storage.records import EventFilter, EventRecord, PropertyPath
+
+UTC_WIDTH_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
+SERVED_DIMENSIONS = ("type", "source", "property", "minute", "hour", "day", "week", "month")
+MANIFEST_SUFFIX = ".manifest.json"
+
+_manifests: dict[tuple[str, int], Manifest] = {}
+"""Manifests read, by file and size: segments never change, so one read per file per process
+(bounded by the number of segment files, which the rebuild bounds by hours stored)."""
+
+
+def manifest_path(segment: Path) -> Path:
+    return segment.with_name(segment.name + MANIFEST_SUFFIX)
+
+
+def read_manifest(segment: Path) -> Manifest | None:
+    """A segment's manifest (cached), or None for one written before paths were columns."""
+    try:
+        size = segment.stat().st_size
+    except FileNotFoundError:
+        return None
+    cache_key = (str(segment), size)
+    found = _manifests.get(cache_key)
+    if found is None:
+        try:
+            found = Manifest.from_json(manifest_path(segment).read_bytes())
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+        _manifests[cache_key] = found
+    return found
+
+
+@dataclass(slots=True)
+class _Sql:
+    """A statement under construction: its text parts and their bound values, in order."""
+
+    params: list[Any] = field(default_factory=list)
+
+    def bind(self, value: Any) -> str:
+        self.params.append(value)
+        return "?"
+
+    def binds(self, values: Sequence[Any]) -> str:
+        return ", ".join(self.bind(v) for v in values)
+
+
+def served(query: InsightQuery, event_filter: EventFilter) -> bool:
+    """Whether the question is one segments may answer: fields that change after an event is
+    stored (its profile, its conversion) are not in segments."""
+    return (
+        all(d.kind in SERVED_DIMENSIONS for d in query.by)
+        and query.metric.field != "profile_id"
+        and event_filter.profile_less is None
+        and event_filter.profile_id is None
+        and event_filter.converted is None
+    )
+
+
+def paths_of(query: InsightQuery, event_filter: EventFilter) -> list[PropertyPath]:
+    found = [d.path for d in query.by if d.path is not None]
+    found += [c.path for c in query.comparisons]
+    found += [path for path, _ in event_filter.properties]
+    if query.metric.path is not None:
+        found.append(query.metric.path)
+    return found
+
+
+def answer(
+    *,
+    files: list[Path],
+    tail: list[EventRecord],
+    staging: Path,
+    memory_mb: int,
+    event_filter: EventFilter,
+    query: InsightQuery,
+    until_ms: int,
+    bounds: list[int] | None,
+    max_groups: int,
+) -> tuple[dict[Key, Group], int, bool] | None:
+    """The groups, the number of events and whether groups were cut at `max_groups`; None when
+    some segment cannot answer exactly. `bounds` are the starts of the time buckets when the
+    time dimension is not a plain UTC width."""
+    manifests = [read_manifest(f) for f in files]
+    if any(m is None for m in manifests):
+        return None
+    needed: dict[str, tuple[PropertyPath, str]] = {}  # column id → path, kinds segments hold
+    for path in paths_of(query, event_filter):
+        key = key_of(path)
+        if key is None:
+            return None
+        kinds = ""
+        for manifest in manifests:
+            assert manifest is not None
+            reads = manifest.reads(path)
+            if reads is None:
+                return None
+            if reads:
+                kinds += manifest.columns[key]
+        needed[column_id(key)] = (path, kinds)
+    staged_tail = _stage_tail(tail, needed, staging) if tail else None
+    try:
+        return _run(
+            files=files,
+            staged_tail=staged_tail,
+            needed=needed,
+            memory_mb=memory_mb,
+            event_filter=event_filter,
+            query=query,
+            until_ms=until_ms,
+            bounds=bounds,
+            max_groups=max_groups,
+        )
+    finally:
+        if staged_tail is not None:
+            with contextlib.suppress(FileNotFoundError):
+                staged_tail.unlink()
+
+
+def _stage_tail(
+    tail: list[EventRecord], needed: dict[str, tuple[PropertyPath, str]], staging: Path
+) -> Path:
+    """The hot tail as JSON lines shaped like a segment's rows, each needed path read the way
+    the scan reads it (paths.values)."""
+    staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = staging / f".tail.{os.getpid()}.{threading.get_ident()}.jsonl"
+    with open_private(target) as out:
+        for event in tail:
+            line: dict[str, Any] = {
+                "type": event.type,
+                "source_id": event.source_id,
+                "ms": event.received_ms,
+            }
+            for cid, (path, _) in needed.items():
+                line |= typed_columns(cid, next(paths.values(event.properties, path), MISSING))
+            out.write(orjson.dumps(line) + b"\n")
+    return target
+
+
+def _run(
+    *,
+    files: list[Path],
+    staged_tail: Path | None,
+    needed: dict[str, tuple[PropertyPath, str]],
+    memory_mb: int,
+    event_filter: EventFilter,
+    query: InsightQuery,
+    until_ms: int,
+    bounds: list[int] | None,
+    max_groups: int,
+) -> tuple[dict[Key, Group], int, bool]:
+    rows = _Sql()
+    rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
+    where = _Sql()
+    where_text = _conditions(where, query, event_filter)
+    filtered = f" WHERE {where_text}" if where_text else ""
+    cursor = parquet.connect(memory_mb)
+    try:
+        kept = None
+        if query.top is not None:
+            kept = _top_values(cursor, rows_text, filtered, rows.params + where.params, query)
+        keyed = _Sql()
+        keys = _keys(keyed, query, bounds, kept)
+        joined = "ev"
+        if bounds is not None:
+            joined = "ev ASOF JOIN (SELECT unnest(?::BIGINT[]) AS bucket) AS b ON ev.ms >= b.bucket"
+            keyed.params.append(bounds)
+        select = ", ".join([*keys, "count(*)", *_aggregates(query)])
+        group = " GROUP BY ALL" if keys else ""
+        text = (
+            f"WITH ev AS ({rows_text}) SELECT {select} FROM {joined}{filtered}{group} "
+            f"LIMIT {int(max_groups) + 1}"
+        )
+        found = cursor.execute(text, rows.params + keyed.params + where.params).fetchall()
+    finally:
+        cursor.close()
+    groups: dict[Key, Group] = {}
+    total = 0
+    for record in found[:max_groups]:
+        key = tuple(_key_part(query, at, part) for at, part in enumerate(record[: len(keys)]))
+        groups[key] = _group(query, record[len(keys)], record[len(keys) + 1 :])
+        total += groups[key].count
+    for record in found[max_groups:]:
+        total += record[len(keys)]
+    return groups, total, len(found) > max_groups
+
+
+def _rows(
+    sql: _Sql,
+    files: list[Path],
+    staged_tail: Path | None,
+    needed: dict[str, tuple[PropertyPath, str]],
+    event_filter: EventFilter,
+    until_ms: int,
+) -> str:
+    """The events in range as rows of (ms, type, source_id, and each needed path's columns)."""
+    parts: list[str] = []
+    if files:
+        columns = ["epoch_ms(received_at) AS ms", "type", "source_id"]
+        for cid, (_, kinds) in needed.items():
+            columns.append(f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}")
+            columns.append(f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}")
+            columns.append(f"f_{cid}" if "f" in kinds else f"CAST(NULL AS DOUBLE) AS f_{cid}")
+        source = f"read_parquet({sql.bind([str(f) for f in files])}, union_by_name = true)"
+        where = [f"received_at < make_timestamptz({sql.bind(until_ms)} * 1000)"]
+        if event_filter.since_ms is not None:
+            since = sql.bind(event_filter.since_ms)
+            where.append(f"received_at >= make_timestamptz({since} * 1000)")
+        if event_filter.types:
+            where.append(f"type IN ({sql.binds(event_filter.types)})")
+        if event_filter.source_ids:
+            where.append(f"source_id IN ({sql.binds(event_filter.source_ids)})")
+        parts.append(f"SELECT {', '.join(columns)} FROM {source} WHERE {' AND '.join(where)}")
+    if staged_tail is not None:
+        types = {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR"}
+        for cid in needed:
+            types |= {f"t_{cid}": "VARCHAR", f"i_{cid}": "BIGINT", f"f_{cid}": "DOUBLE"}
+        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+        listed = ", ".join(types)
+        parts.append(
+            f"SELECT {listed} FROM read_json({sql.bind(str(staged_tail))}, "
+            f"format = 'newline_delimited', columns = {spec})"
+        )
+    if not parts:
+        return "SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id LIMIT 0"
+    return " UNION ALL BY NAME ".join(parts)
+
+
+def _number(cid: str) -> str:
+    return f"coalesce(CAST(i_{cid} AS DOUBLE), f_{cid})"
+
+
+def _cid(path: PropertyPath | None) -> str:
+    key = key_of(path or ())
+    assert key is not None
+    return column_id(key)
+
+
+def _conditions(sql: _Sql, query: InsightQuery, event_filter: EventFilter) -> str:
+    """Property comparisons and equalities, as the scan applies them (insight_params.matches)."""
+    terms: list[str] = []
+    equalities = [
+        Comparison(path, "in", values=(value,)) for path, value in event_filter.properties
+    ]
+    for comparison in (*query.comparisons, *equalities):
+        cid = _cid(comparison.path)
+        if comparison.op == "exists":
+            terms.append(f"t_{cid} IS {'NOT ' if comparison.exists else ''}NULL")
+        elif comparison.op in ("gt", "lt"):
+            sign = ">" if comparison.op == "gt" else "<"
+            terms.append(f"{_number(cid)} {sign} {sql.bind(comparison.number)}")
+        else:
+            texts = [canonical(v) for v in comparison.values]
+            texts += [v for v in comparison.values if v in ("true", "false", "null")]
+            numbers = [n for n in map(json_number, comparison.values) if n is not None]
+            either = [f"t_{cid} IN ({sql.binds(texts)})"]
+            if numbers:
+                either.append(f"{_number(cid)} IN ({sql.binds(numbers)})")
+            terms.append("(" + " OR ".join(either) + ")")
+    return " AND ".join(terms)
+
+
+def _dimension(query: InsightQuery, at: int, bounds: list[int] | None) -> str:
+    dim = query.by[at]
+    if dim.kind == "type":
+        return "type"
+    if dim.kind == "source":
+        return "source_id"
+    if dim.kind == "property":
+        return f"coalesce(t_{_cid(dim.path)}, 'null')"
+    if bounds is not None:
+        return "b.bucket"
+    width = UTC_WIDTH_MS[dim.kind]
+    return f"ms // {width} * {width}"
+
+
+def _keys(
+    sql: _Sql, query: InsightQuery, bounds: list[int] | None, kept: list[Any] | None
+) -> list[str]:
+    """The group key of each dimension; with `top`, values outside it become NULL (`other`)."""
+    keys = [_dimension(query, at, bounds) for at in range(len(query.by))]
+    if kept is not None:
+        at = _top_at(query)
+        keys[at] = f"CASE WHEN {keys[at]} IN ({sql.binds(kept or [None])}) THEN {keys[at]} END"
+    return keys
+
+
+def _top_at(query: InsightQuery) -> int:
+    return next(i for i, d in enumerate(query.by) if not d.is_time)
+
+
+def _top_values(
+    cursor: duckdb.DuckDBPyConnection,
+    rows: str,
+    filtered: str,
+    params: list[Any],
+    query: InsightQuery,
+) -> list[Any]:
+    """The `top` values of the first dimension that is not time, ranked by the metric over all
+    their events, ties by value (as insight_rows.fold_top ranks them)."""
+    at = _top_at(query)
+    key = _dimension(query, at, None)
+    aggregates = ", ".join(["count(*)", *_aggregates(query)])
+    text = f"WITH ev AS ({rows}) SELECT {key}, {aggregates} FROM ev{filtered} GROUP BY ALL"
+    ranked = []
+    for record in cursor.execute(text, params).fetchall():
+        group = _group(query, record[1], record[2:])
+        value = metric_value(query, group)
+        part = _key_part(query, at, record[0])
+        ranked.append(
+            ((1, 0.0) if value is None else (0, -float(value)), sort_value(part), record[0])
+        )
+    ranked.sort(key=lambda item: (item[0], item[1]))
+    assert query.top is not None
+    return [raw for _, _, raw in ranked[: query.top]]
+
+
+def _aggregates(query: InsightQuery) -> list[str]:
+    metric = query.metric
+    if metric.kind == "count":
+        return []
+    if metric.kind == "count_distinct":
+        if metric.field == "source_id":
+            return ["count(DISTINCT source_id)"]
+        cid = _cid(metric.path)
+        return [f"count(DISTINCT t_{cid}) FILTER (WHERE t_{cid} <> 'null')"]
+    cid = _cid(metric.path)
+    counted = [f"count(t_{cid})", f"count(i_{cid})", f"count(f_{cid})"]
+    if metric.kind in ("sum", "avg"):
+        return [*counted, f"sum(i_{cid})", f"fsum(f_{cid})"]
+    if metric.kind in ("min", "max"):
+        return [*counted, f"{metric.kind}(i_{cid})", f"{metric.kind}(f_{cid})"]
+    return [*counted, f"quantile_cont({_number(cid)}, {PERCENTILES[metric.kind]!r})"]
+
+
+def _group(query: InsightQuery, count: int, values: Sequence[Any]) -> Group:
+    """A group with its metric computed by DuckDB; the sums and extremes of integers and of
+    floats are kept apart so integers stay exact, as in the scan."""
+    group = Group(count=int(count))
+    kind = query.metric.kind
+    if kind == "count":
+        return group
+    if kind == "count_distinct":
+        return Group(count=int(count), fixed=True, value=int(values[0]))
+    present, ints, floats = (int(v) for v in values[:3])
+    group.skipped = present - ints - floats
+    group.fixed = True
+    numbers = ints + floats
+    if not numbers:
+        return group
+    if kind in ("sum", "avg"):
+        int_sum, float_sum = values[3], values[4]
+        total: int | float = int(int_sum or 0) if not floats else float(int_sum or 0) + float_sum
+        group.value = total if kind == "sum" else total / numbers
+    elif kind in ("min", "max"):
+        found = [v for v in (values[3], values[4]) if v is not None]
+        group.value = min(found) if kind == "min" else max(found)
+    else:
+        group.value = float(values[3])
+    return group
+
+
+def _key_part(query: InsightQuery, at: int, part: Any) -> Any:
+    """A DuckDB value as the group key the scan makes: JSON text as bytes, buckets as ms."""
+    dim = query.by[at]
+    if part is None and not dim.is_time:
+        return OTHER
+    if dim.kind == "property":
+        return part.encode()
+    if dim.is_time:
+        return int(part)
+    return part
