@@ -47,7 +47,7 @@ events = st.fixed_dictionaries(
         "plan": st.sampled_from(["free", "pro", None]),
         "meta": st.fixed_dictionaries({"host": st.sampled_from(["a", "b", "c"])})
         | st.sampled_from(["plain", [{"host": "a"}]]),
-        "hours_ago": st.sampled_from([0, 1, 2, 3, 30]),
+        "hours_ago": st.sampled_from([0, -1, 1, 2, 3, 30]),  # -1: minutes ago
     }
 )
 NUMERIC = ("sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
@@ -110,7 +110,10 @@ def _store(client: TestClient, stored: list[dict[str, Any]], sources: list[str],
             url = f"/collect/{event['type']}/{sources[event['source']]}"
             assert client.post(url, json=body).status_code == 200
             continue
-        at = this_hour - event["hours_ago"] * HOUR + rng.randrange(HOUR)
+        if event["hours_ago"] == -1:  # sealed minutes of the open hour (a part), or the tail
+            at = now_ms() - 90_000 - rng.randrange(600_000)
+        else:
+            at = this_hour - event["hours_ago"] * HOUR + rng.randrange(HOUR)
         past.append(
             EventRecord(
                 id=_uuid7(at, run * 1000 + n),

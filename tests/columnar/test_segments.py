@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from eventstitch.cli.main import cli
+from eventstitch.columnar import segments
 from eventstitch.config import Config
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
 from eventstitch.query.schemas import event_json
@@ -195,3 +196,58 @@ def test_interrupted_rebuild_resumes_and_counts_stay_exact(
     engine, counts = _answer(client, ["hour"], {"since_ms": start - 11 * HOUR + 1})
     assert engine == "columnar"
     assert counts == expected
+
+
+def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """As the clock moves: sealed minutes of the open hour become parts, a sealed hour replaces
+    its parts, a sealed day replaces its hours; counts stay exact at every step."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
+    rng = random.Random(7)
+    events = [
+        EventRecord(
+            id=_uuid7(at, n),
+            type=rng.choice(TYPES),
+            source_id="shop",
+            received_ms=at,
+            profile_less=True,
+            profile_id=None,
+            session_id=None,
+            properties={"amount": rng.randrange(100), "plan": rng.choice(["free", "pro"])},
+            context={},
+        )
+        for n, at in enumerate(sorted(day + rng.randrange(26 * HOUR) for _ in range(400)))
+    ]
+    _import(tmp_path, events)
+    stored = all_events(client, source_id="shop")
+    expected = _expected(stored, ["hour"], {})
+    where = config.data_dir / "insight-segments"
+    seal = segments.SEAL_MS
+    steps = [
+        (day + 30 * 60_000 + seal, {"part"}),
+        (day + 59 * 60_000 + seal, {"part"}),
+        (day + HOUR + 40 * 60_000 + seal, {"hour", "part"}),
+        (day + 25 * HOUR + seal, {"day", "hour"}),
+        (day + 3 * 24 * HOUR, {"day"}),
+    ]
+    for fake_now, kinds in steps:
+        monkeypatch.setattr(segments, "now_ms", lambda at=fake_now: at)
+        _rebuild()
+        listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
+        assert {p.name.split("-")[0] for p in listed} == kinds, (fake_now - day, listed)
+        engine, counts = _answer(client, ["hour"], {"since_ms": day - HOUR + 1})
+        assert engine == "columnar"
+        assert counts == expected
+        query = {"metric": "sum:properties.amount", "by": "properties.plan", "source_id": "shop"}
+        body = client.get("/api/insights", params=query).json()
+        assert body["engine"] == "columnar"
+        sums = {row["properties.plan"]: row["value"] for row in body["rows"]}
+        for plan in ("free", "pro"):
+            want = sum(e["properties"]["amount"] for e in stored if e["properties"]["plan"] == plan)
+            assert sums[plan] == want
+    assert not list(where.glob("part-*"))

@@ -1,11 +1,15 @@
-"""Insight segments: one immutable Parquet file per sealed hour of events, and counts over them.
+"""Insight segments: immutable Parquet files of sealed events, written from the store.
 
 `rebuild` writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
-checkpoint, oldest first. Each segment is written under a temporary name and renamed into
-place, and only then does the checkpoint (the end of the last sealed hour written, a small
-file replaced atomically too) move on; a crash leaves at most a temporary file, removed by the
-next rebuild, which resumes after the checkpoint. Segments never change once written, so any
-number of processes read them while one writes the next.
+checkpoint, oldest first, then one part for the sealed minutes of the open hour, then puts
+each whole sealed day into one day file. Each segment is written under a temporary name and
+renamed into place with its manifest, and only then does the checkpoint (the end of what is
+written, a small file replaced atomically too) move on; a crash leaves at most a temporary
+file or a part past the checkpoint, both removed by the next rebuild, which resumes after the
+checkpoint. Readers never read past the checkpoint, and leave out a segment a larger one
+covers (hour over parts, day over hours), so nothing is counted twice while the smaller ones
+are deleted. Segments never change once written, so any number of processes read them while
+one writes the next.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from eventstitch.transfer.service import iter_events
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 SEAL_MS = 60_000
-"""How long after an hour ends it counts as sealed: writes in flight have committed by then."""
+"""How long after a span ends it counts as sealed: writes in flight have committed by then."""
+PART_MS = 60_000
+"""The open hour is written in parts of whole sealed minutes, so the hot tail read from the
+store is short (about `SEAL_MS` plus the time between rebuilds)."""
 FOLDER = "insight-segments"
 CHECKPOINT = "checkpoint"
 
@@ -39,17 +46,33 @@ def folder(ctx: AppContext) -> Path:
 
 
 def files(ctx: AppContext) -> list[Path]:
-    """The segments to read, oldest first: each sealed day's compacted file, and the hours of
-    days not compacted yet (an hour file a day file covers is being deleted)."""
+    """The segments to read, oldest first: each sealed day's compacted file, the hours of days
+    not compacted yet, the parts of the open hour (a segment a larger one covers is being
+    deleted, and is left out)."""
     where = folder(ctx)
     days = {start_of(f) for f in where.glob("day-*.parquet")}
-    hours = [f for f in where.glob("hour-*.parquet") if start_of(f) // DAY_MS * DAY_MS not in days]
-    return sorted([*(where / f"day-{d}.parquet" for d in days), *hours], key=start_of)
+    hours = [f for f in where.glob("hour-*.parquet") if _floor(f, DAY_MS) not in days]
+    hour_starts = {start_of(f) for f in hours}
+    parts = [
+        f
+        for f in where.glob("part-*.parquet")
+        if _floor(f, DAY_MS) not in days and _floor(f, HOUR_MS) not in hour_starts
+    ]
+    listed = [*(where / f"day-{d}.parquet" for d in days), *hours, *parts]
+    return sorted(listed, key=start_of)
 
 
 def start_of(segment: Path) -> int:
-    """The start (Unix ms) of the hour or day a segment holds, from its name."""
-    return int(segment.name.split("-", 1)[1].removesuffix(".parquet"))
+    """The start (Unix ms) of the span a segment holds, from its name."""
+    return int(segment.name.removesuffix(".parquet").split("-")[1])
+
+
+def _end_of(part: Path) -> int:
+    return int(part.name.removesuffix(".parquet").split("-")[2])
+
+
+def _floor(segment: Path, width: int) -> int:
+    return start_of(segment) // width * width
 
 
 def checkpoint(ctx: AppContext) -> int | None:
@@ -72,45 +95,71 @@ async def rebuild(
     from_scratch: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write a segment for each sealed hour past the checkpoint; how many were written.
+    """Write a segment for each sealed hour past the checkpoint, then one part for the sealed
+    minutes of the open hour, and compact whole days; how many segments were written.
     `progress(done, total)` is told after each hour."""
     where = folder(ctx)
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
     for pattern in (".*.partial", ".*.ready", ".*.staging.jsonl"):
         for leftover in where.glob(pattern):
-            leftover.unlink()  # a crash mid-write: the hour is after the checkpoint, redone
+            leftover.unlink()  # a crash mid-write: the span is after the checkpoint, redone
     if from_scratch:
-        for pattern in ("hour-*", "day-*"):
+        for pattern in ("hour-*", "day-*", "part-*"):
             for segment in where.glob(pattern):
                 segment.unlink()
         with contextlib.suppress(FileNotFoundError):
             (where / CHECKPOINT).unlink()
     start = checkpoint(ctx)
-    sealed_end = (now_ms() - SEAL_MS) // HOUR_MS * HOUR_MS
-    hours = await _hours_with_events(ctx, start, sealed_end)
+    for part in where.glob("part-*.parquet"):
+        if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
+            _delete(part)
+    sealed = (now_ms() - SEAL_MS) // PART_MS * PART_MS
+    sealed_hours = sealed // HOUR_MS * HOUR_MS
+    first = None if start is None else start // HOUR_MS * HOUR_MS
+    hours = await _hours_with_events(ctx, first, sealed_hours)
     written = 0
     for done, hour in enumerate(hours, start=1):
-        since = EventFilter(since_ms=hour, until_ms=hour + HOUR_MS)
-        target = where / f"hour-{hour}.parquet"
-        ready = where / f".{target.name}.ready"
-        shredder = Collector(max_paths=ctx.config.columnar_max_paths)
-        await parquet.write(
-            events=iter_events(ctx=ctx, event_filter=since),
-            target=ready,
-            memory_mb=ctx.config.columnar_memory_mb,
-            shredder=shredder,
-        )
-        _publish(ready, target, shredder.manifest())
-        written += 1
+        written += await _write(ctx, where / f"hour-{hour}.parquet", hour, hour + HOUR_MS)
         _write_checkpoint(where, hour + HOUR_MS)
+        for part in where.glob("part-*.parquet"):
+            if _floor(part, HOUR_MS) == hour:
+                _delete(part)  # readers take the hour now
         if progress is not None:
             progress(done, len(hours))
-    if start is None or sealed_end > start:
-        _write_checkpoint(where, max(sealed_end, start or 0))
+    if start is None or sealed_hours > start:
+        _write_checkpoint(where, max(sealed_hours, start or 0))
+    begin = checkpoint(ctx) or sealed_hours
+    if sealed > begin:
+        written += await _write(ctx, where / f"part-{begin}-{sealed}.parquet", begin, sealed)
+        _write_checkpoint(where, sealed)
     await asyncio.to_thread(
         _compact_days, where, checkpoint(ctx) or 0, ctx.config.columnar_memory_mb
     )
     return written
+
+
+async def _write(ctx: AppContext, target: Path, since_ms: int, until_ms: int) -> int:
+    """The events of [since, until) as the segment `target`, with its manifest; 1 when written,
+    0 when there were none (no file)."""
+    ready = target.with_name(f".{target.name}.ready")
+    shredder = Collector(max_paths=ctx.config.columnar_max_paths)
+    count = await parquet.write(
+        events=iter_events(ctx=ctx, event_filter=EventFilter(since_ms=since_ms, until_ms=until_ms)),
+        target=ready,
+        memory_mb=ctx.config.columnar_memory_mb,
+        shredder=shredder,
+    )
+    if count == 0:
+        ready.unlink()
+        return 0
+    _publish(ready, target, shredder.manifest())
+    return 1
+
+
+def _delete(segment: Path) -> None:
+    for leftover in (segment, columnar_query.manifest_path(segment)):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
 
 
 def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
@@ -142,9 +191,10 @@ def _compact_days(where: Path, sealed_end: int, memory_mb: int) -> None:
             parquet.merge(sorted(hours), ready, memory_mb)
             _publish(ready, target, merged([m for m in manifests if m is not None]))
         for hour in hours:  # readers now take the day file; the hours go
-            for leftover in (hour, columnar_query.manifest_path(hour)):
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+            _delete(hour)
+        for part in where.glob("part-*.parquet"):
+            if _floor(part, DAY_MS) == day:
+                _delete(part)
 
 
 async def _hours_with_events(ctx: AppContext, start: int | None, end: int) -> list[int]:

@@ -119,11 +119,24 @@ async def _from_rollup(
 async def _from_segments(
     ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
 ) -> _Gathered | None:
-    """Any metric from the Parquet segments of sealed hours and the hot tail after them, in one
-    DuckDB query (columnar/query.py); None when segments cannot answer exactly (fields that
-    change after an event is stored, such as its profile, paths under `[*]`, a segment without
-    the path as a column), and another engine answers."""
-    boundary = segments.checkpoint(ctx)
+    """Any metric from the Parquet segments and the hot tail after them, in one DuckDB query
+    (columnar/query.py); None when segments cannot answer exactly (fields that change after an
+    event is stored, such as its profile, paths under `[*]`, a segment without the path as a
+    column), and another engine answers."""
+    for attempt in (1, 2):
+        try:
+            return await _segments_once(ctx, event_filter, query, tz)
+        except duckdb.IOException:
+            if attempt == 2:
+                raise
+            # segments put into a larger one meanwhile were deleted: read the listing again
+    return None
+
+
+async def _segments_once(
+    ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
+) -> _Gathered | None:
+    boundary = segments.checkpoint(ctx)  # before the listing: no segment read goes past it
     if (
         boundary is None
         or not columnar.served(query, event_filter)
@@ -138,30 +151,22 @@ async def _from_segments(
     time_dim = next((d for d in query.by if d.is_time), None)
     bounds = None
     if time_dim is not None and (query.tz != "UTC" or time_dim.kind not in columnar.UTC_WIDTH_MS):
-        start = event_filter.since_ms
-        if start is None:
-            start = min([segments.start_of(f) for f in files] + [e.received_ms for e in tail])
+        starts = [segments.start_of(f) for f in files] + [e.received_ms for e in tail]
+        start = event_filter.since_ms if event_filter.since_ms is not None else min(starts or [until])
         end = event_filter.until_ms or now_ms()
         bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-    for attempt in (1, 2):
-        try:
-            found = await asyncio.to_thread(
-                columnar.answer,
-                files=files,
-                tail=tail,
-                staging=segments.folder(ctx),
-                memory_mb=ctx.config.columnar_memory_mb,
-                event_filter=event_filter,
-                query=query,
-                until_ms=until,
-                bounds=bounds,
-                max_groups=ctx.config.max_insight_groups,
-            )
-            break
-        except duckdb.IOException:
-            if attempt == 2:
-                raise
-            files = segments.files(ctx)  # hours put into a day file meanwhile: list again
+    found = await asyncio.to_thread(
+        columnar.answer,
+        files=files,
+        tail=tail,
+        staging=segments.folder(ctx),
+        memory_mb=ctx.config.columnar_memory_mb,
+        event_filter=event_filter,
+        query=query,
+        until_ms=until,
+        bounds=bounds,
+        max_groups=ctx.config.max_insight_groups,
+    )
     if found is None:
         return None
     groups, total, truncated = found
