@@ -152,7 +152,7 @@ async def _segments_once(
     bounds = None
     if time_dim is not None and (query.tz != "UTC" or time_dim.kind not in columnar.UTC_WIDTH_MS):
         starts = [segments.start_of(f) for f in files] + [e.received_ms for e in tail]
-        start = event_filter.since_ms if event_filter.since_ms is not None else min(starts or [until])
+        start = min(starts or [until]) if event_filter.since_ms is None else event_filter.since_ms
         end = event_filter.until_ms or now_ms()
         bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
     found = await asyncio.to_thread(
