@@ -251,3 +251,36 @@ def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
             want = sum(e["properties"]["amount"] for e in stored if e["properties"]["plan"] == plan)
             assert sums[plan] == want
     assert not list(where.glob("part-*"))
+
+
+def test_erasing_a_profile_removes_its_events_from_the_segments(
+    client: TestClient, config: Config, monkeypatch: Any
+) -> None:
+    """Right to be forgotten reaches the insight segments: after an erase no segment holds the
+    person's email, answers leave their events out at once, and a rebuild writes them again."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    rule = [{"path": "email", "kind": "email", "create_profile": True}]
+    create_source(client, id="shop", identification=rule)
+    for email in ["gone@example.com"] * 3 + ["kept@example.com"] * 2:
+        assert client.post("/collect/signup/shop", json={"email": email}).status_code == 200
+    person = client.get("/api/events", params={"source_id": "shop"}).json()["events"]
+    gone = next(e["profile_id"] for e in person if e["properties"]["email"].startswith("gone"))
+    later = now_ms() + 2 * HOUR
+    monkeypatch.setattr(segments, "now_ms", lambda: later)  # the hour of these events sealed
+    _rebuild()
+    where = config.data_dir / "insight-segments"
+    written = list(where.glob("*.parquet"))
+    assert written and any(b"gone@example.com" in p.read_bytes() for p in written)
+    query = {"metric": "count_distinct:properties.email", "source_id": "shop"}
+    assert client.get("/api/insights", params=query).json()["rows"][0]["value"] == 2
+
+    assert client.delete(f"/api/profiles/{gone}").status_code == 200
+
+    assert not any(b"gone@example.com" in p.read_bytes() for p in where.glob("*"))
+    answer = client.get("/api/insights", params=query).json()
+    assert (answer["rows"][0]["value"], answer["total"]) == (1, 2)
+    _rebuild()
+    answer = client.get("/api/insights", params=query).json()
+    assert (answer["engine"], answer["rows"][0]["value"], answer["total"]) == ("columnar", 1, 2)

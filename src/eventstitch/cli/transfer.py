@@ -11,6 +11,7 @@ import click
 
 from eventstitch.cli.events import build_filter
 from eventstitch.cli.runtime import emit_json, progress_bar, run
+from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
 from eventstitch.storage.records import EventFilter
@@ -113,9 +114,12 @@ def import_(source_file: BinaryIO, database_url: str | None, as_json: bool) -> N
     async def call(ctx: AppContext) -> ImportReport:
         with progress_bar() as bar:
             task = bar.add_task("importing events", total=None)
-            return await service.import_lines(
+            report = await service.import_lines(
                 ctx=ctx, lines=source_file, progress=lambda n: bar.advance(task, n)
             )
+        if report.events_new:
+            segments.invalidate(ctx)  # events may land in hours already sealed
+        return report
 
     report = run(call, database_url=database_url)
     if as_json:

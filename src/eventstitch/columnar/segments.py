@@ -83,6 +83,20 @@ def checkpoint(ctx: AppContext) -> int | None:
         return None
 
 
+def invalidate(ctx: AppContext) -> None:
+    """Forget every segment, after events were erased (segments hold copies of their
+    properties: an erased person must not linger there) or imported into the past: the
+    checkpoint goes first, so readers stop reading segments at once and ask the store; the
+    next rebuild writes them all again."""
+    where = folder(ctx)
+    with contextlib.suppress(FileNotFoundError):
+        (where / CHECKPOINT).unlink()
+    for pattern in ("hour-*", "day-*", "part-*"):
+        for segment in where.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                segment.unlink()
+
+
 def _write_checkpoint(where: Path, end_ms: int) -> None:
     partial = where / f".{CHECKPOINT}.{os.getpid()}.partial"
     partial.write_text(f"{end_ms}\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from eventstitch import system
+from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, NotFound, clip_id
 from eventstitch.identity.normalise import normalise, valid_kind
@@ -81,6 +82,8 @@ async def erase(*, ctx: AppContext, profile_id: str) -> tuple[str, int, int]:
     identifiers, sessions and events. Returns (live id, profiles removed, events removed)."""
     live = await get_live(ctx=ctx, profile_id=profile_id)
     profiles, events = await ctx.storage.profiles.erase(live.id)
+    if events:
+        segments.invalidate(ctx)  # their copies in the insight segments go too
     return live.id, profiles, events
 
 
