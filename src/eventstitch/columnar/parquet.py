@@ -12,12 +12,14 @@ import contextlib
 import os
 import threading
 from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import orjson
 
 from eventstitch.columnar.shred import Collector, column_types
+from eventstitch.config import Config
 from eventstitch.files import PRIVATE_FILE, open_private
 from eventstitch.storage.records import EventRecord
 
@@ -52,11 +54,30 @@ _SELECT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the process's DuckDB may use: memory, and a private folder of bounded size to
+    spill to past it (DuckDB's defaults: most of the RAM, and `.tmp` in the working folder
+    up to 90 % of the disk)."""
+
+    memory_mb: int
+    spill_dir: Path
+    spill_mb: int
+
+    @classmethod
+    def of(cls, config: Config) -> Limits:
+        return cls(
+            memory_mb=config.columnar_memory_mb,
+            spill_dir=config.data_dir / "columnar-spill",
+            spill_mb=config.columnar_spill_mb,
+        )
+
+
 _shared: duckdb.DuckDBPyConnection | None = None
 _shared_lock = threading.Lock()
 
 
-def connect(memory_mb: int) -> duckdb.DuckDBPyConnection:
+def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
     """A cursor on the process's in-memory DuckDB, opened once (opening one takes ~40 ms) with
     its memory capped (its default is most of the machine's RAM), its clock in UTC and Parquet
     footers cached (segments never change once written). Cursors may run in parallel threads;
@@ -64,8 +85,11 @@ def connect(memory_mb: int) -> duckdb.DuckDBPyConnection:
     global _shared
     with _shared_lock:
         if _shared is None:
+            limits.spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             con = duckdb.connect(":memory:")
-            con.execute(f"SET GLOBAL memory_limit = '{int(memory_mb)}MB'")
+            con.execute(f"SET GLOBAL memory_limit = '{int(limits.memory_mb)}MB'")
+            con.execute(f"SET GLOBAL temp_directory = {_quoted(limits.spill_dir)}")
+            con.execute(f"SET GLOBAL max_temp_directory_size = '{int(limits.spill_mb)}MB'")
             con.execute(f"SET GLOBAL threads = {max(1, min(os.cpu_count() or 1, 4))}")
             con.execute("SET GLOBAL TimeZone = 'UTC'")
             con.execute("SET GLOBAL parquet_metadata_cache = true")
@@ -97,7 +121,7 @@ async def write(
     *,
     events: AsyncIterable[EventRecord],
     target: Path,
-    memory_mb: int,
+    limits: Limits,
     progress: Callable[[int], None] | None = None,
     shredder: Collector | None = None,
 ) -> int:
@@ -119,7 +143,7 @@ async def write(
         # Column names are ours (fixed, or t_/i_/f_ and a hash): never client text.
         columns = "{" + ", ".join(f"'{k}': '{v}'" for k, v in staged.items()) + "}"
         shredded = "".join(f", {name}" for name in staged if name not in _STAGED_TYPES)
-        con = connect(memory_mb)
+        con = connect(limits)
         try:
             select = _SELECT.format(columns=columns, shredded=shredded)
             if written == 0:
@@ -138,11 +162,11 @@ async def write(
     return written
 
 
-def merge(sources: list[Path], target: Path, memory_mb: int) -> None:
+def merge(sources: list[Path], target: Path, limits: Limits) -> None:
     """Segments put together into one Parquet file (owner-only, replaced atomically), their
     columns united by name, rows in time order."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    con = connect(memory_mb)
+    con = connect(limits)
     try:
         listed = ", ".join(_quoted(s) for s in sources)
         con.execute(

@@ -105,7 +105,7 @@ def answer(
     files: list[Path],
     tail: list[EventRecord],
     staging: Path,
-    memory_mb: int,
+    limits: parquet.Limits,
     event_filter: EventFilter,
     query: InsightQuery,
     until_ms: int,
@@ -138,7 +138,7 @@ def answer(
             files=files,
             staged_tail=staged_tail,
             needed=needed,
-            memory_mb=memory_mb,
+            limits=limits,
             event_filter=event_filter,
             query=query,
             until_ms=until_ms,
@@ -176,7 +176,7 @@ def _run(
     files: list[Path],
     staged_tail: Path | None,
     needed: dict[str, tuple[PropertyPath, str]],
-    memory_mb: int,
+    limits: parquet.Limits,
     event_filter: EventFilter,
     query: InsightQuery,
     until_ms: int,
@@ -188,7 +188,7 @@ def _run(
     where = _Sql()
     where_text = _conditions(where, query, event_filter)
     filtered = f" WHERE {where_text}" if where_text else ""
-    cursor = parquet.connect(memory_mb)
+    cursor = parquet.connect(limits)
     try:
         kept = None
         if query.top is not None:

@@ -147,7 +147,7 @@ async def rebuild(
         written += await _write(ctx, where / f"part-{begin}-{sealed}.parquet", begin, sealed)
         _write_checkpoint(where, sealed)
     await asyncio.to_thread(
-        _compact_days, where, checkpoint(ctx) or 0, ctx.config.columnar_memory_mb
+        _compact_days, where, checkpoint(ctx) or 0, parquet.Limits.of(ctx.config)
     )
     return written
 
@@ -160,7 +160,7 @@ async def _write(ctx: AppContext, target: Path, since_ms: int, until_ms: int) ->
     count = await parquet.write(
         events=iter_events(ctx=ctx, event_filter=EventFilter(since_ms=since_ms, until_ms=until_ms)),
         target=ready,
-        memory_mb=ctx.config.columnar_memory_mb,
+        limits=parquet.Limits.of(ctx.config),
         shredder=shredder,
     )
     if count == 0:
@@ -187,7 +187,7 @@ def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
     os.replace(ready, target)
 
 
-def _compact_days(where: Path, sealed_end: int, memory_mb: int) -> None:
+def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits) -> None:
     """Put the hours of each whole day before `sealed_end` into one day segment, then delete
     them: a query over 30 days opens 30 files, not 720 (measured 2-7x faster)."""
     by_day: dict[int, list[Path]] = {}
@@ -202,7 +202,7 @@ def _compact_days(where: Path, sealed_end: int, memory_mb: int) -> None:
             if any(m is None for m in manifests):
                 continue  # an hour from before manifests: left as it is
             ready = where / f".{target.name}.ready"
-            parquet.merge(sorted(hours), ready, memory_mb)
+            parquet.merge(sorted(hours), ready, limits)
             _publish(ready, target, merged([m for m in manifests if m is not None]))
         for hour in hours:  # readers now take the day file; the hours go
             _delete(hour)

@@ -103,6 +103,7 @@ class Config:
     max_insight_values: int
     columnar_memory_mb: int
     columnar_max_paths: int
+    columnar_spill_mb: int
     log_level: str
     identity_single_valued_kinds: frozenset[str]
     identity_shared_kinds: frozenset[str]

@@ -314,6 +314,14 @@ SETTINGS: tuple[Setting, ...] = (
         "machine's RAM).",
     ),
     Setting(
+        "columnar_spill_mb",
+        _positive_int,
+        "4096",
+        "Most disk, in MB, DuckDB may spill to past its memory cap, in the private folder "
+        "<data_dir>/columnar-spill (its own default is 90 % of the free disk, in the working "
+        "folder).",
+    ),
+    Setting(
         "columnar_max_paths",
         _positive_int,
         "256",

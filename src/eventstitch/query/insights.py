@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import orjson
 
+from eventstitch.columnar import parquet, segments
 from eventstitch.columnar import query as columnar
-from eventstitch.columnar import segments
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, query_too_slow
 from eventstitch.ids import now_ms
@@ -160,7 +160,7 @@ async def _segments_once(
         files=files,
         tail=tail,
         staging=segments.folder(ctx),
-        memory_mb=ctx.config.columnar_memory_mb,
+        limits=parquet.Limits.of(ctx.config),
         event_filter=event_filter,
         query=query,
         until_ms=until,

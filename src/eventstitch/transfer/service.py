@@ -119,7 +119,7 @@ async def export_parquet(
     return await parquet.write(
         events=iter_events(ctx=ctx, event_filter=event_filter),
         target=target,
-        memory_mb=ctx.config.columnar_memory_mb,
+        limits=parquet.Limits.of(ctx.config),
         progress=progress,
     )
 
