@@ -50,9 +50,10 @@ _sources = itertools.count()
 
 
 def same_key(key: Any) -> Any:
-    """A group key as compared: an object's keys in one order (PostgreSQL keeps objects with
-    their keys sorted by length, SQLite as written; the same object either way)."""
-    if isinstance(key, str) and key.startswith("{"):
+    """A group key as compared: objects, in arrays too, with their keys in one order
+    (PostgreSQL keeps objects with their keys sorted by length, SQLite as written; the same
+    object either way)."""
+    if isinstance(key, str) and key.startswith(("{", "[")):
         try:
             return json.dumps(json.loads(key), sort_keys=True)
         except ValueError:

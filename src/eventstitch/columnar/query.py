@@ -9,9 +9,8 @@ only names in the SQL are ours (fixed columns, and t_/i_/f_ with a hash of the p
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from eventstitch.columnar.shred import (
     key_of,
     typed_columns,
 )
-from eventstitch.files import open_private
 from eventstitch.query.insight_params import PERCENTILES, Comparison, InsightQuery, json_number
 from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, sort_value
 from eventstitch.storage.records import EventFilter, EventRecord, PropertyPath
@@ -100,25 +98,19 @@ def paths_of(query: InsightQuery, event_filter: EventFilter) -> list[PropertyPat
     return found
 
 
-def answer(
-    *,
-    files: list[Path],
-    tail: list[EventRecord],
-    staging: Path,
-    limits: parquet.Limits,
-    event_filter: EventFilter,
-    query: InsightQuery,
-    until_ms: int,
-    bounds: list[int] | None,
-    max_groups: int,
-) -> tuple[dict[Key, Group], int, bool] | None:
-    """The groups, the number of events and whether groups were cut at `max_groups`; None when
-    some segment cannot answer exactly. `bounds` are the starts of the time buckets when the
-    time dimension is not a plain UTC width."""
+Needed = dict[str, tuple[PropertyPath, str]]
+"""The columns a query reads: column id → the path, and the typed columns segments hold."""
+
+
+def columns_needed(
+    files: list[Path], query: InsightQuery, event_filter: EventFilter
+) -> Needed | None:
+    """The columns the query reads, or None when some segment cannot answer a path exactly
+    (then another engine answers)."""
     manifests = [read_manifest(f) for f in files]
     if any(m is None for m in manifests):
         return None
-    needed: dict[str, tuple[PropertyPath, str]] = {}  # column id → path, kinds segments hold
+    needed: Needed = {}
     for path in paths_of(query, event_filter):
         key = key_of(path)
         if key is None:
@@ -132,43 +124,56 @@ def answer(
             if reads:
                 kinds += manifest.columns[key]
         needed[column_id(key)] = (path, kinds)
-    staged_tail = _stage_tail(tail, needed, staging) if tail else None
-    try:
-        return _run(
-            files=files,
-            staged_tail=staged_tail,
-            needed=needed,
-            limits=limits,
-            event_filter=event_filter,
-            query=query,
-            until_ms=until_ms,
-            bounds=bounds,
-            max_groups=max_groups,
-        )
-    finally:
-        if staged_tail is not None:
-            with contextlib.suppress(FileNotFoundError):
-                staged_tail.unlink()
+    return needed
 
 
-def _stage_tail(
-    tail: list[EventRecord], needed: dict[str, tuple[PropertyPath, str]], staging: Path
-) -> Path:
-    """The hot tail as JSON lines shaped like a segment's rows, each needed path read the way
-    the scan reads it (paths.values)."""
+def tail_file(staging: Path) -> Path:
+    """A new private file for one query's hot tail, in the segments folder."""
     staging.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = staging / f".tail.{os.getpid()}.{threading.get_ident()}.jsonl"
-    with open_private(target) as out:
-        for event in tail:
-            line: dict[str, Any] = {
-                "type": event.type,
-                "source_id": event.source_id,
-                "ms": event.received_ms,
-            }
-            for cid, (path, _) in needed.items():
-                line |= typed_columns(cid, next(paths.values(event.properties, path), MISSING))
-            out.write(orjson.dumps(line) + b"\n")
-    return target
+    handle, name = tempfile.mkstemp(dir=staging, prefix=".tail.", suffix=".jsonl")
+    os.close(handle)
+    return Path(name)
+
+
+def tail_line(event: EventRecord, needed: Needed) -> bytes:
+    """One hot-tail event as a line shaped like a segment's row, each needed path read the way
+    the scan reads it (paths.values)."""
+    line: dict[str, Any] = {
+        "type": event.type,
+        "source_id": event.source_id,
+        "ms": event.received_ms,
+    }
+    for cid, (path, _) in needed.items():
+        line |= typed_columns(cid, next(paths.values(event.properties, path), MISSING))
+    return orjson.dumps(line) + b"\n"
+
+
+def answer(
+    *,
+    files: list[Path],
+    staged_tail: Path | None,
+    needed: Needed,
+    limits: parquet.Limits,
+    event_filter: EventFilter,
+    query: InsightQuery,
+    until_ms: int,
+    bounds: list[int] | None,
+    max_groups: int,
+) -> tuple[dict[Key, Group], int, bool]:
+    """The groups, the number of events and whether groups were cut at `max_groups`, over the
+    segments before `until_ms` and the staged tail. `bounds` are the starts of the time
+    buckets when the time dimension is not a plain UTC width."""
+    return _run(
+        files=files,
+        staged_tail=staged_tail,
+        needed=needed,
+        limits=limits,
+        event_filter=event_filter,
+        query=query,
+        until_ms=until_ms,
+        bounds=bounds,
+        max_groups=max_groups,
+    )
 
 
 def _run(

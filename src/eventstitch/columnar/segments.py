@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,6 +118,10 @@ async def rebuild(
     for pattern in (".*.partial", ".*.ready", ".*.staging.jsonl"):
         for leftover in where.glob(pattern):
             leftover.unlink()  # a crash mid-write: the span is after the checkpoint, redone
+    for stale in where.glob(".tail.*.jsonl"):
+        with contextlib.suppress(FileNotFoundError):
+            if stale.stat().st_mtime < time.time() - 3600:  # a query's, killed before its end
+                stale.unlink()
     if from_scratch:
         for pattern in ("hour-*", "day-*", "part-*"):
             for segment in where.glob(pattern):

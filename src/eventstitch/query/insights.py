@@ -11,6 +11,7 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -144,60 +145,79 @@ async def _segments_once(
     ):
         return None
     files = segments.files(ctx)
-    until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
-    tail: list[EventRecord] = []
-    if event_filter.until_ms is None or event_filter.until_ms > boundary:
-        tail = await _tail(ctx, dataclasses.replace(event_filter, since_ms=boundary))
-    time_dim = next((d for d in query.by if d.is_time), None)
-    bounds = None
-    if time_dim is not None and (query.tz != "UTC" or time_dim.kind not in columnar.UTC_WIDTH_MS):
-        starts = [segments.start_of(f) for f in files] + [e.received_ms for e in tail]
-        start = min(starts or [until]) if event_filter.since_ms is None else event_filter.since_ms
-        end = event_filter.until_ms or now_ms()
-        bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-    found = await asyncio.to_thread(
-        columnar.answer,
-        files=files,
-        tail=tail,
-        staging=segments.folder(ctx),
-        limits=parquet.Limits.of(ctx.config),
-        event_filter=event_filter,
-        query=query,
-        until_ms=until,
-        bounds=bounds,
-        max_groups=ctx.config.max_insight_groups,
-    )
-    if found is None:
+    needed = await asyncio.to_thread(columnar.columns_needed, files, query, event_filter)
+    if needed is None:
         return None
-    groups, total, truncated = found
+    until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
+    staged: Path | None = None
+    try:
+        first = until
+        if event_filter.until_ms is None or event_filter.until_ms > boundary:
+            staged = columnar.tail_file(segments.folder(ctx))
+            tail_filter = dataclasses.replace(event_filter, since_ms=boundary)
+            first = min(first, await _stage_tail(ctx, tail_filter, needed, staged))
+        time_dim = next((d for d in query.by if d.is_time), None)
+        bounds = None
+        if time_dim is not None and (
+            query.tz != "UTC" or time_dim.kind not in columnar.UTC_WIDTH_MS
+        ):
+            start = event_filter.since_ms
+            if start is None:
+                start = min([segments.start_of(f) for f in files] + [first])
+            end = event_filter.until_ms or now_ms()
+            bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
+        groups, total, truncated = await asyncio.to_thread(
+            columnar.answer,
+            files=files,
+            staged_tail=staged,
+            needed=needed,
+            limits=parquet.Limits.of(ctx.config),
+            event_filter=event_filter,
+            query=query,
+            until_ms=until,
+            bounds=bounds,
+            max_groups=ctx.config.max_insight_groups,
+        )
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
     return _Gathered(groups, total, truncated, engine="columnar", folded=query.top is not None)
 
 
-async def _tail(ctx: AppContext, event_filter: EventFilter) -> list[EventRecord]:
-    """The events after the last segment, newest first, within the values budget."""
+async def _stage_tail(
+    ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed, target: Path
+) -> int:
+    """The events after the last segment written to `target` page by page (memory holds one
+    page), at most EVENTSTITCH_MAX_INSIGHT_VALUES of them; the earliest receipt time."""
     deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
-    found: list[EventRecord] = []
+    staged = 0
+    earliest = now_ms()
     before: str | None = None
-    while True:
-        if time.monotonic() > deadline:
-            raise query_too_slow(ctx.config.query_timeout_ms)
-        try:
-            page = await ctx.storage.events.list_page(
-                event_filter, limit=SCAN_PAGE, before_id=before
-            )
-        except QueryTimeout:
-            raise query_too_slow(ctx.config.query_timeout_ms) from None
-        found += page
-        if len(found) > ctx.config.max_insight_values:
-            raise BadRequest(
-                f"the events after the last insight segment are more than "
-                f"{ctx.config.max_insight_values}; narrow the query with filters or since/until",
-                errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
-                reason="too_many_values",
-            )
-        if len(page) < SCAN_PAGE:
-            return found
-        before = page[-1].id
+    with target.open("wb") as out:
+        while True:
+            if time.monotonic() > deadline:
+                raise query_too_slow(ctx.config.query_timeout_ms)
+            try:
+                page = await ctx.storage.events.list_page(
+                    event_filter, limit=SCAN_PAGE, before_id=before
+                )
+            except QueryTimeout:
+                raise query_too_slow(ctx.config.query_timeout_ms) from None
+            staged += len(page)
+            if staged > ctx.config.max_insight_values:
+                raise BadRequest(
+                    f"the events after the last insight segment are more than "
+                    f"{ctx.config.max_insight_values}; narrow the query with filters or "
+                    "since/until, or let the segments catch up",
+                    errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
+                    reason="too_many_values",
+                )
+            out.write(b"".join(columnar.tail_line(e, needed) for e in page))
+            if page:
+                earliest = min(earliest, page[-1].received_ms)
+            if len(page) < SCAN_PAGE:
+                return earliest
+            before = page[-1].id
 
 
 async def _scan(
