@@ -37,9 +37,10 @@ UTC_WIDTH_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 SERVED_DIMENSIONS = ("type", "source", "property", "minute", "hour", "day", "week", "month")
 MANIFEST_SUFFIX = ".manifest.json"
 
+MAX_CACHED_MANIFESTS = 4096
 _manifests: dict[tuple[str, int], Manifest] = {}
-"""Manifests read, by file and size: segments never change, so one read per file per process
-(bounded by the number of segment files, which the rebuild bounds by hours stored)."""
+"""Manifests read, by file and size: segments never change, so one read per file per process;
+at most MAX_CACHED_MANIFESTS (parts and hours replaced by larger segments leave entries)."""
 
 
 def manifest_path(segment: Path) -> Path:
@@ -59,6 +60,10 @@ def read_manifest(segment: Path) -> Manifest | None:
             found = Manifest.from_json(manifest_path(segment).read_bytes())
         except (FileNotFoundError, ValueError, KeyError):
             return None
+        if found is None:
+            return None
+        if len(_manifests) >= MAX_CACHED_MANIFESTS:
+            _manifests.clear()  # deleted parts and hours accumulate: start again
         _manifests[cache_key] = found
     return found
 
@@ -235,16 +240,15 @@ def _rows(
     """The events in range as rows of (ms, type, source_id, and each needed path's columns)."""
     parts: list[str] = []
     if files:
-        columns = ["epoch_ms(received_at) AS ms", "type", "source_id"]
+        columns = ["received_ms AS ms", "type", "source_id"]
         for cid, (_, kinds) in needed.items():
             columns.append(f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}")
             columns.append(f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}")
             columns.append(f"f_{cid}" if "f" in kinds else f"CAST(NULL AS DOUBLE) AS f_{cid}")
         source = f"read_parquet({sql.bind([str(f) for f in files])}, union_by_name = true)"
-        where = [f"received_at < make_timestamptz({sql.bind(until_ms)} * 1000)"]
+        where = [f"received_ms < {sql.bind(until_ms)}"]
         if event_filter.since_ms is not None:
-            since = sql.bind(event_filter.since_ms)
-            where.append(f"received_at >= make_timestamptz({since} * 1000)")
+            where.append(f"received_ms >= {sql.bind(event_filter.since_ms)}")
         if event_filter.types:
             where.append(f"type IN ({sql.binds(event_filter.types)})")
         if event_filter.source_ids:

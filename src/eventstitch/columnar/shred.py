@@ -27,6 +27,8 @@ import orjson
 from eventstitch import paths
 from eventstitch.storage.records import PropertyPath
 
+MANIFEST_VERSION = 2
+"""The layout of segments: 2 has `received_ms` and typed columns."""
 TRACKED_FACTOR = 4
 """How many distinct paths a segment write tracks, as a multiple of the columns it keeps; past
 it the segment is marked incomplete (a payload with a fresh key per event cannot grow memory)."""
@@ -81,6 +83,7 @@ class Manifest:
     def to_json(self) -> bytes:
         return orjson.dumps(
             {
+                "version": MANIFEST_VERSION,
                 "columns": self.columns,
                 "inner": sorted(self.inner),
                 "arrays": sorted(self.arrays),
@@ -90,8 +93,12 @@ class Manifest:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
+    def from_json(cls, raw: bytes) -> Manifest | None:
+        """The manifest, or None for a segment of another layout (written again by a rebuild
+        from scratch; until then the scan answers)."""
         data = orjson.loads(raw)
+        if data.get("version") != MANIFEST_VERSION:
+            return None
         return cls(
             columns=dict(data["columns"]),
             inner=set(data["inner"]),
