@@ -127,6 +127,13 @@ async def _from_segments(
     for attempt in (1, 2):
         try:
             return await _segments_once(ctx, event_filter, query, tz)
+        except duckdb.OutOfMemoryException:
+            raise BadRequest(
+                "the query needs more than EVENTSTITCH_COLUMNAR_MEMORY_MB and "
+                "EVENTSTITCH_COLUMNAR_SPILL_MB allow; narrow it with filters or since/until",
+                errors=[{"field": "metric", "limit": ctx.config.columnar_memory_mb}],
+                reason="too_many_values",
+            ) from None
         except duckdb.IOException:
             if attempt == 2:
                 raise
