@@ -4,6 +4,7 @@ interrupted rebuild resumes and counts stay exact."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
+from eventstitch.app import EventstitchApp
 from eventstitch.cli.main import cli
 from eventstitch.columnar import segments
 from eventstitch.config import Config
@@ -22,7 +24,7 @@ from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
 from eventstitch.query.schemas import event_json
 from eventstitch.storage.records import EventRecord
 from eventstitch.transfer.service import EventDigest
-from tests.conftest import all_events, create_source
+from tests.conftest import all_events, assert_error_shape, create_source
 
 HOUR = 3_600_000
 WIDTH = {"minute": 60_000, "hour": HOUR, "day": 86_400_000}
@@ -285,3 +287,22 @@ def test_erasing_a_profile_removes_its_events_from_the_segments(
     _rebuild()
     answer = client.get("/api/insights", params=query).json()
     assert (answer["engine"], answer["rows"][0]["value"], answer["total"]) == ("columnar", 1, 2)
+
+
+def test_a_query_past_the_memory_caps_is_a_400_naming_them(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """DuckDB's memory and spill caps hold: a percentile over more than they allow is refused
+    with a 400 that names the settings, not a 500; within the caps the same query answers."""
+    _setup(client, config, tmp_path, monkeypatch)
+    _rebuild()
+    query = {"metric": "p95:properties.n", "by": "type", "source_id": "shop"}
+    assert client.get("/api/insights", params=query).json()["engine"] == "columnar"
+    tight = dataclasses.replace(config, columnar_memory_mb=1, columnar_spill_mb=1)
+    with TestClient(EventstitchApp(tight), raise_server_exceptions=False) as small:
+        small.headers["Authorization"] = client.headers["Authorization"]
+        answer = small.get("/api/insights", params=query)
+    body = assert_error_shape(answer, 400)
+    assert body["errors"][0]["field"] == "metric"
+    assert "EVENTSTITCH_COLUMNAR_MEMORY_MB" in body["error"]
+    assert client.get("/api/insights", params=query).status_code == 200

@@ -74,6 +74,7 @@ class Limits:
 
 
 _shared: duckdb.DuckDBPyConnection | None = None
+_applied: Limits | None = None
 _shared_lock = threading.Lock()
 
 
@@ -81,19 +82,20 @@ def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
     """A cursor on the process's in-memory DuckDB, opened once (opening one takes ~40 ms) with
     its memory capped (its default is most of the machine's RAM), its clock in UTC and Parquet
     footers cached (segments never change once written). Cursors may run in parallel threads;
-    the cap holds for all of them together."""
-    global _shared
+    the cap holds for all of them together (the limits of the last caller, when they differ)."""
+    global _shared, _applied
     with _shared_lock:
         if _shared is None:
+            _shared = duckdb.connect(":memory:")
+            _shared.execute(f"SET GLOBAL threads = {max(1, min(os.cpu_count() or 1, 4))}")
+            _shared.execute("SET GLOBAL TimeZone = 'UTC'")
+            _shared.execute("SET GLOBAL parquet_metadata_cache = true")
+        if limits != _applied:
             limits.spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            con = duckdb.connect(":memory:")
-            con.execute(f"SET GLOBAL memory_limit = '{int(limits.memory_mb)}MB'")
-            con.execute(f"SET GLOBAL temp_directory = {_quoted(limits.spill_dir)}")
-            con.execute(f"SET GLOBAL max_temp_directory_size = '{int(limits.spill_mb)}MB'")
-            con.execute(f"SET GLOBAL threads = {max(1, min(os.cpu_count() or 1, 4))}")
-            con.execute("SET GLOBAL TimeZone = 'UTC'")
-            con.execute("SET GLOBAL parquet_metadata_cache = true")
-            _shared = con
+            _shared.execute(f"SET GLOBAL memory_limit = '{int(limits.memory_mb)}MB'")
+            _shared.execute(f"SET GLOBAL temp_directory = {_quoted(limits.spill_dir)}")
+            _shared.execute(f"SET GLOBAL max_temp_directory_size = '{int(limits.spill_mb)}MB'")
+            _applied = limits
         return _shared.cursor()
 
 
