@@ -2,14 +2,16 @@
 beside a no-op endpoint on the same server stack, measured in the same run.
 
     .venv/bin/python bench/collect_throughput.py [--duration 8] [--connections 1,16,64]
-                                                 [--repeat 3]
+                                                 [--repeat 3] [--workers 1,2]
 
 Needs wrk (`apt-get install wrk`). Starts its own servers on free 127.0.0.1 ports, in a
 temporary data folder, and stops them (by PID) at the end. For each connection count and each
 repetition it runs wrk against the no-op and then against `/collect`, so that every ratio
-compares two runs made seconds apart. It also accounts for the CPU: the server's, wrk's, and
-what the rest of the machine used meanwhile (a busy neighbour shows up there). At the end it
-checks that every acknowledged event is stored. Prints Markdown tables and writes JSON to
+compares two runs made seconds apart; with `--workers 1,2` a one-worker and a two-worker
+server run side by side, each measured right after the same no-op run. It also accounts for
+the CPU: the server's (its workers and writer process included), wrk's, and what the rest of
+the machine used meanwhile (a busy neighbour shows up there). At the end it checks through
+the API that every acknowledged event is stored. Prints Markdown tables and writes JSON to
 bench/results/.
 """
 
@@ -269,12 +271,58 @@ def write_result(name: str, result: dict[str, Any]) -> None:
     print(f"wrote {path}")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its direct children (uvicorn's workers, the SQLite writer process)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def tree_rss_mb(pid: int) -> dict[int, float]:
+    """Peak RSS (VmHWM) of `pid` and of each of its direct children, in MB."""
+    found = {}
+    for member in process_tree(pid):
+        try:
+            found[member] = round(peak_rss_mb(member), 1)
+        except (OSError, RuntimeError):
+            continue
+    return found
+
+
+def serve_command(port: int, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "eventstitch",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     load_arguments(parser, duration=8, connections="1,16,64")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="worker counts to measure, comma-separated (1,2: a one-worker and a two-worker"
+        " server side by side, each run right after the other)",
+    )
     parser.add_argument(
         "--rules",
         action="store_true",
@@ -286,25 +334,11 @@ def main() -> int:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
     levels = checked_levels(parser, args)
+    counts = [int(w) for w in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="eventstitch-bench-"))
-    env = server_env(work, args.database_url)
-    es_port, noop_port = free_port(), free_port()
-    server = start(
-        [
-            sys.executable,
-            "-m",
-            "eventstitch",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(es_port),
-            "--workers",
-            str(args.workers),
-        ],
-        env,
-        work / "server.log",
-    )
+    noop_port = free_port()
+    servers: dict[int, subprocess.Popen[bytes]] = {}
+    urls: dict[int, str] = {}
     # The same uvicorn settings as `eventstitch serve` (src/eventstitch/cli/serve.py).
     noop = start(
         [
@@ -326,69 +360,128 @@ def main() -> int:
             "--log-level",
             "warning",
         ],
-        env,
+        server_env(work, args.database_url),
         work / "noop.log",
     )
-    es = f"http://127.0.0.1:{es_port}"
-    collect_url = f"{es}/collect/page-view/bench"
     noop_url = f"http://127.0.0.1:{noop_port}/collect/page-view/bench"
-    rows: list[dict[str, Any]] = []
-    acknowledged = in_flight = 0
+    rows: dict[int, list[dict[str, Any]]] = {w: [] for w in counts}
+    acknowledged = dict.fromkeys(counts, 0)
+    in_flight = dict.fromkeys(counts, 0)
+    stored: dict[int, int] = {}
+    rss: dict[int, dict[int, float]] = {}
     try:
-        wait_until_up(es + "/health", server)
         wait_until_up(f"http://127.0.0.1:{noop_port}/", noop)
-        source: dict[str, Any] = {"id": "bench", "name": "Benchmark"}
-        if args.rules:
-            source["identification"] = [
-                {"path": "email", "kind": "email", "create_profile": True},
-                {"path": "phone", "kind": "phone"},
-            ]
-        api(es, "POST", "/api/sources", source)
-        for url, pid in ((noop_url, noop.pid), (collect_url, server.pid)):  # warm up, unrecorded
-            warm = run_wrk(url, 16, 2, [pid])
-            if url == collect_url:
-                acknowledged += warm["requests"] - warm["non_2xx"]
-                in_flight += 16
+        for workers in counts:
+            # Each server its own data folder; on one PostgreSQL database, its own source.
+            port = free_port()
+            env = server_env(work / f"w{workers}", args.database_url)
+            servers[workers] = start(serve_command(port, workers), env, work / f"w{workers}.log")
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/health", servers[workers])
+            source: dict[str, Any] = {"id": f"bench{workers}", "name": "Benchmark"}
+            if args.rules:
+                source["identification"] = [
+                    {"path": "email", "kind": "email", "create_profile": True},
+                    {"path": "phone", "kind": "phone"},
+                ]
+            api(base, "POST", "/api/sources", source)
+            urls[workers] = f"{base}/collect/page-view/bench{workers}"
+        everything = [noop.pid, *(p.pid for p in servers.values())]
+        warm = run_wrk(noop_url, 16, 2, everything)  # warm up, unrecorded
+        for workers in counts:
+            warm = run_wrk(urls[workers], 16, 2, everything)
+            acknowledged[workers] += warm["requests"] - warm["non_2xx"]
+            in_flight[workers] += 16
         for repetition in range(args.repeat):
             for connections in levels:
-                ceiling = run_wrk(noop_url, connections, args.duration, [noop.pid, server.pid])
-                measured = run_wrk(collect_url, connections, args.duration, [server.pid, noop.pid])
-                acknowledged += measured["requests"] - measured["non_2xx"]
-                in_flight += connections
-                pair = {"repetition": repetition + 1, "noop": ceiling, "collect": measured}
-                pair["ratio"] = measured["rps"] / ceiling["rps"]
-                rows.append(pair)
-                print(
-                    f"  run {repetition + 1}, {connections} connections: /collect"
-                    f" {measured['rps']:.0f}/s, no-op {ceiling['rps']:.0f}/s"
-                    f" ({pair['ratio']:.0%}); other processes"
-                    f" {max(measured['other_cores'], ceiling['other_cores']):.2f} cores",
-                    flush=True,
-                )
-        stored = api(es, "GET", "/api/insights/counts?source_id=bench")["total"]
-        rss = peak_rss_mb(server.pid) if args.workers == 1 else None
+                everything = [noop.pid, *(p.pid for p in servers.values())]
+                ceiling = run_wrk(noop_url, connections, args.duration, everything)
+                for workers in counts:
+                    measured = run_wrk(
+                        urls[workers],
+                        connections,
+                        args.duration,
+                        [servers[workers].pid, noop.pid],
+                    )
+                    acknowledged[workers] += measured["requests"] - measured["non_2xx"]
+                    in_flight[workers] += connections
+                    pair = {"repetition": repetition + 1, "noop": ceiling, "collect": measured}
+                    pair["ratio"] = measured["rps"] / ceiling["rps"]
+                    rows[workers].append(pair)
+                    print(
+                        f"  run {repetition + 1}, {connections} connections, {workers} worker(s):"
+                        f" /collect {measured['rps']:.0f}/s p99 {measured['p99_ms']:.1f} ms,"
+                        f" no-op {ceiling['rps']:.0f}/s ({pair['ratio']:.0%}); other processes"
+                        f" {max(measured['other_cores'], ceiling['other_cores']):.2f} cores",
+                        flush=True,
+                    )
+        for workers in counts:
+            base = urls[workers].split("/collect/")[0]
+            stored[workers] = api(base, "GET", f"/api/insights/counts?source_id=bench{workers}")[
+                "total"
+            ]
+            rss[workers] = tree_rss_mb(servers[workers].pid)
         noop_rss = peak_rss_mb(noop.pid)
     finally:
-        stop(server)
+        for process in servers.values():
+            stop(process)
         stop(noop)
     # wrk does not count the requests still in flight when it stops; those may be stored too.
-    consistent = acknowledged <= stored <= acknowledged + in_flight
-    summary = summarise(rows, levels)
+    consistent = {w: acknowledged[w] <= stored[w] <= acknowledged[w] + in_flight[w] for w in counts}
+    summaries = {w: summarise(rows[w], levels) for w in counts}
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
-        "workers": args.workers,
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],
+        "workers": counts,
         "rules": args.rules,
         "database": args.database_url or "sqlite (temp folder, synchronous=FULL)",
+        "sqlite_writer": os.environ.get("EVENTSTITCH_SQLITE_WRITER", "PROCESS"),
         "duration_s": args.duration,
-        "summary": summary,
-        "runs": rows,
-        "acknowledged": acknowledged,
-        "stored": stored,
-        "peak_rss_mb": rss,
+        "summary": {str(w): summaries[w] for w in counts},
+        "runs": {str(w): rows[w] for w in counts},
+        "acknowledged": {str(w): acknowledged[w] for w in counts},
+        "stored": {str(w): stored[w] for w in counts},
+        "peak_rss_mb": {str(w): rss[w] for w in counts},
         "noop_peak_rss_mb": noop_rss,
     }
-    print(f"\nMedians of {args.repeat} pair(s) of {args.duration} s runs:\n")
+    for workers in counts:
+        print(
+            f"\n{workers} worker(s): medians of {args.repeat} pair(s) of {args.duration} s runs:\n"
+        )
+        print_table(summaries[workers])
+        note_noise(summaries[workers])
+        print(
+            f"\nacknowledged (2xx) {acknowledged[workers]}, stored {stored[workers]}, in flight"
+            f" when wrk stopped at most {in_flight[workers]}: "
+            + ("every acknowledged event stored" if consistent[workers] else "MISMATCH")
+        )
+        peaks = rss[workers]
+        print(
+            f"peak RSS (VmHWM) per process: {', '.join(f'{v:.0f}' for v in peaks.values())} MB"
+            f" (the no-op: {noop_rss:.0f} MB)"
+        )
+    if len(counts) > 1:
+        print("\nScaling (median of per-repetition ratios, each against the first count):\n")
+        first = counts[0]
+        for workers in counts[1:]:
+            for connections in levels:
+                ratios = [
+                    b["collect"]["rps"] / a["collect"]["rps"]
+                    for a, b in zip(rows[first], rows[workers], strict=True)
+                    if a["collect"]["connections"] == connections
+                ]
+                print(
+                    f"- {connections} connections: {workers} workers / {first}:"
+                    f" {statistics.median(ratios):.2f}x"
+                    f" ({min(ratios):.2f}-{max(ratios):.2f})"
+                )
+    write_result("collect", result)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0 if all(consistent.values()) else 1
+
+
+def print_table(summary: list[dict[str, Any]]) -> None:
     print(
         "| connections | /collect req/s (min-max) | p50 ms | p99 ms | no-op req/s | no-op p99 ms"
         " | ratio (min-max) | server cores | wrk cores | other cores (max) |"
@@ -403,16 +496,6 @@ def main() -> int:
             f" ({s['ratio_range'][0]:.0%}-{s['ratio_range'][1]:.0%})"
             f" | {s['server_cores']:.2f} | {s['wrk_cores']:.2f} | {s['other_cores_max']:.2f} |"
         )
-    note_noise(summary)
-    print(
-        f"\nacknowledged (2xx) {acknowledged}, stored {stored}, in flight when wrk stopped"
-        f" at most {in_flight}: {'every acknowledged event stored' if consistent else 'MISMATCH'}"
-    )
-    if rss is not None:
-        print(f"peak RSS of the server (VmHWM): {rss:.0f} MB (the no-op: {noop_rss:.0f} MB)")
-    write_result("collect", result)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0 if consistent else 1
 
 
 if __name__ == "__main__":

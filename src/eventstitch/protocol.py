@@ -69,6 +69,48 @@ def configured_limits() -> HeadLimits:
     )
 
 
+class CoalescedWrites:
+    """A response's view of its connection: what it writes during one turn of the event loop
+    goes out as one write at the end of the turn (or at once, joined with the rest, when the
+    body follows the head in the same turn, as it does for every small answer). uvicorn writes
+    a response's head and its body separately, each a system call of its own."""
+
+    __slots__ = ("_flush_scheduled", "_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: bytes | None = None
+        self._flush_scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = bytes(data)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+            return
+        joined = self._pending + data
+        self._pending = None
+        self._transport.write(joined)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, None
+        if pending is not None and not self._transport.is_closing():
+            self._transport.write(pending)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class RequestRefused(Exception):
     """A request over one of the protocol's budgets, with its answer."""
 
@@ -203,6 +245,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_done = True
         self._progressed = True
         super().on_headers_complete()
+        # The response's head and body go out in one write (one system call, one packet).
+        self.cycle.transport = CoalescedWrites(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         self._progressed = True

@@ -8,9 +8,19 @@ import click
 import uvicorn
 
 from eventstitch.auth import ensure_api_token
-from eventstitch.config import PREFIX, ConfigError, load_config, masked_url, settings_markdown
+from eventstitch.config import (
+    PREFIX,
+    Config,
+    ConfigError,
+    load_config,
+    masked_url,
+    settings_markdown,
+)
 from eventstitch.files import private_dir
 from eventstitch.protocol import LimitedHttpToolsProtocol
+from eventstitch.storage import backend_of
+from eventstitch.storage.sqlite.db import path_from_url
+from eventstitch.storage.sqlite.writer_process import WriterProcess
 
 
 @click.command(epilog="Settings (environment):\n\n" + settings_markdown().split("\n", 7)[7])
@@ -38,6 +48,28 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         f"Eventstitch on http://{config.host}:{config.port} "
         f"({config.workers} worker(s), database {masked_url(config.resolved_database_url)})"
     )
+    writer = _sqlite_writer(config)
+    try:
+        _run_uvicorn(config)
+    finally:
+        if writer is not None:
+            writer.stop()  # after the workers: it commits what they handed it, then exits
+
+
+def _sqlite_writer(config: Config) -> WriterProcess | None:
+    """Start the SQLite writer process that every worker hands its events to, if the database
+    is SQLite and the setting asks for it (see storage/sqlite/writer_process.py)."""
+    url = config.resolved_database_url
+    if backend_of(url) != "sqlite" or config.sqlite_writer != "PROCESS":
+        return None
+    writer = WriterProcess(path_from_url(url), dict(os.environ))
+    writer.start()
+    # Workers (spawned processes, or this one with one worker) read it from the environment.
+    os.environ[PREFIX + "SQLITE_WRITER_SOCKET"] = str(writer.socket)
+    return writer
+
+
+def _run_uvicorn(config: Config) -> None:
     uvicorn.run(
         "eventstitch.app:create_app",
         factory=True,

@@ -71,6 +71,8 @@ class Config:
     queue_size: int
     batch_size: int
     sqlite_synchronous: str
+    sqlite_writer: str
+    sqlite_writer_socket: str
     retry_after_seconds: int
     cors_origins: frozenset[str]
     track_max_events: int

@@ -135,6 +135,21 @@ SETTINGS: tuple[Setting, ...] = (
         "SQLite durability. FULL survives power loss; NORMAL survives a process crash but may "
         "lose the last commits on power loss, for more speed.",
     ),
+    Setting(
+        "sqlite_writer",
+        _choice("PROCESS", "THREAD"),
+        "PROCESS",
+        "How `serve` writes events to SQLite. PROCESS: one writer process takes the events of "
+        "every worker and group-commits them (workers add throughput); THREAD: each worker "
+        "commits on a thread of its own (the workers then contend for SQLite's one write lock).",
+    ),
+    Setting(
+        "sqlite_writer_socket",
+        _text,
+        "",
+        "Set by `serve` for its workers when it runs the SQLite writer process: the Unix "
+        "socket they hand events to. Empty: events are committed by the process's own thread.",
+    ),
     Setting("retry_after_seconds", _positive_int, "1", "Retry-After sent with 503 answers."),
     Setting(
         "cors_origins",

@@ -164,7 +164,9 @@ async def _collect_from(
             original, repeat = await _original(ctx, events[0], duplicate)
             return Collected([original], [repeat])
         event = events[0]
-        return Collected([dataclasses.replace(event, profile_id=profile_id)], [None])
+        if profile_id is not None:  # else as built: replace() costs more than the rest here
+            event = dataclasses.replace(event, profile_id=profile_id)
+        return Collected([event], [None])
     outcomes = await committed(
         ctx,
         ctx.storage.events.append_group(

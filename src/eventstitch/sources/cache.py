@@ -12,6 +12,7 @@ process: with N workers a source may get up to N times its limit (documented).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import OrderedDict
@@ -138,6 +139,8 @@ class SourceCache:
         """Write key to the source found for it (or None), as last read: the source itself
         is then read through `get`, whose copy a change in this process forgets."""
         self._max_buckets = max_entries
+        self._reading: dict[str, asyncio.Future[SourceRecord | None]] = {}
+        self._generation = 0
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def sizes(self) -> dict[str, tuple[int, int]]:
@@ -150,12 +153,32 @@ class SourceCache:
         }
 
     async def get(self, source_id: str) -> SourceRecord | None:
-        """The source, from the copy if fresh, else from storage (a miss is remembered too)."""
+        """The source, from the copy if fresh, else from storage (a miss is remembered too).
+        Requests that find the copy stale together share one read: under load every request
+        in flight when the copy expires would otherwise read the source on its own."""
         now = time.monotonic()
         entry = self._found.get(source_id) or self._missing.get(source_id)
         if entry is not None and now - entry[0] < self._ttl:
             return entry[1]
+        reading = self._reading.get(source_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._read(source_id, now))
+            self._reading[source_id] = reading
+            reading.add_done_callback(lambda done: self._read_done(source_id, done))
+        # Shielded: a request that goes away does not cancel the read the others wait for.
+        return await asyncio.shield(reading)
+
+    def _read_done(self, source_id: str, done: asyncio.Future[SourceRecord | None]) -> None:
+        if self._reading.get(source_id) is done:
+            del self._reading[source_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter got it already
+
+    async def _read(self, source_id: str, now: float) -> SourceRecord | None:
+        generation = self._generation
         source = await self._storage.sources.get(source_id)
+        if generation != self._generation:
+            return source  # a change in this process since the read began: not kept
         if source is None:
             self._found.pop(source_id)
             self._missing.put(source_id, now, None)
@@ -193,6 +216,8 @@ class SourceCache:
     def forget(self, source_id: str) -> None:
         # The bucket stays: a changed limit is applied to it on the next read, and dropping it
         # would hand a fresh burst to a source on every change.
+        self._generation += 1
+        self._reading.pop(source_id, None)  # a read begun before the change: not shared
         self._found.pop(source_id)
         self._missing.pop(source_id)
         # Keys are not indexed by source: a change is rare, so every key is read again.

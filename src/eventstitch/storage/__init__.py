@@ -4,32 +4,32 @@ from __future__ import annotations
 
 from eventstitch.config import Config, masked_url
 from eventstitch.storage.interfaces import Storage
-from eventstitch.storage.shared.backend import StoreSettings
+from eventstitch.storage.shared.backend import store_settings
 
 BACKENDS = ("sqlite", "postgres")
 """Every backend, by the name of its package; each passes the contract suite."""
 _SCHEMES = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
 
 
+def backend_of(url: str) -> str | None:
+    """The backend package a database URL names ("sqlite", "postgres"), None if unknown."""
+    return _SCHEMES.get(url.split(":", 1)[0])
+
+
 def open_storage(config: Config) -> Storage:
     """The backend for `config`'s database URL, not yet started."""
     url = config.resolved_database_url
-    scheme = url.split(":", 1)[0]
-    backend = _SCHEMES.get(scheme)
-    settings = StoreSettings(
-        queue_size=config.queue_size,
-        batch_size=config.batch_size,
-        query_timeout_ms=config.query_timeout_ms,
-        single_valued=config.identity_single_valued_kinds,
-        system_events=config.system_events,
-        idempotency_window_ms=config.idempotency_window_seconds * 1000,
-    )
+    settings = store_settings(config)
+    backend = backend_of(url)
     if backend == "sqlite":
         from eventstitch.storage.sqlite.backend import SqliteStorage
         from eventstitch.storage.sqlite.db import path_from_url
 
         return SqliteStorage(
-            path_from_url(url), settings=settings, synchronous=config.sqlite_synchronous
+            path_from_url(url),
+            settings=settings,
+            synchronous=config.sqlite_synchronous,
+            writer_socket=config.sqlite_writer_socket or None,
         )
     if backend == "postgres":
         try:

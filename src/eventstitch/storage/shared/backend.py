@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from eventstitch.config import Config
+
 
 @dataclass(frozen=True, kw_only=True)
 class StoreSettings:
@@ -18,6 +20,18 @@ class StoreSettings:
     single_valued: frozenset[str] = frozenset({"user_id"})
     system_events: bool = True
     idempotency_window_ms: int = 86_400_000
+
+
+def store_settings(config: Config) -> StoreSettings:
+    """The settings every backend takes, from the configuration."""
+    return StoreSettings(
+        queue_size=config.queue_size,
+        batch_size=config.batch_size,
+        query_timeout_ms=config.query_timeout_ms,
+        single_valued=config.identity_single_valued_kinds,
+        system_events=config.system_events,
+        idempotency_window_ms=config.idempotency_window_seconds * 1000,
+    )
 
 
 DEFAULT_SETTINGS = StoreSettings()

@@ -18,10 +18,17 @@ class SqliteStorage(OnOneDb):
     db: SqliteDb
 
     def __init__(
-        self, path: Path, *, settings: StoreSettings = DEFAULT_SETTINGS, synchronous: str = "FULL"
+        self,
+        path: Path,
+        *,
+        settings: StoreSettings = DEFAULT_SETTINGS,
+        synchronous: str = "FULL",
+        writer_socket: str | None = None,
     ) -> None:
         self.path = path
-        self.db = SqliteDb(path, settings=settings, synchronous=synchronous)
+        self.db = SqliteDb(
+            path, settings=settings, synchronous=synchronous, writer_socket=writer_socket
+        )
         self.sources = SqliteSources(self.db)
         self.events = SqliteEvents(self.db, settings=settings)
         self.profiles = SqliteProfiles(self.db)

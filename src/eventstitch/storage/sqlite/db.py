@@ -21,6 +21,7 @@ from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.migrations import discover, pending
 from eventstitch.storage.sqlite.writer import SqliteWriter
+from eventstitch.storage.sqlite.writer_link import RemoteWriter
 
 T = TypeVar("T")
 
@@ -83,13 +84,20 @@ class SqliteDb:
         *,
         settings: StoreSettings,
         synchronous: str,
+        writer_socket: str | None = None,
     ) -> None:
         self.path = path
         self._synchronous = synchronous
         self._query_timeout = settings.query_timeout_ms / 1000
         self.writer = SqliteWriter(
-            self._connect_writer,
+            self.connect_writer,
             settings=settings,
+        )
+        # Events go to the writer process when `serve` runs one; other writes stay here.
+        self.event_writer: SqliteWriter | RemoteWriter = (
+            RemoteWriter(writer_socket, queue_size=settings.queue_size)
+            if writer_socket
+            else self.writer
         )
         self._readers = settings.readers
         self._pool: ThreadPoolExecutor | None = None
@@ -103,8 +111,12 @@ class SqliteDb:
         await asyncio.to_thread(self._migrate_now)
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="eventstitch-read")
         self.writer.start()
+        if isinstance(self.event_writer, RemoteWriter):
+            await self.event_writer.start()
 
     async def close(self) -> None:
+        if isinstance(self.event_writer, RemoteWriter):
+            await self.event_writer.close()
         await asyncio.to_thread(self.writer.stop)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -129,10 +141,13 @@ class SqliteDb:
                 private_file(companion)
 
     def queue_depth(self) -> int:
-        return self.writer.depth()
+        return self.writer.depth() + (
+            self.event_writer.depth() if self.event_writer is not self.writer else 0
+        )
 
     # -- connections -----------------------------------------------------------------------
-    def _connect_writer(self) -> sqlite3.Connection:
+    def connect_writer(self) -> sqlite3.Connection:
+        """A write connection: WAL, the busy wait, the configured durability."""
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         _switch_to_wal(conn)
@@ -153,7 +168,7 @@ class SqliteDb:
 
     def _migrate_now(self) -> list[int]:
         """Apply pending migrations in one immediate transaction; safe when processes race."""
-        conn = self._connect_writer()
+        conn = self.connect_writer()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:

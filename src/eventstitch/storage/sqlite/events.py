@@ -48,7 +48,7 @@ class SqliteEvents:
         delivery_key: str | None = None,
     ) -> str | None:
         # Queued for the writer's next batch; answered once committed.
-        profile: str | None = await self._db.writer.submit_event(
+        profile: str | None = await self._db.event_writer.submit_event(
             event, accepted_kinds, claim, delivery_key
         )
         return profile
@@ -59,7 +59,7 @@ class SqliteEvents:
         *,
         accepted_kinds: frozenset[str],
     ) -> list[str | DuplicateDelivery | None]:
-        return await group_outcomes(self._db.writer.submit_group(list(items), accepted_kinds))
+        return await group_outcomes(self._db.event_writer.submit_group(list(items), accepted_kinds))
 
     async def get(self, event_id: str) -> EventRecord | None:
         def select(conn: sqlite3.Connection) -> EventRecord | None:

@@ -69,6 +69,7 @@ class SqliteWriter:
         self._wake = threading.Event()
         self._sleeping = False
         self._batch_size = settings.batch_size
+        self.batch_size = settings.batch_size
         self._single_valued = settings.single_valued
         self._system_events = settings.system_events
         self._window_ms = settings.idempotency_window_ms
@@ -100,11 +101,22 @@ class SqliteWriter:
         claim: Claim | None = None,
         delivery_key: str | None = None,
     ) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         # The row is built here, on the request's thread, where the event is still in the
         # CPU's cache: the writer then holds the GIL (and the event loop waits) only to bind.
         kinds = event_rows.kinds_param(accepted_kinds)
         row = (*event_rows.event_row(event), kinds)
+        return self.submit_row(event, kinds, row, claim, delivery_key)
+
+    def submit_row(
+        self,
+        event: EventRecord,
+        kinds: str,
+        row: tuple[Any, ...],
+        claim: Claim | None = None,
+        delivery_key: str | None = None,
+    ) -> asyncio.Future[Any]:
+        """`submit_event` with the row already built (by a worker, for the writer process)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._submit(EventJob(event, kinds, claim, delivery_key, future, row))
         return future
 
@@ -115,19 +127,22 @@ class SqliteWriter:
     ) -> list[asyncio.Future[Any]]:
         """Queue the events of one delivery as one item: the writer commits them in one
         transaction, never across two batches."""
-        loop = asyncio.get_running_loop()
         kinds = event_rows.kinds_param(accepted_kinds)
+        rows = [(*event_rows.event_row(event), kinds) for event, _, _ in items]
+        return self.submit_group_rows(items, kinds, rows)
+
+    def submit_group_rows(
+        self,
+        items: list[tuple[EventRecord, Claim | None, str | None]],
+        kinds: str,
+        rows: list[tuple[Any, ...]],
+    ) -> list[asyncio.Future[Any]]:
+        """`submit_group` with the rows already built."""
+        loop = asyncio.get_running_loop()
         jobs = group_jobs(
             [
-                EventJob(
-                    event,
-                    kinds,
-                    claim,
-                    key,
-                    loop.create_future(),
-                    (*event_rows.event_row(event), kinds),
-                )
-                for event, claim, key in items
+                EventJob(event, kinds, claim, key, loop.create_future(), row)
+                for (event, claim, key), row in zip(items, rows, strict=True)
             ]
         )
         with self._admit:
@@ -205,6 +220,11 @@ class SqliteWriter:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        settle_from_thread(batch, self.commit_batch(conn, batch))
+
+    def commit_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> list[Any]:
+        """Commit one batch on `conn` (this writer's thread, or the writer process's loop);
+        each job's result, or the exception its request gets."""
         started = time.perf_counter()
         results: list[Any] = [None] * len(batch)
         events = [(i, job) for i, job in enumerate(batch) if isinstance(job, EventJob)]
@@ -236,7 +256,7 @@ class SqliteWriter:
         if written:
             metrics.COMMIT_BATCH_SIZE.observe(written)
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        settle_from_thread(batch, results)
+        return results
 
     def _commit_transaction(
         self,
