@@ -215,7 +215,19 @@ def test_mailchimp_bracket_keys_nest_and_redacted_fields_are_absent(http: httpx.
     assert "ip_opt" not in event["properties"]["data"]
 
 
-def test_an_export_holds_the_shaping_and_no_redacted_value(server: LiveServer) -> None:
+def test_an_export_holds_the_shaping_and_no_redacted_value(
+    server: LiveServer, http: httpx.Client
+) -> None:
+    """Its own sources and events (tests of a module may run in different processes)."""
+    shaped(http, "mc-export", bracket_keys=True, event_type_from="type", redact=["data.ip_opt"])
+    form = {"type": "subscribe", "data[email]": "api@mailchimp.com", "data[ip_opt]": "10.20.10.30"}
+    answer = http.post("/collect/list/mc-export", content=urlencode(form), headers=FORM)
+    assert answer.status_code == 200, answer.text
+    shaped(http, "slack-export", form_json_field="payload", redact=["token"])
+    payload = {"type": "block_actions", "token": "verif-token-123", "user": {"id": "U1"}}
+    body = urlencode({"payload": json.dumps(payload)})
+    answer = http.post("/collect/action/slack-export", content=body, headers=FORM)
+    assert answer.status_code == 200, answer.text
     env = {**os.environ, "EVENTSTITCH_DATA_DIR": str(server.data_dir)}
     url = _server_env(server).get("EVENTSTITCH_DATABASE_URL")
     if url:
