@@ -265,7 +265,8 @@ def same(a: dict[str, Any] | str, b: dict[str, Any] | str) -> str:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:,.1f}".replace(",", " ") if seconds < 10 else f"{seconds:.1f} s"
+    """A duration for the table: milliseconds below 10 s, else seconds."""
+    return f"{seconds * 1000:,.1f} ms".replace(",", " ") if seconds < 10 else f"{seconds:.1f} s"
 
 
 def peak_rss_mb() -> float:
@@ -330,7 +331,7 @@ async def main() -> int:
                 row |= {"engine": engine, "median": statistics.median(times), "max": max(times),
                         "runs": len(times), "answer": answer}  # fmt: skip
                 results.append(row)
-                print(f"  {label}, {window}: {engine}, median {ms(row['median'])} ms", flush=True)
+                print(f"  {label}, {window}: {engine}, median {ms(row['median'])}", flush=True)
         print(f"peak RSS after the insights queries: {peak_rss_mb():.0f} MB", flush=True)
         for row in results if not args.skip_scan else ():
             if row["engine"] in ("scan", "query_timeout"):  # the service scanned already
@@ -340,14 +341,14 @@ async def main() -> int:
             row["scan"] = took
             row["scan_engine"] = answer if isinstance(answer, str) else answer["engine"]
             row["same"] = same(row["answer"], answer)
-            print(f"  scan {row['label']}, {row['window']}: {ms(took)} ms", flush=True)
+            print(f"  scan {row['label']}, {row['window']}: {ms(took)}", flush=True)
     finally:
         await ctx.storage.close()
         await scan_ctx.storage.close()
         empty.cleanup()
     print(f"\n{machine()}\n")
-    print("| query | window | engine | median ms | max ms | runs | rows | events | "
-          "store-only scan ms | same numbers |")  # fmt: skip
+    print("| query | window | engine | median | max | runs | rows | events | "
+          "store-only scan | same numbers |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in results:
         answer = row["answer"]
