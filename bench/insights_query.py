@@ -189,7 +189,7 @@ async def write_segments(ctx: AppContext, fresh: bool) -> None:
             print(f"  segments: {done}/{total} hours ({time.perf_counter() - started:.0f} s)")
 
     written = await segments.rebuild(ctx=ctx, from_scratch=fresh, progress=progress)
-    files = list(segments.folder(ctx).glob("hour-*.parquet"))
+    files = segments.files(ctx)
     size = sum(f.stat().st_size for f in files)
     print(
         f"segments: {written} written {'from scratch' if fresh else 'past the checkpoint'} in "
