@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,13 +25,15 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from eventstitch.columnar.refresher import writer_lock
+from eventstitch.columnar import segments
+from eventstitch.columnar.lock import writer_lock
+from eventstitch.context import AppContext
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
 from eventstitch.query.schemas import event_json
-from eventstitch.storage import BACKENDS
+from eventstitch.storage import BACKENDS, open_storage
 from eventstitch.storage.records import EventRecord
 from eventstitch.transfer.service import EventDigest
-from tests.conftest import API_TOKEN, LiveServer, all_events, start_server
+from tests.conftest import API_TOKEN, LiveServer, all_events, make_config, start_server
 from tests.pg import backend_params, fresh_database_url
 
 pytestmark = pytest.mark.e2e  # every test here starts processes
@@ -406,3 +409,30 @@ def test_stopping_serve_mid_round_leaves_no_writer_holding_the_folder(tmp_path: 
     assert "waiting" not in again.stderr
     assert _temporary_files(where) == []
     assert _checkpoint(where) >= _sealed_end()
+
+
+def test_forgetting_segments_waits_for_the_writer_so_a_round_cannot_bring_them_back(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    env = {"EVENTSTITCH_COLUMNAR_REFRESH_SECONDS": "3600"}
+    _import_past_events(data, env, tmp_path, count=300, hours=2)
+    built = _cli(data, env, "insights", "rebuild")
+    assert built.returncode == 0, built.stderr
+    where = data / SEGMENTS
+    assert _checkpoint(where)
+    assert _segment_files(where)
+    config = make_config(data)
+    ctx = AppContext.build(config, open_storage(config))  # invalidate reads its settings only
+    with writer_lock(where, wait=False) as held:  # a round in progress
+        assert held is not None
+        forget = threading.Thread(target=segments.invalidate, args=(ctx,))
+        forget.start()
+        forget.join(timeout=1)
+        assert forget.is_alive(), "invalidate did not wait for the writer"
+        assert _checkpoint(where)
+        assert _segment_files(where)
+    forget.join(timeout=60)
+    assert not forget.is_alive()
+    assert not (where / "checkpoint").exists()
+    assert not _segment_files(where)

@@ -12,7 +12,7 @@ from eventstitch.cli.charts import insight_chart
 from eventstitch.cli.events import build_filter, filter_options
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, progress_bar, run
 from eventstitch.columnar import segments
-from eventstitch.columnar.refresher import holder, writer_lock
+from eventstitch.columnar.lock import holder, writer_lock
 from eventstitch.config import load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest

@@ -22,9 +22,8 @@ records, records to JSON) plus DuckDB, and in a thread the Python part holds the
 interpreter lock as ingest; a process also returns DuckDB's memory to the system when it
 exits and cannot take the server down if it fails. `thread` runs it on a thread of this
 process, with its own event loop and its own storage connections: no extra process, but
-measured under load on SQLite (docs/benchmarks.md) /collect kept 35-52 % of its throughput
-with a round running in a thread, and 96-101 % (within the noise) with it in a child process
-at nice 19. On PostgreSQL the child also paces itself (POSTGRES_PAUSE).
+measured under load (docs/benchmarks.md) /collect kept 35-52 % of its throughput with a round
+running in a thread, 90-99 % with it in a child process at nice 19 that paces itself (PAUSE).
 Either way a failing round is logged and the next round tries again.
 
 `flock` is advisory and only sure on a local file system (on NFS it may not be enforced), so
@@ -35,66 +34,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import pickle
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 
 from eventstitch.columnar import segments
+from eventstitch.columnar.lock import holder, writer_lock
 from eventstitch.config import Config
 from eventstitch.context import AppContext
 from eventstitch.storage import open_storage
 
 log = logging.getLogger(__name__)
 
-LOCK = "writer.lock"
 STDERR_TAIL = 2000
 """How much of a failed child's stderr the log keeps."""
 NICENESS = 19
 """The child's CPU priority, the lowest: it takes only the CPU ingest leaves idle. Under
 sustained full load the segments lag, and answers stay exact from the store past them, only
 slower."""
-POSTGRES_PAUSE = 3.0
-"""On PostgreSQL most of the reading is done by the database's own process, at normal priority,
-where nice cannot reach: so after each hour the child sleeps this many times as long as the hour
-took, keeping that process busy a quarter of the time at most. Measured (docs/benchmarks.md):
-/collect at 16 connections kept 69 % of its throughput during a from-scratch rewrite without
-the pause, 93 % with it. A first build or `--from-scratch` round takes four times as long;
-the CLI does not pause."""
-
-
-@contextlib.contextmanager
-def writer_lock(where: Path, *, wait: bool) -> Iterator[int | None]:
-    """The folder's writer lock: yields its descriptor while held, or None when another process
-    holds it and `wait` is false. The holder's pid is written into the file, for messages."""
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(where / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield None
-            return
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield fd
-    finally:
-        os.close(fd)  # releases the lock unless a child still holds the descriptor
-
-
-def holder(where: Path) -> str:
-    """The pid last written into the folder's lock file ('?' when unknown), for messages."""
-    try:
-        return (where / LOCK).read_text().strip() or "?"
-    except OSError:
-        return "?"
+PAUSE = 3.0
+"""After each hour the child sleeps this many times as long as the hour took, so it works a
+quarter of the time at most. Nice does not reach what else a round uses: on PostgreSQL the
+database's own process does most of the reading, at normal priority; on SQLite the child's
+file writes share the disk with the commits, which wait on fsync. Measured in
+docs/benchmarks.md during a from-scratch rewrite under load. A first build or `--from-scratch`
+round takes four times as long; the CLI does not pause."""
 
 
 class Stopped(Exception):
@@ -228,9 +197,7 @@ def _child_main(fd: int) -> int:
     """The child side of a round: the lock is already held on `fd` (inherited)."""
     os.nice(NICENESS)
     config = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by our parent
-    on_postgres = config.resolved_database_url.split(":", 1)[0] in ("postgresql", "postgres")
-    pause = POSTGRES_PAUSE if on_postgres else 0.0
-    written, boundary = asyncio.run(rebuild_with_own_storage(config, pause=pause))
+    written, boundary = asyncio.run(rebuild_with_own_storage(config, pause=PAUSE))
     sys.stdout.buffer.write(orjson.dumps({"written": written, "checkpoint": boundary}))
     os.close(fd)
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from eventstitch.columnar import parquet
 from eventstitch.columnar import query as columnar_query
+from eventstitch.columnar.lock import writer_lock
 from eventstitch.columnar.shred import Collector, Manifest, merged
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
@@ -95,8 +96,16 @@ def invalidate(ctx: AppContext) -> None:
     """Forget every segment, after events were erased (segments hold copies of their
     properties: an erased person must not linger there) or imported into the past: the
     checkpoint goes first, so readers stop reading segments at once and ask the store; the
-    next rebuild writes them all again."""
+    next rebuild writes them all again. It waits for a rebuild in progress (the folder's writer
+    lock), so call it off the event loop."""
     where = folder(ctx)
+    if not where.is_dir():
+        return  # nothing written, nothing to forget (and no folder made for the lock)
+    with writer_lock(where, wait=True):
+        _forget(where)
+
+
+def _forget(where: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (where / CHECKPOINT).unlink()
     for pattern in ("hour-*", "day-*", "part-*"):
@@ -130,7 +139,7 @@ async def rebuild(
             if stale.stat().st_mtime < time.time() - 3600:  # a query's, killed before its end
                 stale.unlink()
     if from_scratch:
-        invalidate(ctx)  # the checkpoint first, so readers ask the store meanwhile
+        _forget(where)  # the checkpoint first, so readers ask the store meanwhile
     start = _read_checkpoint(where)
     for part in where.glob("part-*.parquet"):
         if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
