@@ -3,6 +3,7 @@ beside a no-op endpoint on the same server stack, measured in the same run.
 
     .venv/bin/python bench/collect_throughput.py [--duration 8] [--connections 1,16,64]
                                                  [--repeat 3] [--workers 1,2]
+    .venv/bin/python bench/collect_throughput.py --columnar-events 300000 [--refresh-in thread]
 
 Needs wrk (`apt-get install wrk`). Starts its own servers on free 127.0.0.1 ports, in a
 temporary data folder, and stops them (by PID) at the end. For each connection count and each
@@ -329,11 +330,32 @@ def main() -> int:
         help="give the source two identification rules (email creating profiles, and phone),"
         " so that every event goes through identity resolution",
     )
+    parser.add_argument(
+        "--columnar-events",
+        type=int,
+        default=0,
+        help="compare /collect with the columnar read side on and off instead (bench/"
+        "columnar_side.py): pre-fill this many events over past hours, and let the server"
+        " with the refresher on write their segments from scratch during each load",
+    )
+    parser.add_argument("--columnar-hours", type=int, default=48, help="hours they span")
+    parser.add_argument(
+        "--refresh-in",
+        choices=["process", "thread"],
+        default="process",
+        help="EVENTSTITCH_COLUMNAR_REFRESH_IN of the server with the refresher on",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
     levels = checked_levels(parser, args)
+    if args.columnar_events:
+        if not 1 <= args.columnar_events <= 5_000_000 or not 1 <= args.columnar_hours <= 24 * 60:
+            parser.error("keep it bounded: 1-5 000 000 events over 1-1440 hours")
+        import columnar_side  # only this mode needs eventstitch itself
+
+        return columnar_side.compare(sys.modules[__name__], args, levels)
     counts = [int(w) for w in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="eventstitch-bench-"))
     noop_port = free_port()

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eventstitch import __version__
 from eventstitch.auth import ensure_api_token, require_token
+from eventstitch.columnar.refresher import Refresher
 from eventstitch.config import PREFIX, Config, load_config
 from eventstitch.console.routes import install as install_console
 from eventstitch.context import AppContext
@@ -174,12 +175,15 @@ class EventstitchApp:
         }
         # The SDK routes by exact path, ahead of the management API and its 404s.
         self.sdk = {family: SdkEndpoint(self.ctx, family) for family in ("segment", "posthog")}
+        self.refresher = Refresher(self.ctx)
 
     async def startup(self) -> None:
         await self.ctx.storage.start()
         self.ctx.rejections.start()
+        self.refresher.start()
 
     async def shutdown(self) -> None:
+        await self.refresher.close()
         await self.ctx.rejections.close()  # writes what waits, so storage must still be open
         await self.ctx.storage.close()
 

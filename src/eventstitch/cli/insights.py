@@ -12,6 +12,8 @@ from eventstitch.cli.charts import insight_chart
 from eventstitch.cli.events import build_filter, filter_options
 from eventstitch.cli.runtime import emit_json, emit_table, json_option, progress_bar, run
 from eventstitch.columnar import segments
+from eventstitch.columnar.lock import holder, writer_lock
+from eventstitch.config import load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest
 from eventstitch.query import insights as service
@@ -123,10 +125,20 @@ def _parse(
 @click.option("--from-scratch", is_flag=True, help="Delete the segments and write them all again.")
 def rebuild(from_scratch: bool) -> None:
     """Write the Parquet segments of the sealed hours past the checkpoint (resumes after a
-    crash; run it from one process, e.g. a timer)."""
+    crash). `serve` does this by itself every EVENTSTITCH_COLUMNAR_REFRESH_SECONDS; this
+    command takes the same writer lock, so it waits for a round in progress to finish."""
 
     async def call(ctx: AppContext) -> int:
-        with progress_bar() as bar:
+        where = segments.folder(ctx)
+        with writer_lock(where, wait=False) as free:
+            if free is None:
+                click.echo(
+                    f"waiting for process {holder(where)} (a server's segment refresher or "
+                    "another rebuild) to finish writing segments...",
+                    err=True,
+                )
+        # Waiting holds no event loop work back: nothing else runs in this command.
+        with writer_lock(where, wait=True), progress_bar() as bar:
             task = bar.add_task("writing segments", total=None)
             return await segments.rebuild(
                 ctx=ctx,
@@ -136,3 +148,9 @@ def rebuild(from_scratch: bool) -> None:
 
     written = run(call)
     click.echo(f"wrote {written} segments", err=True)
+    if load_config().columnar_refresh_seconds == 0:
+        click.echo(
+            "note: EVENTSTITCH_COLUMNAR_REFRESH_SECONDS=0 turns the columnar read side off; "
+            "/api/insights reads these segments once it is on",
+            err=True,
+        )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
+from typing import Any
 
 import click
 import uvicorn
@@ -77,8 +80,22 @@ def _run_uvicorn(config: Config) -> None:
         port=config.port,
         workers=config.workers,
         log_level=config.log_level.lower(),
+        log_config=_log_config(config.log_level),
         access_log=False,
         loop="uvloop",
         # httptools with the head budgets and the body timeout (see eventstitch.protocol).
         http=LimitedHttpToolsProtocol,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with Eventstitch's own loggers printed beside it at the configured
+    level (without this only their warnings reached stderr, unformatted)."""
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    name = level.upper()
+    log_config["loggers"]["eventstitch"] = {
+        "handlers": ["default"],
+        "level": name if isinstance(logging.getLevelName(name), int) else "INFO",
+        "propagate": False,
+    }
+    return log_config

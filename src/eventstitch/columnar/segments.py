@@ -23,6 +23,7 @@ from pathlib import Path
 
 from eventstitch.columnar import parquet
 from eventstitch.columnar import query as columnar_query
+from eventstitch.columnar.lock import writer_lock
 from eventstitch.columnar.shred import Collector, Manifest, merged
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
@@ -77,10 +78,17 @@ def _floor(segment: Path, width: int) -> int:
 
 
 def checkpoint(ctx: AppContext) -> int | None:
-    """The end (Unix ms) of the last sealed hour written, or None before the first rebuild."""
+    """The end (Unix ms) of what the segments hold, for queries; None before the first
+    rebuild, and when the read side is off (EVENTSTITCH_COLUMNAR_REFRESH_SECONDS=0)."""
+    if ctx.config.columnar_refresh_seconds == 0:
+        return None
+    return _read_checkpoint(folder(ctx))
+
+
+def _read_checkpoint(where: Path) -> int | None:
     try:
-        return int((folder(ctx) / CHECKPOINT).read_text().strip())
-    except (FileNotFoundError, ValueError):
+        return int((where / CHECKPOINT).read_text().strip())
+    except (OSError, ValueError):  # missing or unreadable: no segments, the store answers
         return None
 
 
@@ -88,8 +96,16 @@ def invalidate(ctx: AppContext) -> None:
     """Forget every segment, after events were erased (segments hold copies of their
     properties: an erased person must not linger there) or imported into the past: the
     checkpoint goes first, so readers stop reading segments at once and ask the store; the
-    next rebuild writes them all again."""
+    next rebuild writes them all again. It waits for a rebuild in progress (the folder's writer
+    lock), so call it off the event loop."""
     where = folder(ctx)
+    if not where.is_dir():
+        return  # nothing written, nothing to forget (and no folder made for the lock)
+    with writer_lock(where, wait=True):
+        _forget(where)
+
+
+def _forget(where: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (where / CHECKPOINT).unlink()
     for pattern in ("hour-*", "day-*", "part-*"):
@@ -123,12 +139,8 @@ async def rebuild(
             if stale.stat().st_mtime < time.time() - 3600:  # a query's, killed before its end
                 stale.unlink()
     if from_scratch:
-        for pattern in ("hour-*", "day-*", "part-*"):
-            for segment in where.glob(pattern):
-                segment.unlink()
-        with contextlib.suppress(FileNotFoundError):
-            (where / CHECKPOINT).unlink()
-    start = checkpoint(ctx)
+        _forget(where)  # the checkpoint first, so readers ask the store meanwhile
+    start = _read_checkpoint(where)
     for part in where.glob("part-*.parquet"):
         if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
             _delete(part)
@@ -147,12 +159,12 @@ async def rebuild(
             progress(done, len(hours))
     if start is None or sealed_hours > start:
         _write_checkpoint(where, max(sealed_hours, start or 0))
-    begin = checkpoint(ctx) or sealed_hours
+    begin = _read_checkpoint(where) or sealed_hours
     if sealed > begin:
         written += await _write(ctx, where / f"part-{begin}-{sealed}.parquet", begin, sealed)
         _write_checkpoint(where, sealed)
     await asyncio.to_thread(
-        _compact_days, where, checkpoint(ctx) or 0, parquet.Limits.of(ctx.config)
+        _compact_days, where, _read_checkpoint(where) or 0, parquet.Limits.of(ctx.config)
     )
     return written
 

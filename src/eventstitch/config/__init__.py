@@ -106,6 +106,8 @@ class Config:
     columnar_memory_mb: int
     columnar_max_paths: int
     columnar_spill_mb: int
+    columnar_refresh_seconds: int
+    columnar_refresh_in: str
     log_level: str
     identity_single_valued_kinds: frozenset[str]
     identity_shared_kinds: frozenset[str]

@@ -343,6 +343,23 @@ SETTINGS: tuple[Setting, ...] = (
         "Most property paths one insight segment keeps as typed columns (the most frequent of "
         "its hour); a query on another path of that hour is answered by the scan.",
     ),
+    Setting(
+        "columnar_refresh_seconds",
+        _non_negative_int,
+        "60",
+        "Seconds between two rounds of `serve`'s segment refresher, which writes the insight "
+        "segments of newly sealed hours (one process per segments folder, elected by a file "
+        "lock). 0 turns the columnar read side off: no segments are written or read, and "
+        "/api/insights answers from the rollup or a scan of the store.",
+    ),
+    Setting(
+        "columnar_refresh_in",
+        _choice("PROCESS", "THREAD"),
+        "process",
+        "Where a refresher round runs: `process`, a short-lived child process (keeps ingest "
+        "fast, returns DuckDB's memory when done), or `thread`, a thread of the server (no "
+        "extra process, but its Python work slows ingest; see docs/benchmarks.md).",
+    ),
     Setting("log_level", _text, "info", "Log level of the server: debug, info, warning, error."),
     Setting(
         "identity_single_valued_kinds",

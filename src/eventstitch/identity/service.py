@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from eventstitch import system
@@ -83,7 +84,8 @@ async def erase(*, ctx: AppContext, profile_id: str) -> tuple[str, int, int]:
     live = await get_live(ctx=ctx, profile_id=profile_id)
     profiles, events = await ctx.storage.profiles.erase(live.id)
     if events:
-        segments.invalidate(ctx)  # their copies in the insight segments go too
+        # Their copies in the insight segments go too (after a round in progress: a thread).
+        await asyncio.to_thread(segments.invalidate, ctx)
     return live.id, profiles, events
 
 
