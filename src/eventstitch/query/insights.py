@@ -151,11 +151,11 @@ async def _segments_once(
         or (event_filter.since_ms is not None and event_filter.since_ms >= boundary)
     ):
         return None
-    files = segments.files(ctx)
+    until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
+    files = segments.overlapping(segments.files(ctx), event_filter.since_ms, until)
     needed = await asyncio.to_thread(columnar.columns_needed, files, query, event_filter)
     if needed is None:
         return None
-    until = boundary if event_filter.until_ms is None else min(boundary, event_filter.until_ms)
     staged: Path | None = None
     try:
         first = until
