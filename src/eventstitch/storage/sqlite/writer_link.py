@@ -21,6 +21,7 @@ import pickle
 import struct
 from typing import Any, cast
 
+from eventstitch import metrics
 from eventstitch.storage.errors import (
     DuplicateDelivery,
     QueueFull,
@@ -150,7 +151,10 @@ class RemoteWriter(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        for frame_id, results in frames(self._buffer):
+        for frame_id, results, commits in frames(self._buffer):
+            for events, seconds in commits:
+                metrics.COMMIT_BATCH_SIZE.observe(events)
+                metrics.COMMIT_SECONDS.observe(seconds)
             futures = self._waiting.pop(frame_id)
             self._outstanding -= len(futures)
             for future, result in zip(futures, results, strict=True):

@@ -203,14 +203,19 @@ class _Server:
                     count += 1
             sizes.append(count)
         results: list[Any] = []
+        commits: list[tuple[int, float]] = []  # (events, seconds) of each commit, for metrics
         for batch in _batches(jobs, self._batch_size):
+            started = time.perf_counter()
             results.extend(self._writer.commit_batch(self._conn, list(batch)))
+            commits.append((len(batch), time.perf_counter() - started))
         start = 0
         for (link, frame_id, _), size in zip(arrived, sizes, strict=True):
             answer = [encode_result(r) for r in results[start : start + size]]
             start += size
             if link.sock.fileno() in self._links:
-                link.outbox += frame((frame_id, answer))
+                # The commits ride along: a worker's /metrics (and the console) show the
+                # batches its events went into, though another process committed them.
+                link.outbox += frame((frame_id, answer, commits))
                 self._send(link)
 
     def _send(self, link: _Link) -> None:
