@@ -21,9 +21,9 @@ import orjson
 
 from eventstitch import paths
 from eventstitch.columnar import parquet
+from eventstitch.columnar.manifests import read_manifest
 from eventstitch.columnar.shred import (
     MISSING,
-    Manifest,
     canonical,
     column_id,
     key_of,
@@ -35,37 +35,6 @@ from eventstitch.storage.records import EventFilter, EventRecord, PropertyPath
 
 UTC_WIDTH_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 SERVED_DIMENSIONS = ("type", "source", "property", "minute", "hour", "day", "week", "month")
-MANIFEST_SUFFIX = ".manifest.json"
-
-MAX_CACHED_MANIFESTS = 4096
-_manifests: dict[tuple[str, int], Manifest] = {}
-"""Manifests read, by file and size: segments never change, so one read per file per process;
-at most MAX_CACHED_MANIFESTS (parts and hours replaced by larger segments leave entries)."""
-
-
-def manifest_path(segment: Path) -> Path:
-    return segment.with_name(segment.name + MANIFEST_SUFFIX)
-
-
-def read_manifest(segment: Path) -> Manifest | None:
-    """A segment's manifest (cached), or None for one written before paths were columns."""
-    try:
-        size = segment.stat().st_size
-    except FileNotFoundError:
-        return None
-    cache_key = (str(segment), size)
-    found = _manifests.get(cache_key)
-    if found is None:
-        try:
-            found = Manifest.from_json(manifest_path(segment).read_bytes())
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
-        if found is None:
-            return None
-        if len(_manifests) >= MAX_CACHED_MANIFESTS:
-            _manifests.clear()  # deleted parts and hours accumulate: start again
-        _manifests[cache_key] = found
-    return found
 
 
 @dataclass(slots=True)
@@ -157,7 +126,7 @@ def answer(
     *,
     files: list[Path],
     staged_tail: Path | None,
-    needed: Needed,
+    needed: dict[str, tuple[PropertyPath, str]],
     limits: parquet.Limits,
     event_filter: EventFilter,
     query: InsightQuery,
@@ -168,31 +137,6 @@ def answer(
     """The groups, the number of events and whether groups were cut at `max_groups`, over the
     segments before `until_ms` and the staged tail. `bounds` are the starts of the time
     buckets when the time dimension is not a plain UTC width."""
-    return _run(
-        files=files,
-        staged_tail=staged_tail,
-        needed=needed,
-        limits=limits,
-        event_filter=event_filter,
-        query=query,
-        until_ms=until_ms,
-        bounds=bounds,
-        max_groups=max_groups,
-    )
-
-
-def _run(
-    *,
-    files: list[Path],
-    staged_tail: Path | None,
-    needed: dict[str, tuple[PropertyPath, str]],
-    limits: parquet.Limits,
-    event_filter: EventFilter,
-    query: InsightQuery,
-    until_ms: int,
-    bounds: list[int] | None,
-    max_groups: int,
-) -> tuple[dict[Key, Group], int, bool]:
     rows = _Sql()
     rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
     where = _Sql()

@@ -21,8 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eventstitch.columnar import parquet
-from eventstitch.columnar import query as columnar_query
+from eventstitch.columnar import manifests, parquet
 from eventstitch.columnar.lock import writer_lock
 from eventstitch.columnar.shred import Collector, Manifest, merged
 from eventstitch.context import AppContext
@@ -207,7 +206,7 @@ async def _write(ctx: AppContext, target: Path, since_ms: int, until_ms: int) ->
 
 
 def _delete(segment: Path) -> None:
-    for leftover in (segment, columnar_query.manifest_path(segment)):
+    for leftover in (segment, manifests.manifest_path(segment)):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
 
@@ -215,7 +214,7 @@ def _delete(segment: Path) -> None:
 def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
     """The manifest first, then the segment under its name: a reader never sees a segment
     without its manifest."""
-    named = columnar_query.manifest_path(target)
+    named = manifests.manifest_path(target)
     partial = named.with_name(f".{named.name}.partial")
     with open_private(partial) as out:
         out.write(manifest.to_json())
@@ -234,12 +233,12 @@ def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits) -> None:
         if day + DAY_MS > sealed_end:
             continue
         if not target.exists():
-            manifests = [columnar_query.read_manifest(h) for h in hours]
-            if any(m is None for m in manifests):
+            found = [manifests.read_manifest(h) for h in hours]
+            if any(m is None for m in found):
                 continue  # an hour from before manifests: left as it is
             ready = where / f".{target.name}.ready"
             parquet.merge(sorted(hours), ready, limits)
-            _publish(ready, target, merged([m for m in manifests if m is not None]))
+            _publish(ready, target, merged([m for m in found if m is not None]))
         for hour in hours:  # readers now take the day file; the hours go
             _delete(hour)
         for part in where.glob("part-*.parquet"):
