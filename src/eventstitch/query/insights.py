@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -196,20 +196,10 @@ async def _stage_tail(
 ) -> int:
     """The events after the last segment written to `target` page by page (memory holds one
     page), at most EVENTSTITCH_MAX_INSIGHT_VALUES of them; the earliest receipt time."""
-    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
     staged = 0
     earliest = now_ms()
-    before: str | None = None
     with target.open("wb") as out:
-        while True:
-            if time.monotonic() > deadline:
-                raise query_too_slow(ctx.config.query_timeout_ms)
-            try:
-                page = await ctx.storage.events.list_page(
-                    event_filter, limit=SCAN_PAGE, before_id=before
-                )
-            except QueryTimeout:
-                raise query_too_slow(ctx.config.query_timeout_ms) from None
+        async for page in _pages(ctx, event_filter):
             staged += len(page)
             if staged > ctx.config.max_insight_values:
                 raise BadRequest(
@@ -222,18 +212,12 @@ async def _stage_tail(
             out.write(b"".join(columnar.tail_line(e, needed) for e in page))
             if page:
                 earliest = min(earliest, page[-1].received_ms)
-            if len(page) < SCAN_PAGE:
-                return earliest
-            before = page[-1].id
+    return earliest
 
 
-async def _scan(
-    ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
-) -> _Gathered:
-    """Every matching event, newest first in pages, folded into its groups."""
+async def _pages(ctx: AppContext, event_filter: EventFilter) -> AsyncIterator[list[EventRecord]]:
+    """The matching events, newest first, a page at a time, within the query time limit."""
     deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
-    gathered = _Gathered(groups={})
-    held = 0
     before: str | None = None
     while True:
         if time.monotonic() > deadline:
@@ -244,6 +228,19 @@ async def _scan(
             )
         except QueryTimeout:
             raise query_too_slow(ctx.config.query_timeout_ms) from None
+        yield page
+        if len(page) < SCAN_PAGE:
+            return
+        before = page[-1].id
+
+
+async def _scan(
+    ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
+) -> _Gathered:
+    """Every matching event, newest first in pages, folded into its groups."""
+    gathered = _Gathered(groups={})
+    held = 0
+    async for page in _pages(ctx, event_filter):
         for event in page:
             if all(matches(c, event.properties) for c in query.comparisons):
                 held += _add(ctx, gathered, query, event, tz)
@@ -254,9 +251,7 @@ async def _scan(
                         errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
                         reason="too_many_values",
                     )
-        if len(page) < SCAN_PAGE:
-            return gathered
-        before = page[-1].id
+    return gathered
 
 
 def _add(
