@@ -23,10 +23,16 @@ from starlette.testclient import TestClient
 from eventstitch.app import EventstitchApp
 from eventstitch.columnar import segments
 from eventstitch.ids import now_ms
-from eventstitch.storage.records import EventRecord
-from tests.columnar.test_segments import _uuid7
+from tests.columnar.test_segments import past_event
 from tests.conftest import all_events, create_source
-from tests.query.test_insights_fuzz import close, expected_value, passes
+from tests.query.test_insights_fuzz import (
+    amounts,
+    close,
+    comparisons,
+    expected_value,
+    metrics,
+    passes,
+)
 from tests.query.test_property_keys_fuzz import clients
 
 pytestmark = pytest.mark.postgres
@@ -34,11 +40,6 @@ __all__ = ["clients"]  # the module-scoped pair of apps, shared
 
 HOUR = 3_600_000
 PARIS = ZoneInfo("Europe/Paris")
-amounts = st.one_of(
-    st.integers(-50, 50),
-    st.sampled_from([0.5, 2.25, -1.75, 1e3]),
-    st.sampled_from(["7", "", None, True]),
-)
 events = st.fixed_dictionaries(
     {
         "type": st.sampled_from(["order", "refund", "ping"]),
@@ -50,29 +51,11 @@ events = st.fixed_dictionaries(
         "hours_ago": st.sampled_from([0, -1, 1, 2, 3, 30]),  # -1: minutes ago
     }
 )
-NUMERIC = ("sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
-metrics = st.sampled_from(
-    ["count", "count_distinct:properties.plan", "count_distinct:source_id"]
-    + [f"{m}:properties.amount" for m in NUMERIC]
-)
 dimensions = st.lists(
     st.sampled_from(
         ["type", "source", "properties.plan", "properties.meta.host", "properties.amount", "hour"]
     ),
     max_size=3,
-    unique=True,
-)
-comparisons = st.lists(
-    st.sampled_from(
-        [
-            ("properties.amount[gt]", "0"),
-            ("properties.amount[lt]", "10"),
-            ("properties.plan[in]", "pro,free"),
-            ("properties.amount[exists]", "true"),
-            ("properties.plan", "pro"),
-        ]
-    ),
-    max_size=2,
     unique=True,
 )
 _runs = itertools.count()
@@ -115,17 +98,7 @@ def _store(client: TestClient, stored: list[dict[str, Any]], sources: list[str],
         else:
             at = this_hour - event["hours_ago"] * HOUR + rng.randrange(HOUR)
         past.append(
-            EventRecord(
-                id=_uuid7(at, run * 1000 + n),
-                type=event["type"],
-                source_id=sources[event["source"]],
-                received_ms=at,
-                profile_less=True,
-                profile_id=None,
-                session_id=None,
-                properties=body,
-                context={},
-            )
+            past_event(at, run * 1000 + n, event["type"], body, source=sources[event["source"]])
         )
 
     async def write() -> None:

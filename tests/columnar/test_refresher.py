@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import orjson
 import pytest
 
 from eventstitch.columnar import segments
 from eventstitch.columnar.lock import writer_lock
 from eventstitch.context import AppContext
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
-from eventstitch.query.schemas import event_json
 from eventstitch.storage import BACKENDS, open_storage
-from eventstitch.storage.records import EventRecord
-from eventstitch.transfer.service import EventDigest
+from tests.columnar.test_segments import past_event, write_export
 from tests.conftest import API_TOKEN, LiveServer, all_events, make_config, start_server
 from tests.pg import backend_params, fresh_database_url
 
@@ -51,12 +48,6 @@ def database_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield {"EVENTSTITCH_DATABASE_URL": url} if url else {}
 
 
-def _uuid7(ms: int, n: int) -> str:
-    """A UUIDv7 of time `ms` (the store reads the receipt time back from the id)."""
-    text = f"{ms:012x}7000{0x8000 | (n >> 48):04x}{n & 0xFFFFFFFFFFFF:012x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
 def _import_past_events(
     data: Path, env: dict[str, str], tmp_path: Path, *, count: int, hours: int
 ) -> None:
@@ -68,29 +59,12 @@ def _import_past_events(
     assert made.returncode == 0, made.stderr
     rng = random.Random(count)
     start = now_ms() // HOUR * HOUR
-    digest = EventDigest()
-    lines = [orjson.dumps({"kind": "header", "format": "eventstitch-export", "version": 1})]
+    events = []
     for n in range(count):
         at = start - 1 - rng.randrange(hours * HOUR)
-        rendered = event_json(
-            EventRecord(
-                id=_uuid7(at, n),
-                type=rng.choice(TYPES),
-                source_id="shop",
-                received_ms=at,
-                profile_less=True,
-                profile_id=None,
-                session_id=None,
-                properties={"n": n, "pad": "x" * 200},
-                context={},
-            )
-        )
-        digest.add(rendered)
-        lines.append(orjson.dumps({"kind": "event", "event": rendered}))
-    summary = {"kind": "summary", "sources": 0, "profiles": 0}
-    lines.append(orjson.dumps({**summary, "events": digest.count, "checksum": digest.hexdigest}))
+        events.append(past_event(at, n, rng.choice(TYPES), {"n": n, "pad": "x" * 200}))
     dump = tmp_path / f"past-{count}.jsonl"
-    dump.write_bytes(b"\n".join(lines) + b"\n")
+    write_export(dump, events)
     done = _cli(data, env, "import", str(dump))
     assert done.returncode in (0, 1), done.stderr  # 1: the store also holds system events
 

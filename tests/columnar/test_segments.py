@@ -43,23 +43,29 @@ def _past_events(start: int) -> list[EventRecord]:
     events = []
     for n in range(300):
         at = start - rng.randrange(10 * HOUR)
-        events.append(
-            EventRecord(
-                id=_uuid7(at, n),
-                type=rng.choice(TYPES),
-                source_id="shop",
-                received_ms=at,
-                profile_less=True,
-                profile_id=None,
-                session_id=None,
-                properties={"n": n},
-                context={},
-            )
-        )
+        events.append(past_event(at, n, rng.choice(TYPES), {"n": n}))
     return events
 
 
-def _import(tmp_path: Path, events: list[EventRecord]) -> None:
+def past_event(
+    at: int, n: int, kind: str, properties: dict[str, Any], source: str = "shop"
+) -> EventRecord:
+    """An event of `source` received at `at`, profile-less, with a UUIDv7 of that time."""
+    return EventRecord(
+        id=_uuid7(at, n),
+        type=kind,
+        source_id=source,
+        received_ms=at,
+        profile_less=True,
+        profile_id=None,
+        session_id=None,
+        properties=properties,
+        context={},
+    )
+
+
+def write_export(dump: Path, events: list[EventRecord]) -> None:
+    """`events` as an export file `eventstitch import` takes, with its digest."""
     digest = EventDigest()
     lines = [orjson.dumps({"kind": "header", "format": "eventstitch-export", "version": 1})]
     for event in events:
@@ -68,8 +74,12 @@ def _import(tmp_path: Path, events: list[EventRecord]) -> None:
         lines.append(orjson.dumps({"kind": "event", "event": rendered}))
     summary = {"kind": "summary", "sources": 0, "profiles": 0}
     lines.append(orjson.dumps({**summary, "events": digest.count, "checksum": digest.hexdigest}))
-    dump = tmp_path / "past.jsonl"
     dump.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def _import(tmp_path: Path, events: list[EventRecord]) -> None:
+    dump = tmp_path / "past.jsonl"
+    write_export(dump, events)
     result = CliRunner().invoke(cli, ["import", str(dump)])
     assert result.exit_code in (0, 1), result.output  # the store also holds system events
 
@@ -212,16 +222,11 @@ def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
     day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
     rng = random.Random(7)
     events = [
-        EventRecord(
-            id=_uuid7(at, n),
-            type=rng.choice(TYPES),
-            source_id="shop",
-            received_ms=at,
-            profile_less=True,
-            profile_id=None,
-            session_id=None,
-            properties={"amount": rng.randrange(100), "plan": rng.choice(["free", "pro"])},
-            context={},
+        past_event(
+            at,
+            n,
+            rng.choice(TYPES),
+            {"amount": rng.randrange(100), "plan": rng.choice(["free", "pro"])},
         )
         for n, at in enumerate(sorted(day + rng.randrange(26 * HOUR) for _ in range(400)))
     ]
