@@ -116,18 +116,7 @@ def one_run(
         "EVENTSTITCH_COLUMNAR_REFRESH_SECONDS": "1" if refresher else "0",
         "EVENTSTITCH_COLUMNAR_REFRESH_IN": args.refresh_in,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "eventstitch",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(args.workers).split(",")[0],
-    ]
+    command = bench.serve_command(port, int(str(args.workers).split(",")[0]))
     server = bench.start(command, server_env, work / f"server-{port}.log")
     try:
         bench.wait_until_up(f"http://127.0.0.1:{port}/health", server)
