@@ -10,8 +10,10 @@ from eventstitch.columnar.shred import Manifest
 MANIFEST_SUFFIX = ".manifest.json"
 
 MAX_CACHED_MANIFESTS = 4096
-_manifests: dict[tuple[str, int], Manifest] = {}
-"""Manifests read, by file and size: segments never change, so one read per file per process;
+_manifests: dict[tuple[str, int, int, int], Manifest] = {}
+"""Manifests read, by segment file and its inode, modification time and size (a segment
+written again under its name is another file; sizes alone repeat, DuckDB files grow by whole
+blocks): segments never change, so one read per file per process;
 at most MAX_CACHED_MANIFESTS (parts and hours replaced by larger segments leave entries)."""
 
 
@@ -22,10 +24,10 @@ def manifest_path(segment: Path) -> Path:
 def read_manifest(segment: Path) -> Manifest | None:
     """A segment's manifest (cached), or None for one written before paths were columns."""
     try:
-        size = segment.stat().st_size
+        stat = segment.stat()
     except FileNotFoundError:
         return None
-    cache_key = (str(segment), size)
+    cache_key = (str(segment), stat.st_ino, stat.st_mtime_ns, stat.st_size)
     found = _manifests.get(cache_key)
     if found is None:
         try:
