@@ -147,6 +147,7 @@ def _attach(cursor: duckdb.DuckDBPyConnection, path: Path) -> _Attachment:
     found = _attached.get(path)
     if found is not None and found.identity != identity:
         _retired.append(_attached.pop(path))
+        _sweep(cursor)  # the old file detached before the new one takes its path, if unread
         found = None
     if found is None:
         found = _Attachment(_alias("seg"), identity)
