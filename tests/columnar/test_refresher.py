@@ -118,12 +118,12 @@ def _temporary_files(where: Path) -> list[str]:
 
 def _segment_files(where: Path) -> list[Path]:
     """The segments in the folder, whatever their span (hour, day, part of the open hour)."""
-    return [p for p in where.glob("*.duckdb") if re.match(r"^(hour|day|part)-", p.name)]
+    return [p for p in where.glob("*.parquet") if re.match(r"^(hour|day|part)-", p.name)]
 
 
 def _checkpoint(where: Path) -> int:
     try:
-        return int((where / "checkpoint").read_text().split()[0])
+        return int((where / "checkpoint").read_text())
     except (FileNotFoundError, ValueError):
         return 0
 
@@ -134,7 +134,7 @@ def _wait_for_checkpoint(where: Path, at_least: int, server: LiveServer) -> None
     while time.monotonic() < deadline:
         assert server.process.poll() is None, server.log_path.read_text()
         try:
-            if _checkpoint(where) >= at_least:
+            if int((where / "checkpoint").read_text()) >= at_least:
                 return
         except (FileNotFoundError, ValueError):
             pass

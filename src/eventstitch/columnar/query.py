@@ -1,4 +1,4 @@
-"""Insights from the segments: one DuckDB query over the segments of sealed hours and
+"""Insights from the Parquet segments: one DuckDB query over the segments of sealed hours and
 the hot tail (events after them, read from the store and staged the same way), so every
 aggregate (percentiles and distinct counts included) is computed once over all the events.
 
@@ -20,11 +20,10 @@ import duckdb
 import orjson
 
 from eventstitch import paths
-from eventstitch.columnar import engine, segment_files
+from eventstitch.columnar import parquet
 from eventstitch.columnar.manifests import read_manifest
 from eventstitch.columnar.shred import (
     MISSING,
-    Manifest,
     canonical,
     column_id,
     key_of,
@@ -128,7 +127,7 @@ def answer(
     files: list[Path],
     staged_tail: Path | None,
     needed: dict[str, tuple[PropertyPath, str]],
-    limits: engine.Limits,
+    limits: parquet.Limits,
     event_filter: EventFilter,
     query: InsightQuery,
     until_ms: int,
@@ -138,135 +137,80 @@ def answer(
     """The groups, the number of events and whether groups were cut at `max_groups`, over the
     segments before `until_ms` and the staged tail. `bounds` are the starts of the time
     buckets when the time dimension is not a plain UTC width."""
-    cursor = engine.connect(limits)
+    rows = _Sql()
+    rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
+    where = _Sql()
+    where_text = _conditions(where, query, event_filter)
+    filtered = f" WHERE {where_text}" if where_text else ""
+    cursor = parquet.connect(limits)
     try:
-        with segment_files.reading(cursor, files) as tables:
-            manifests = [read_manifest(f) for f in files]
-            if any(m is None for m in manifests):
-                raise FileNotFoundError("a segment went away")  # the caller lists again
-            read = list(zip(tables, [m for m in manifests if m is not None], strict=True))
-            found, width = _run(
-                cursor, read, staged_tail, needed, event_filter, query, until_ms, bounds,
-                max_groups,
-            )  # fmt: skip
+        kept = None
+        if query.top is not None:
+            kept = _top_values(cursor, rows_text, filtered, rows.params + where.params, query)
+        keyed = _Sql()
+        keys = _keys(keyed, query, bounds, kept)
+        joined = "ev"
+        if bounds is not None:
+            joined = "ev ASOF JOIN (SELECT unnest(?::BIGINT[]) AS bucket) AS b ON ev.ms >= b.bucket"
+            keyed.params.append(bounds)
+        select = ", ".join([*keys, "count(*)", *_aggregates(query)])
+        group = " GROUP BY ALL" if keys else ""
+        text = (
+            f"WITH ev AS ({rows_text}) SELECT {select} FROM {joined}{filtered}{group} "
+            f"LIMIT {int(max_groups) + 1}"
+        )
+        found = cursor.execute(text, rows.params + keyed.params + where.params).fetchall()
     finally:
         cursor.close()
     groups: dict[Key, Group] = {}
     total = 0
     for record in found[:max_groups]:
-        key = tuple(_key_part(query, at, part) for at, part in enumerate(record[:width]))
-        groups[key] = _group(query, record[width], record[width + 1 :])
+        key = tuple(_key_part(query, at, part) for at, part in enumerate(record[: len(keys)]))
+        groups[key] = _group(query, record[len(keys)], record[len(keys) + 1 :])
         total += groups[key].count
     for record in found[max_groups:]:
-        total += record[width]
+        total += record[len(keys)]
     return groups, total, len(found) > max_groups
-
-
-def _run(
-    cursor: duckdb.DuckDBPyConnection,
-    tables: list[tuple[str, Manifest]],
-    staged_tail: Path | None,
-    needed: Needed,
-    event_filter: EventFilter,
-    query: InsightQuery,
-    until_ms: int,
-    bounds: list[int] | None,
-    max_groups: int,
-) -> tuple[list[tuple[Any, ...]], int]:
-    """The statement's rows (keys, count, aggregates) and how many keys each has."""
-    rows = _Sql()
-    rows_text = _rows(rows, tables, staged_tail, needed, query, event_filter, until_ms)
-    where = _Sql()
-    where_text = _conditions(where, query, event_filter)
-    filtered = f" WHERE {where_text}" if where_text else ""
-    kept = None
-    if query.top is not None:
-        kept = _top_values(cursor, rows_text, filtered, rows.params + where.params, query)
-    keyed = _Sql()
-    keys = _keys(keyed, query, bounds, kept)
-    joined = "ev"
-    if bounds is not None:
-        joined = "ev ASOF JOIN (SELECT unnest(?::BIGINT[]) AS bucket) AS b ON ev.ms >= b.bucket"
-        keyed.params.append(bounds)
-    select = ", ".join([*keys, "count(*)", *_aggregates(query)])
-    group = " GROUP BY ALL" if keys else ""
-    text = (
-        f"WITH ev AS ({rows_text}) SELECT {select} FROM {joined}{filtered}{group} "
-        f"LIMIT {int(max_groups) + 1}"
-    )
-    found = cursor.execute(text, rows.params + keyed.params + where.params).fetchall()
-    return found, len(keys)
-
-
-def _columns(cid: str, kinds: str, skipped: bool) -> list[str]:
-    """A path's columns as one segment holds them (`kinds`, from its manifest), the ones it
-    lacks as NULL; with `skipped`, `s_` too: the text of values that are not numbers, read
-    only from segments where the path held some (a numeric path's text is not read)."""
-    out = [
-        f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}",
-        f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}",
-        f"f_{cid}" if "f" in kinds else f"CAST(NULL AS DOUBLE) AS f_{cid}",
-    ]
-    if skipped:
-        numbers = [f"{c}_{cid} IS NULL" for c in "if" if c in kinds]
-        if "s" not in kinds:
-            out.append(f"CAST(NULL AS VARCHAR) AS s_{cid}")
-        elif numbers:
-            out.append(f"CASE WHEN {' AND '.join(numbers)} THEN t_{cid} END AS s_{cid}")
-        else:
-            out.append(f"t_{cid} AS s_{cid}")
-    return out
 
 
 def _rows(
     sql: _Sql,
-    tables: list[tuple[str, Manifest]],
+    files: list[Path],
     staged_tail: Path | None,
-    needed: Needed,
-    query: InsightQuery,
+    needed: dict[str, tuple[PropertyPath, str]],
     event_filter: EventFilter,
     until_ms: int,
 ) -> str:
-    """The events in range as rows of (ms, type, source_id, and each needed path's columns):
-    the segments' tables, one SELECT each, then the staged tail."""
-    metric = _cid(query.metric.path) if _skips(query) else None
+    """The events in range as rows of (ms, type, source_id, and each needed path's columns)."""
     parts: list[str] = []
-    if tables:
-        selects = []
-        for table, manifest in tables:
-            columns = ["received_ms AS ms", "type", "source_id"]
-            for cid, (path, _) in needed.items():
-                kinds = manifest.columns[key_of(path) or ""] if manifest.reads(path) else ""
-                columns += _columns(cid, kinds, cid == metric)
-            selects.append(f"SELECT {', '.join(columns)} FROM {table}")
-        where = [f"ms < {sql.bind(until_ms)}"]
+    if files:
+        columns = ["received_ms AS ms", "type", "source_id"]
+        for cid, (_, kinds) in needed.items():
+            columns.append(f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}")
+            columns.append(f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}")
+            columns.append(f"f_{cid}" if "f" in kinds else f"CAST(NULL AS DOUBLE) AS f_{cid}")
+        source = f"read_parquet({sql.bind([str(f) for f in files])}, union_by_name = true)"
+        where = [f"received_ms < {sql.bind(until_ms)}"]
         if event_filter.since_ms is not None:
-            where.append(f"ms >= {sql.bind(event_filter.since_ms)}")
+            where.append(f"received_ms >= {sql.bind(event_filter.since_ms)}")
         if event_filter.types:
             where.append(f"type IN ({sql.binds(event_filter.types)})")
         if event_filter.source_ids:
             where.append(f"source_id IN ({sql.binds(event_filter.source_ids)})")
-        union = " UNION ALL ".join(selects)
-        parts.append(f"SELECT * FROM ({union}) WHERE {' AND '.join(where)}")
+        parts.append(f"SELECT {', '.join(columns)} FROM {source} WHERE {' AND '.join(where)}")
     if staged_tail is not None:
         types = {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR"}
-        listed = ["ms", "type", "source_id"]
         for cid in needed:
             types |= {f"t_{cid}": "VARCHAR", f"i_{cid}": "BIGINT", f"f_{cid}": "DOUBLE"}
-            listed += _columns(cid, "tifs", cid == metric)
         spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+        listed = ", ".join(types)
         parts.append(
-            f"SELECT {', '.join(listed)} FROM read_json({sql.bind(str(staged_tail))}, "
+            f"SELECT {listed} FROM read_json({sql.bind(str(staged_tail))}, "
             f"format = 'newline_delimited', columns = {spec})"
         )
     if not parts:
         return "SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id LIMIT 0"
-    return " UNION ALL ".join(parts)
-
-
-def _skips(query: InsightQuery) -> bool:
-    """Whether the metric is over a path's numbers, counting the values it skips."""
-    return query.metric.kind not in ("count", "count_distinct") and query.metric.path is not None
+    return " UNION ALL BY NAME ".join(parts)
 
 
 def _number(cid: str) -> str:
@@ -368,7 +312,7 @@ def _aggregates(query: InsightQuery) -> list[str]:
         cid = _cid(metric.path)
         return [f"count(DISTINCT t_{cid}) FILTER (WHERE t_{cid} <> 'null')"]
     cid = _cid(metric.path)
-    counted = [f"count(s_{cid})", f"count(i_{cid})", f"count(f_{cid})"]
+    counted = [f"count(t_{cid})", f"count(i_{cid})", f"count(f_{cid})"]
     if metric.kind in ("sum", "avg"):
         return [*counted, f"sum(i_{cid})", f"fsum(f_{cid})"]
     if metric.kind in ("min", "max"):
@@ -385,8 +329,8 @@ def _group(query: InsightQuery, count: int, values: Sequence[Any]) -> Group:
         return group
     if kind == "count_distinct":
         return Group(count=int(count), fixed=True, value=int(values[0]))
-    skipped, ints, floats = (int(v) for v in values[:3])
-    group.skipped = skipped
+    present, ints, floats = (int(v) for v in values[:3])
+    group.skipped = present - ints - floats
     group.fixed = True
     numbers = ints + floats
     if not numbers:

@@ -27,9 +27,8 @@ import orjson
 from eventstitch import paths
 from eventstitch.storage.records import PropertyPath
 
-MANIFEST_VERSION = 3
-"""The layout of segments: 2 has `received_ms` and typed columns, 3 says of each column
-whether it held anything but numbers (`s`)."""
+MANIFEST_VERSION = 2
+"""The layout of segments: 2 has `received_ms` and typed columns."""
 TRACKED_FACTOR = 4
 """How many distinct paths a segment write tracks, as a multiple of the columns it keeps; past
 it the segment is marked incomplete (a payload with a fresh key per event cannot grow memory)."""
@@ -73,8 +72,7 @@ class Manifest:
     """What one segment holds, as saved next to it."""
 
     columns: dict[str, str] = field(default_factory=dict)
-    """Manifest key → which typed columns exist: a string of `t`, `i`, `f`, and `s` when some
-    value was not a number (then a numeric metric counts what it skips from the text)."""
+    """Manifest key → which typed columns exist: a string of `t`, `i`, `f`."""
     inner: set[str] = field(default_factory=set)
     arrays: set[str] = field(default_factory=set)
     complete: bool = True
@@ -180,8 +178,7 @@ class Collector:
             self.seen[key] += 1
             typed = typed_columns(column_id(key), value)
             out |= typed
-            kinds = {name[0] for name in typed if name[0] != "t"} or {"s"}
-            self.kinds.setdefault(key, set()).update(kinds)
+            self.kinds.setdefault(key, set()).update(name[0] for name in typed if name[0] != "t")
 
     def _note(self, where: set[str], key: str) -> None:
         if key in where:

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import orjson
 
-from eventstitch.columnar import engine, segments
+from eventstitch.columnar import parquet, segments
 from eventstitch.columnar import query as columnar
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, query_too_slow
@@ -120,7 +120,7 @@ async def _from_rollup(
 async def _from_segments(
     ctx: AppContext, event_filter: EventFilter, query: InsightQuery, tz: tzinfo
 ) -> _Gathered | None:
-    """Any metric from the segments and the hot tail after them, in one DuckDB query
+    """Any metric from the Parquet segments and the hot tail after them, in one DuckDB query
     (columnar/query.py); None when segments cannot answer exactly (fields that change after an
     event is stored, such as its profile, paths under `[*]`, a segment without the path as a
     column), and another engine answers."""
@@ -134,7 +134,7 @@ async def _from_segments(
                 errors=[{"field": "metric", "limit": ctx.config.columnar_memory_mb}],
                 reason="too_many_values",
             ) from None
-        except (duckdb.IOException, FileNotFoundError):
+        except duckdb.IOException:
             if attempt == 2:
                 raise
             # segments put into a larger one meanwhile were deleted: read the listing again
@@ -178,7 +178,7 @@ async def _segments_once(
             files=files,
             staged_tail=staged,
             needed=needed,
-            limits=engine.Limits.of(ctx.config),
+            limits=parquet.Limits.of(ctx.config),
             event_filter=event_filter,
             query=query,
             until_ms=until,

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from eventstitch.columnar import engine, parquet
+from eventstitch.columnar import parquet
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, clip
 from eventstitch.ids import iso_to_ms
@@ -119,7 +119,7 @@ async def export_parquet(
     return await parquet.write(
         events=iter_events(ctx=ctx, event_filter=event_filter),
         target=target,
-        limits=engine.Limits.of(ctx.config),
+        limits=parquet.Limits.of(ctx.config),
         progress=progress,
     )
 
