@@ -2,8 +2,9 @@
 shape of columnar/shred.py: JSON text, integers, floats, most of them NULL in most rows)
 written both ways, 30 day files of `--rows-per-day` rows, then the aggregates of
 bench/insights_query.py timed over all of them: Parquet through one `read_parquet` of every
-file (as the Parquet segments were read), DuckDB files attached read-only and read with one
-SELECT each under UNION ALL (as columnar/query.py reads segments now).
+file (as columnar/query.py reads the segments), DuckDB files attached read-only and read
+with one SELECT each under UNION ALL (as a trial of DuckDB-file segments did; measured on the
+10 million realistic events too, and not adopted: docs/benchmarks.md).
 
     .venv/bin/python bench/segment_format.py [--rows-per-day 333333] [--repeats 5] [--threads 2]
 """
