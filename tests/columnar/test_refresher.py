@@ -212,14 +212,7 @@ def test_two_workers_answer_the_same_counts_written_by_one_process_and_count_the
         assert all(counts == expected for _, counts in answers)
 
         # One writer at a time: the rounds that wrote, from whichever worker, never overlap.
-        rounds = sorted(
-            (float(began), float(ended), pid)
-            for pid, began, ended in re.findall(
-                r"wrote \d+ segment\(s\) in process (\d+) holding the folder from "
-                r"([\d.]+) to ([\d.]+)",
-                server.log_path.read_text(),
-            )
-        )
+        rounds = _written_rounds(server)
         assert rounds, server.log_path.read_text()
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(rounds)), rounds
 
@@ -235,6 +228,24 @@ def test_two_workers_answer_the_same_counts_written_by_one_process_and_count_the
             assert counts == expected_now
     finally:
         server.stop()
+
+
+def _written_rounds(server: LiveServer) -> list[tuple[float, float, str]]:
+    """The refresher's rounds that wrote, from the log: (began, ended, pid), sorted. Polled
+    (bounded): the round's child writes the checkpoint before the worker logs the round."""
+    deadline = time.monotonic() + 60
+    while True:
+        rounds = sorted(
+            (float(began), float(ended), pid)
+            for pid, began, ended in re.findall(
+                r"wrote \d+ segment\(s\) in process (\d+) holding the folder from "
+                r"([\d.]+) to ([\d.]+)",
+                server.log_path.read_text(),
+            )
+        )
+        if rounds or time.monotonic() > deadline:
+            return rounds
+        time.sleep(0.2)
 
 
 def _received(server: LiveServer, event_id: str) -> dict[str, Any]:
