@@ -28,6 +28,7 @@ from eventstitch.errors import (
     error_body,
     query_too_slow,
 )
+from eventstitch.heap import PAUSES, freeze_startup_objects
 from eventstitch.identity.routes import router as profiles_router
 from eventstitch.ingest.openapi import with_links
 from eventstitch.ingest.routes import (
@@ -163,8 +164,9 @@ def build_api(ctx: AppContext, api_token: str) -> FastAPI:
 class EventstitchApp:
     """The ASGI callable that uvicorn serves."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, server_process: bool = False) -> None:
         self.config = config
+        self.server_process = server_process
         self.ctx = AppContext.build(config, open_storage(config))
         token, _ = ensure_api_token(config)
         self.api = build_api(self.ctx, token)
@@ -181,6 +183,10 @@ class EventstitchApp:
         await self.ctx.storage.start()
         self.ctx.rejections.start()
         self.refresher.start()
+        if self.server_process:  # not in a test or a tool that hosts the app in its own heap
+            PAUSES.install()
+            frozen = freeze_startup_objects()
+            log.debug("froze %d start-up objects out of the collector's full collections", frozen)
 
     async def shutdown(self) -> None:
         await self.refresher.close()
@@ -234,3 +240,10 @@ class EventstitchApp:
 def create_app(config: Config | None = None) -> EventstitchApp:
     """ASGI factory (`uvicorn --factory eventstitch.app:create_app`); settings from the env."""
     return EventstitchApp(config or load_config())
+
+
+def create_server_app() -> EventstitchApp:
+    """The factory `eventstitch serve` runs in each worker: the app of a process that serves
+    it and nothing else, so its start-up objects are frozen out of the collector's sight
+    (heap.py)."""
+    return EventstitchApp(load_config(), server_process=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -116,6 +116,16 @@ class RouteStats:
             return self.accepted, list(self.buckets), self.seconds
 
 
+def cumulative_buckets(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    """Observations per bucket as a Prometheus histogram's cumulative `le` buckets."""
+    cumulative, buckets = 0, []
+    for bound, count in zip(bounds, counts, strict=True):
+        cumulative += count
+        le = floatToGoString(bound)  # type: ignore[no-untyped-call]  # untyped upstream
+        buckets.append((le, float(cumulative)))
+    return buckets
+
+
 class IngestCollector(Collector):
     """`eventstitch_events_accepted_total{route}` and `eventstitch_ingest_seconds{route}`."""
 
@@ -142,13 +152,8 @@ class IngestCollector(Collector):
         )
         for name, stats in list(self._routes.items()):
             total, counts, seconds = stats.snapshot()
-            cumulative, buckets = 0, []
-            for bound, count in zip(stats.bounds, counts, strict=True):
-                cumulative += count
-                le = floatToGoString(bound)  # type: ignore[no-untyped-call]  # untyped upstream
-                buckets.append((le, float(cumulative)))
             accepted.add_metric([name], float(total))
-            latency.add_metric([name], buckets, seconds)
+            latency.add_metric([name], cumulative_buckets(stats.bounds, counts), seconds)
         yield accepted
         yield latency
 

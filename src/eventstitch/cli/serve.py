@@ -74,7 +74,7 @@ def _sqlite_writer(config: Config) -> WriterProcess | None:
 
 def _run_uvicorn(config: Config) -> None:
     uvicorn.run(
-        "eventstitch.app:create_app",
+        "eventstitch.app:create_server_app",
         factory=True,
         host=config.host,
         port=config.port,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstitch.files import private_dir
+from eventstitch.heap import freeze_startup_objects
 from eventstitch.storage.records import EventRecord
 from eventstitch.storage.shared.jobs import EventJob, group_jobs
 from eventstitch.storage.sqlite.writer import SqliteWriter
@@ -284,6 +285,7 @@ def _main(path: Path) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    freeze_startup_objects()
     print("ready", flush=True)
     try:
         server.run()
