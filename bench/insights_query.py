@@ -41,6 +41,7 @@ from eventstitch.columnar import segments
 from eventstitch.config import load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError
+from eventstitch.heap import freeze_startup_objects
 from eventstitch.ids import now_ms
 from eventstitch.query import insights
 from eventstitch.query.insight_params import parse_query, split_property_params
@@ -316,6 +317,9 @@ async def main() -> int:
     try:
         await write_segments(ctx, fresh)
         print(f"peak RSS after the segments: {peak_rss_mb():.0f} MB")
+        # What `serve` does once its start-up is over (src/eventstitch/heap.py): without it
+        # the collector walks this process's whole heap while an answer's rows are built.
+        freeze_startup_objects()
         newest = await ctx.storage.events.list_page(EventFilter(), limit=1, before_id=None)
         last = newest[0].received_ms if newest else now_ms()
         week = last // HOUR_MS * HOUR_MS + HOUR_MS - 7 * DAY_MS

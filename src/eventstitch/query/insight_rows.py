@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
 
 from eventstitch.query import buckets
-from eventstitch.query.insight_params import PERCENTILES, InsightQuery, is_number
+from eventstitch.query.insight_params import PERCENTILES, Dimension, InsightQuery, is_number
 
 Key = tuple[Any, ...]
 OTHER = ("other",)
@@ -39,6 +40,11 @@ class Group:
         self.skipped += other.skipped
         self.numbers += other.numbers
         self.distinct |= other.distinct
+
+
+EMPTY = Group()
+"""The group of an interval without events, shared by every such key of an answer: read,
+never merged into (`fold_top` merges into groups of its own)."""
 
 
 def fold_top(query: InsightQuery, groups: dict[Key, Group]) -> dict[Key, Group]:
@@ -100,29 +106,60 @@ def percentile(ordered: list[int | float], fraction: float) -> float:
     return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
 
 
-def row(query: InsightQuery, key: Key, group: Group, tz: tzinfo) -> dict[str, Any]:
-    """One group as a row of the answer: its dimensions, count and metric."""
-    answer: dict[str, Any] = {}
-    for dim, part in zip(query.by, key, strict=True):
-        if part == OTHER:
-            answer[dim.label] = "other"
-            answer["other"] = True
-        elif dim.is_time:
-            answer[dim.label] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
-        elif dim.kind == "property":
-            answer[dim.label] = orjson.loads(part)
-        else:
-            answer[dim.label] = part
-    answer["count"] = group.count
-    answer["value"] = metric_value(query, group)
-    if query.metric.kind not in ("count", "count_distinct"):
-        answer["skipped"] = group.skipped
-    return answer
+def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[dict[str, Any]]:
+    """The groups as the rows of the answer, in their order: each row its dimensions, count and
+    metric. A distinct value is ranked and labelled once, not once a row: 30 days by hour and
+    type is 14 400 rows over 720 hours and 20 types (docs/benchmarks.md)."""
+    ranks: dict[tuple[type, Any], tuple[int, Any]] = {}
+
+    def rank(part: Any) -> tuple[int, Any]:
+        known = (type(part), part)  # True and 1 are equal keys, but rank apart
+        found = ranks.get(known)
+        if found is None:
+            found = ranks[known] = sort_value(part)
+        return found
+
+    ordered = sorted(groups.items(), key=lambda item: tuple(map(rank, item[0])))
+    names = [dim.label for dim in query.by]
+    labellers = [_labeller(dim, tz) for dim in query.by]
+    numeric = query.metric.kind not in ("count", "count_distinct")
+    rows: list[dict[str, Any]] = []
+    for key, group in ordered:
+        answer: dict[str, Any] = {}
+        for name, part, labeller in zip(names, key, labellers, strict=True):
+            if part == OTHER:
+                answer[name] = "other"
+                answer["other"] = True
+            else:
+                answer[name] = labeller(part)
+        answer["count"] = group.count
+        answer["value"] = metric_value(query, group)
+        if numeric:
+            answer["skipped"] = group.skipped
+        rows.append(answer)
+    return rows
 
 
-def order(item: tuple[Key, Group]) -> tuple[Any, ...]:
-    """The sort key of a group: its dimensions' values in a stable order."""
-    return tuple(sort_value(part) for part in item[0])
+def _labeller(dim: Dimension, tz: tzinfo) -> Callable[[Any], Any]:
+    """How one dimension's key parts read in a row: a time bucket as ISO 8601 in the zone, a
+    property value as the JSON it was (kept as bytes in keys), the rest as they are."""
+    if dim.is_time:
+        labels: dict[int, str] = {}
+
+        def time_label(part: int) -> str:
+            found = labels.get(part)
+            if found is None:
+                found = labels[part] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
+            return found
+
+        return time_label
+    if dim.kind == "property":
+        return orjson.loads  # a fresh value each row: an object or array is never shared
+    return _as_is
+
+
+def _as_is(part: Any) -> Any:
+    return part
 
 
 def sort_value(part: Any) -> tuple[int, Any]:

@@ -30,7 +30,7 @@ from eventstitch.query.insight_params import (
     is_number,
     matches,
 )
-from eventstitch.query.insight_rows import Group, Key, fold_top, order, row
+from eventstitch.query.insight_rows import EMPTY, Group, Key, fold_top, render
 from eventstitch.storage.errors import QueryTimeout
 from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy
 
@@ -68,7 +68,7 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
     if query.top is not None and not gathered.folded:
         groups = fold_top(query, groups)
-    rows = [row(query, key, group, tz) for key, group in sorted(groups.items(), key=order)]
+    rows = render(query, groups, tz)
     numeric = query.metric.kind not in ("count", "count_distinct")
     return {
         "metric": query.metric.label,
@@ -374,5 +374,7 @@ def _fill_series(
     filled = dict(groups)
     for rest in others:
         for bucket in series:
-            filled.setdefault((*rest[:at], bucket, *rest[at:]), Group())
+            key = (*rest[:at], bucket, *rest[at:])
+            if key not in filled:
+                filled[key] = EMPTY
     return filled
