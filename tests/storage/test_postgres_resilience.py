@@ -145,3 +145,23 @@ def test_an_unreachable_server_fails_start_at_once(tmp_path: Path, run: Run) -> 
     with pytest.raises(StorageUnavailable):
         run(storage.start())
     assert time.monotonic() - started < 15
+
+
+def sessions(app_name: str) -> int:
+    return len(admin("SELECT pid FROM pg_stat_activity WHERE application_name = %s", app_name))
+
+
+def test_a_start_refused_by_the_server_leaves_no_session_open(
+    run: Run, app_name: str, database_url: str
+) -> None:
+    # A commit time limit past what `statement_timeout` takes: the server refuses the writer's
+    # session setting, after the read pool and the writer's connection are open.
+    from eventstitch.storage.postgres.backend import PostgresStorage
+
+    storage = PostgresStorage(database_url, commit_timeout_s=10.0**10)
+    with pytest.raises(StorageUnavailable) as refused:
+        run(storage.start())
+    assert "statement_timeout" in str(refused.value)
+    # Asked while the refusal (and everything its frames hold) is still alive: a connection
+    # only the garbage collector would close shows here as a session.
+    assert sessions(app_name) == 0

@@ -102,9 +102,11 @@ class PostgresDb:
         try:
             await pool.open(wait=True, timeout=30)
             await self.writer.start()
-        except (psycopg.Error, PoolTimeout) as exc:
-            await pool.close()
-            raise StorageUnavailable(f"cannot reach the database: {exc}") from exc
+        except BaseException as exc:
+            await pool.close()  # whatever stopped the start, no connection is left open
+            if isinstance(exc, psycopg.Error | PoolTimeout):
+                raise StorageUnavailable(f"cannot reach the database: {exc}") from exc
+            raise
         self._pool = pool
         self._loop = asyncio.get_running_loop()
 
@@ -146,11 +148,15 @@ class PostgresDb:
     # -- connections -----------------------------------------------------------------------
     async def _connect_writer(self) -> Conn:
         conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        # The server stops a write stuck behind a lock before the writer gives up waiting.
-        await conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)",
-            (str(int(self._commit_timeout * 1000)),),
-        )
+        try:
+            # The server stops a write stuck behind a lock before the writer gives up waiting.
+            await conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (str(int(self._commit_timeout * 1000)),),
+            )
+        except BaseException:
+            await conn.close()  # not left for the garbage collector to find open
+            raise
         return conn
 
     # -- what the stores use ---------------------------------------------------------------

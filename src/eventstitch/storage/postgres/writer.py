@@ -105,19 +105,21 @@ class PostgresWriter:
         task, queue = self._task, self._queue
         if task is None or queue is None:
             return
-        if not task.done():
-            await queue.put(STOP)
-            await task
-        self._task = None
-        leftovers = []
-        while not queue.empty():
-            item = queue.get_nowait()
-            if item is not STOP:
-                leftovers.append(item)
-        settle_jobs(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        try:
+            if not task.done():
+                await queue.put(STOP)
+                await task
+        finally:
+            # Whatever ended the task (or cancelled this wait), the connection is closed and
+            # nothing queued is left waiting for an answer.
+            self._task = None
+            leftovers = []
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is not STOP:
+                    leftovers.append(item)
+            settle_jobs(leftovers, [StorageUnavailable("storage is closing") for _ in leftovers])
+            await self._drop()
 
     def depth(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
