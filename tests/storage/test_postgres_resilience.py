@@ -5,6 +5,7 @@ and carries on by itself once the database is back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -165,3 +166,30 @@ def test_a_start_refused_by_the_server_leaves_no_session_open(
     # Asked while the refusal (and everything its frames hold) is still alive: a connection
     # only the garbage collector would close shows here as a session.
     assert sessions(app_name) == 0
+
+
+def test_a_read_cancelled_midway_leaves_the_next_write_counting_its_rows(
+    store: Storage, run: Run
+) -> None:
+    """A lookup cancelled while its statements are in flight (a client gone, a shutdown) hands
+    its connection back to the pool; the writes after it still learn what they changed: a
+    deleted source is reported deleted, not missing."""
+
+    async def cancel_lookups_then_delete(rounds: int) -> list[bool]:
+        reported = []
+        for n in range(rounds):
+            name = f"gone{n}"
+            await store.sources.create(SourceRecord(name, name, "webhook", True, "", (), 1, 1))
+            for steps in range(8):  # cancelled after 0 to 7 turns of the loop: some mid-flight
+                lookup = asyncio.ensure_future(store.sources.get("hooks"))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                lookup.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lookup
+            reported.append(await store.sources.delete(name))
+        return reported
+
+    assert run(cancel_lookups_then_delete(20)) == [True] * 20
+    assert run(store.sources.get("gone0")) is None
+    assert run(store.sources.delete("gone0")) is False

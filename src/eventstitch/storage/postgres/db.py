@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -98,6 +99,7 @@ class PostgresDb:
             open=False,
             name="eventstitch-read",
             timeout=10,  # waiting longer for a connection than a query may run is pointless
+            reset=_out_of_pipeline,
         )
         try:
             await pool.open(wait=True, timeout=30)
@@ -222,6 +224,15 @@ class PostgresDb:
         """Run `call` inside the writer's next transaction (with the identity lock held when
         `identity`) and return its result."""
         return await self.home(lambda: self.writer.submit_call(call, identity=identity))
+
+
+async def _out_of_pipeline(conn: Conn) -> None:
+    """The pool's check of every connection handed back: one still in pipeline mode is closed,
+    not pooled. A read cancelled inside its pipeline (a client gone, a shutdown) hands its
+    connection back that way, and the next user's statements would then not wait for their
+    results: a DELETE's row count read -1, a lookup found nothing."""
+    if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        raise psycopg.InterfaceError("connection handed back in pipeline mode")
 
 
 def _connection_lost(exc: psycopg.Error) -> bool:
