@@ -184,8 +184,8 @@ class EventstitchApp:
         self.ctx.rejections.start()
         self.refresher.start()
         if self.server_process:  # not in a test or a tool that hosts the app in its own heap
-            PAUSES.install()
             frozen = freeze_startup_objects()
+            PAUSES.install()  # the pauses of serving, not the start-up's own full collection
             log.debug("froze %d start-up objects out of the collector's full collections", frozen)
 
     async def shutdown(self) -> None:
