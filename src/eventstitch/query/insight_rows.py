@@ -113,7 +113,7 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
     ranks: dict[tuple[type, Any], tuple[int, Any]] = {}
 
     def rank(part: Any) -> tuple[int, Any]:
-        known = (type(part), part)  # True and 1 are equal keys, but rank apart
+        known = (type(part), part)  # True == 1, but a boolean ranks before numbers
         found = ranks.get(known)
         if found is None:
             found = ranks[known] = sort_value(part)

@@ -1,0 +1,74 @@
+"""The rows of an insights answer: `render` ranks and labels each distinct value once, and
+must give exactly the rows and the order that ranking and labelling every row does (the rule
+in `sort_value` and `buckets.label`), whatever the mix of keys: JSON values of any kind,
+time buckets in any zone, booleans, the `other` of `top`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstitch.query import buckets
+from eventstitch.query.insight_params import parse_query
+from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, render, sort_value
+
+HOUR = 3_600_000
+
+json_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(-2, 2)
+    | st.text(alphabet="ab1", max_size=2)
+    | st.lists(st.integers(0, 1), max_size=2)
+)
+property_parts = json_values.map(orjson.dumps) | st.just(OTHER)
+hour_parts = st.integers(0, 48).map(lambda n: 1_767_225_600_000 + n * HOUR)
+flag_parts = st.booleans()
+
+
+def rendered_row_by_row(query: Any, groups: dict[Key, Group], tz: Any) -> list[dict[str, Any]]:
+    """The reference: every row ranked and labelled on its own."""
+    rows = []
+    for key, group in sorted(groups.items(), key=lambda i: tuple(sort_value(p) for p in i[0])):
+        row: dict[str, Any] = {}
+        for dim, part in zip(query.by, key, strict=True):
+            if part == OTHER:
+                row[dim.label] = "other"
+                row["other"] = True
+            elif dim.is_time:
+                row[dim.label] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
+            elif dim.kind == "property":
+                row[dim.label] = orjson.loads(part)
+            else:
+                row[dim.label] = part
+        row["count"] = group.count
+        row["value"] = metric_value(query, group)
+        rows.append(row)
+    return rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(st.tuples(property_parts, hour_parts, flag_parts), max_size=40, unique=True),
+    counts=st.lists(st.integers(0, 5), min_size=40, max_size=40),
+    zone=st.sampled_from(["UTC", "Europe/Warsaw", "America/St_Johns", "Asia/Kathmandu"]),
+)
+def test_rows_are_those_of_ranking_and_labelling_each_row(
+    keys: list[tuple[Any, int, bool]], counts: list[int], zone: str
+) -> None:
+    query = parse_query(
+        metric=None,
+        by="properties.plan,hour,profile_less",
+        tz=zone,
+        top=None,
+        comparisons=(),
+        max_groups=1000,
+    )
+    tz = buckets.zone(query.tz)
+    groups = {key: Group(count=n) for key, n in zip(keys, counts, strict=False)}
+    assert render(query, groups, tz) == rendered_row_by_row(query, groups, tz)
