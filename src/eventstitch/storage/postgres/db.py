@@ -230,7 +230,7 @@ async def _out_of_pipeline(conn: Conn) -> None:
     """The pool's check of every connection handed back: one still in pipeline mode is closed,
     not pooled. A read cancelled inside its pipeline (a client gone, a shutdown) hands its
     connection back that way, and the next user's statements would then not wait for their
-    results: a DELETE's row count read -1, a lookup found nothing."""
+    results: a DELETE's row count read -1, so a deleted source was reported missing."""
     if conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
         raise psycopg.InterfaceError("connection handed back in pipeline mode")
 
