@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gc
-import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -17,6 +16,7 @@ from eventstitch.heap import CollectorPauses, freeze_startup_objects
 from eventstitch.storage import BACKENDS
 from tests.conftest import all_events, create_source, start_server
 from tests.pg import backend_params, fresh_database_url
+from tests.rejections.test_flood import samples
 
 EVENTS = 600
 
@@ -26,17 +26,6 @@ def unfrozen() -> Iterator[None]:
     """The test process's heap as it was: whatever a test froze is handed back afterwards."""
     yield
     gc.unfreeze()
-
-
-def _sample(metrics: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = rf"^{re.escape(name)}(\{{{re.escape(wanted)}\}})? (\S+)$" if wanted else None
-    for line in metrics.splitlines():
-        if pattern and (match := re.match(pattern, line)) and match.group(1):
-            return float(match.group(2))
-        if not wanted and line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} {labels} not on /metrics")
 
 
 @pytest.mark.e2e
@@ -63,15 +52,17 @@ def test_a_server_freezes_its_start_up_objects_and_shows_its_collector_pauses(
                 assert len(all_events(http, source_id="hooks")) == EVENTS
         finally:
             server.stop()
+    found = samples(metrics)  # a sample missing from /metrics fails here (KeyError)
     # The modules, the app and its settings: tens of thousands of objects no full collection
     # walks any more.
-    assert _sample(metrics, "eventstitch_gc_frozen_objects") > 10_000
+    assert found[("eventstitch_gc_frozen_objects", ())] > 10_000
     # Handling the events allocated enough for the youngest generation to be collected, timed.
-    assert _sample(metrics, "eventstitch_gc_pause_seconds_count", generation="0") > 0
-    assert _sample(metrics, "eventstitch_gc_pause_seconds_sum", generation="0") > 0
-    full = _sample(metrics, "eventstitch_gc_pause_seconds_count", generation="2")
-    assert full == _sample(
-        metrics, "eventstitch_gc_pause_seconds_bucket", generation="2", le="+Inf"
+    assert found[("eventstitch_gc_pause_seconds_count", (("generation", "0"),))] > 0
+    assert found[("eventstitch_gc_pause_seconds_sum", (("generation", "0"),))] > 0
+    full = found[("eventstitch_gc_pause_seconds_count", (("generation", "2"),))]
+    assert (
+        full
+        == found[("eventstitch_gc_pause_seconds_bucket", (("generation", "2"), ("le", "+Inf")))]
     )
 
 
