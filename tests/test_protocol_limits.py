@@ -305,3 +305,28 @@ def test_a_500_says_connection_close_and_the_next_request_succeeds(
         finally:
             repair_events_table(database_url, live.data_dir)
         assert client.get("/api/events", params={"source_id": source}).status_code == 200
+
+
+def test_a_trusted_proxy_names_the_client_and_the_next_request_on_its_connection_does_not(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    """`serve` trusts a proxy on 127.0.0.1 (uvicorn's default): its `X-Forwarded-For` names
+    the client stored with the event, whatever the header's case. The middleware that reads it
+    runs only for requests that carry it, so the next request on the same kept-alive
+    connection, without the header, keeps the socket's own address."""
+    live = server[0]
+    sent = [
+        {"X-Forwarded-For": "203.0.113.9"},
+        {},
+        {"x-forwarded-for": "198.51.100.7, 127.0.0.1"},
+        {"X-Forwarded-Proto": "https"},
+    ]
+    with live.client() as client:
+        for number, headers in enumerate(sent):
+            response = client.post(
+                f"/collect/proxied/{source}", json={"n": number}, headers=headers
+            )
+            assert response.status_code == 200, response.text
+        events = stored_events(client, source_id=source, type="proxied")
+    clients = {event["properties"]["n"]: event["context"]["client"] for event in events}
+    assert clients == {0: "203.0.113.9", 1: "127.0.0.1", 2: "198.51.100.7", 3: "127.0.0.1"}

@@ -126,13 +126,13 @@ def parse_body(
 ) -> tuple[dict[str, Any], str]:
     """The event's properties from a body, and what kind of JSON value the body was."""
     media, charset = split_content_type(content_type)
-    if not body.strip():
+    if not body or body.isspace():  # as `not body.strip()`, without copying the body
         return {}, "empty"
     if media == "application/x-www-form-urlencoded":
         charset = charset or "utf-8"
         return parse_form(_decode(body, charset), encoding=charset, field="body"), "form"
-    value = parse_json_body(
-        body, content_type, max_depth=max_depth, supported=SUPPORTED_MEDIA_TYPES
+    value = _parse_json_as(
+        body, media, charset, max_depth=max_depth, supported=SUPPORTED_MEDIA_TYPES
     )
     if isinstance(value, dict):
         return value, "object"
@@ -149,6 +149,13 @@ def parse_json_body(
     """A body that must be JSON: its content type one that says so (or `text/plain`, as
     `sendBeacon` sends, or none), else a 415 naming the type."""
     media, charset = split_content_type(content_type)
+    return _parse_json_as(body, media, charset, max_depth=max_depth, supported=supported)
+
+
+def _parse_json_as(
+    body: bytes, media: str, charset: str | None, *, max_depth: int, supported: tuple[str, ...]
+) -> Any:
+    """`parse_json_body` with the content type already split."""
     if media in ("", "text/plain", "application/json") or (
         media.startswith("application/") and media.endswith("+json")
     ):
@@ -205,9 +212,10 @@ def _may_hold_numbers_out_of_range(data: bytes | str) -> bool:
     only such a body can hold an integer beyond signed 64 bits or a float out of range."""
     if isinstance(data, bytes):
         shape = data.translate(_NUMBER_SHAPE)
-        return any(shape.find(long) >= 0 for long in _LONG_NUMBER_SHAPES)
+        long_run, exponent, signed_exponent = _LONG_NUMBER_SHAPES
+        return long_run in shape or exponent in shape or signed_exponent in shape
     text = data.translate(_NUMBER_SHAPE_TEXT)
-    return any(text.find(long) >= 0 for long in _LONG_NUMBER_SHAPES_TEXT)
+    return any(long in text for long in _LONG_NUMBER_SHAPES_TEXT)
 
 
 def _refuse_numbers_out_of_range(data: bytes | str) -> None:

@@ -57,6 +57,11 @@ async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit:
     for name, value in headers:
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             raise too_large(limit)
+    return await _receive_body(receive, limit)
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
+    """The body's messages joined, refusing with 413 once they exceed `limit`."""
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone
@@ -119,10 +124,15 @@ async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes
     """The request body with its `Content-Encoding` undone, the limit holding for the bytes
     sent and for the decoded ones (415 for a coding not supported, before reading). A body
     that does not decode is left in the scope as sent, for the rejection record."""
-    headers: list[tuple[bytes, bytes]] = scope["headers"]
-    declared = [value.decode("latin-1") for name, value in headers if name == b"content-encoding"]
+    declared: list[str] = []
+    for name, value in scope["headers"]:  # one pass for both headers, as read_body's
+        if name == b"content-length":
+            if value.isdigit() and int(value) > limit:
+                raise too_large(limit)
+        elif name == b"content-encoding":
+            declared.append(value.decode("latin-1"))
     encoding = encoding_of(", ".join(declared)) if declared else None
-    body = await read_body(receive, headers, limit)
+    body = await _receive_body(receive, limit)
     if encoding is None or not body:
         return body
     try:

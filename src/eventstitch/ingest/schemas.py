@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventstitch.frozen import frozen_record
 
-@dataclass(frozen=True, slots=True)
+
+@frozen_record
 class RawRequest:
     """A request to an ingest route as it came off the wire (the body already read)."""
 
@@ -23,7 +25,7 @@ class RawRequest:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record
 class WebhookRequest(RawRequest):
     """A request to the webhook bridge, with the two parts of its path."""
 

@@ -12,6 +12,7 @@ from eventstitch.errors import (
     BadRequest,
     EventstitchError,
 )
+from eventstitch.frozen import frozen_record
 from eventstitch.identity.rules import Identification, identify
 from eventstitch.ids import new_event_id
 from eventstitch.ingest import shaping as shaping_rules
@@ -43,10 +44,12 @@ from eventstitch.storage.records import (
 )
 
 WEBHOOK_KINDS = frozenset({"webhook"})
+NOT_IDENTIFIED = Identification(None)
+"""The identification of every event whose source has no rules."""
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen_record
 class Collected:
     """What one delivery to the webhook bridge stored: its events (the first stored ones for
     repeated deliveries), which were repeats, and whether the source split it."""
@@ -129,7 +132,8 @@ async def _collect_from(
         if shaping is not None and shaping.redact:
             item = shaping_rules.redact(item, shaping.redact)
         event_type = _event_type(shaping, headers, item, path_type)
-        key = delivery_key(ctx, headers, item, delivery_from)
+        # Without a source's own place, the key is the delivery-wide header's, found above.
+        key = delivery_key(ctx, headers, item, delivery_from) if delivery_from else delivery_wide
         if split and key is not None and (delivery_from is None or _from_header(delivery_from)):
             key = f"{key}#{index}"  # one id for the delivery: each element its own
         elif split and key is None and delivery_wide is not None:
@@ -146,7 +150,12 @@ async def _collect_from(
                 profile_id=None,
                 session_id=None,
                 properties=item,
-                context={**context, **_skipped_rules(identification)},
+                # One event alone keeps the delivery's context; split ones each a copy.
+                context=(
+                    {**context, **_skipped_rules(identification)}
+                    if split or identification.skipped
+                    else context
+                ),
             )
         )
         claims.append(identification.claim)
@@ -273,7 +282,7 @@ def _identify(
 ) -> Identification:
     """The source's identification rules applied to one event (nothing when it has none)."""
     if not source.identification:
-        return Identification(None)
+        return NOT_IDENTIFIED
     identification = identify(
         properties, event_type, source.identification, source.traits, ctx.policy
     )

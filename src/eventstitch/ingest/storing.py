@@ -38,6 +38,8 @@ def delivery_key(
     found: Any = shaping_rules.find(spec, headers, properties) if spec else None
     if found is None or isinstance(found, dict | list | bool):
         found = None
+        if headers.keys().isdisjoint(DELIVERY_ID_HEADERS):  # most senders send none
+            return None
         for name in DELIVERY_ID_HEADERS:
             found = headers.get(name)
             if found is not None:

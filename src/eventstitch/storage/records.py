@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from eventstitch.frozen import frozen_record
 from eventstitch.paths import Path, label
 
 SourceKind = Literal["webhook", "tracker", "system"]
@@ -127,7 +128,7 @@ class Claim:
     the event is linked at ingest, not remembered for a later retroactive link."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record
 class EventRecord:
     """One stored event. `received_ms` is the time embedded in the UUIDv7 `id`."""
 
