@@ -330,3 +330,25 @@ def test_a_trusted_proxy_names_the_client_and_the_next_request_on_its_connection
         events = stored_events(client, source_id=source, type="proxied")
     clients = {event["properties"]["n"]: event["context"]["client"] for event in events}
     assert clients == {0: "203.0.113.9", 1: "127.0.0.1", 2: "198.51.100.7", 3: "127.0.0.1"}
+
+
+def test_answers_do_not_name_the_server_software(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    """Neither an event's answer, nor the API's, nor a refusal of the protocol's own says
+    which HTTP server runs (uvicorn's default `server` header is off); each still has a
+    `date`."""
+    live = server[0]
+    with live.client() as client:
+        answers = [
+            client.post(f"/collect/quiet/{source}", json={"a": 1}),
+            client.get("/api/sources"),
+            client.post("/collect/quiet/no-such-source", json={}),
+        ]
+    status, head, _, _ = exchange(
+        live, b"GET /" + b"a" * (MAX_URL_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert [answer.status_code for answer in answers] + [status] == [200, 200, 404, 414]
+    for headers in [dict(answer.headers) for answer in answers] + [head]:
+        assert "server" not in {name.lower() for name in headers}, headers
+        assert "date" in {name.lower() for name in headers}, headers
