@@ -352,3 +352,52 @@ def test_answers_do_not_name_the_server_software(
     for headers in [dict(answer.headers) for answer in answers] + [head]:
         assert "server" not in {name.lower() for name in headers}, headers
         assert "date" in {name.lower() for name in headers}, headers
+
+
+def read_answers(sock: socket.socket, count: int) -> list[int]:
+    """The statuses of `count` answers read off one connection, in order."""
+    received, statuses = b"", []
+    while len(statuses) < count:
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(statuses)} answers"
+            received += chunk
+        head, received = received.split(b"\r\n\r\n", 1)
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        length = int(headers["content-length"])
+        while len(received) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "closed in the middle of an answer"
+            received += chunk
+        received = received[length:]
+        statuses.append(int(status_line.split()[1]))
+    return statuses
+
+
+def test_pipelined_requests_each_keep_their_own_forwarded_client(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    """Requests written back to back in one packet (HTTP/1.1 pipelining) are queued by uvicorn
+    with the app chosen for each: only those whose head names a forwarded client get it. A
+    forwarded header in a chunked body's trailers names nobody."""
+    live = server[0]
+    target = f"/collect/pipelined/{source}"
+    requests = [
+        post(target, [("Host", "x"), ("X-Forwarded-For", "203.0.113.10")], b'{"n": 0}'),
+        post(target, [("Host", "x")], b'{"n": 1}'),
+        post(target, [("Host", "x"), ("x-forwarded-for", "203.0.113.12")], b'{"n": 2}'),
+        (
+            f"POST {target} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            '8\r\n{"n": 3}\r\n0\r\nX-Forwarded-For: 203.0.113.13\r\n\r\n'
+        ).encode("latin-1"),
+    ]
+    with socket.create_connection(("127.0.0.1", _port(live)), timeout=SOCKET_SECONDS) as sock:
+        sock.sendall(b"".join(requests))
+        assert read_answers(sock, len(requests)) == [200] * len(requests)
+    clients = {
+        event["properties"]["n"]: event["context"]["client"]
+        for event in events_of(live, source)
+        if event["type"] == "pipelined"
+    }
+    assert clients == {0: "203.0.113.10", 1: "127.0.0.1", 2: "203.0.113.12", 3: "127.0.0.1"}

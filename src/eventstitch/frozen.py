@@ -4,8 +4,9 @@ A frozen dataclass's `__init__` sets each field through `object.__setattr__`, ab
 field: an event's record alone cost 1.6 µs to build, against 0.55 µs slotted and unfrozen, and
 the ingest path builds several records per request (docs/benchmarks.md, "The ingest path, per
 request"). The records made per request take this decorator instead; mypy still refuses any
-assignment to their fields, so they stay values in the code. Only records that are never
-hashed take it (each holds a dict or a list): an unfrozen dataclass is not hashable.
+assignment to their fields in `src` (the files it checks), so they stay values in the code.
+Only records that are never hashed take it (each holds a dict or a list, so hashing one failed
+anyway): an unfrozen dataclass is not hashable, though mypy, seeing it frozen, would allow it.
 """
 
 from __future__ import annotations

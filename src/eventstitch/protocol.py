@@ -15,9 +15,10 @@ arriving holds its connection and buffers for ever. This subclass counts while p
 Over a budget it answers in the one error shape with `Connection: close` and closes the
 connection; the application gets a disconnect, so nothing is stored.
 
-It also runs uvicorn's proxy-headers middleware only for the requests that carry
+It also runs uvicorn's proxy-headers middleware only for the requests whose head carries
 `X-Forwarded-For` or `X-Forwarded-Proto`, the only headers it reads: for every other request
-it would change nothing, and calling it cost about 3 µs a request (docs/benchmarks.md).
+it would change nothing, and calling it cost about 3 µs a request (docs/benchmarks.md). Such a
+header in a chunked body's trailers names nobody: a proxy sends it in the head.
 """
 
 from __future__ import annotations

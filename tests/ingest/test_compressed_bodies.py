@@ -168,3 +168,13 @@ def test_a_refusal_after_decoding_keeps_the_decoded_body_and_replays_it(
     replay = http.post(f"/api/rejections/{kept[0]['id']}/replay")
     assert replay.status_code == 200, replay.text
     assert http.get(f"/api/events/{replay.json()['id']}").json()["properties"] == BODY_OBJ
+
+
+def test_a_coding_not_supported_is_named_before_a_length_over_the_limit(
+    http: httpx.Client,
+) -> None:
+    """A body in a coding the collector cannot read is 415 whatever its size: the sender's
+    first problem is the coding, and it is named before the announced length is weighed."""
+    error = assert_error_shape(post(http, b"x" * (LIMIT + 1), "br"), 415)
+    assert error["errors"] == [{"field": "content-encoding", "value": "br"}]
+    assert_error_shape(post(http, b"x" * (LIMIT + 1), "gzip"), 413)

@@ -131,7 +131,7 @@ def parse_body(
     if media == "application/x-www-form-urlencoded":
         charset = charset or "utf-8"
         return parse_form(_decode(body, charset), encoding=charset, field="body"), "form"
-    value = _parse_json_as(
+    value = _parse_json_of_media(
         body, media, charset, max_depth=max_depth, supported=SUPPORTED_MEDIA_TYPES
     )
     if isinstance(value, dict):
@@ -149,10 +149,10 @@ def parse_json_body(
     """A body that must be JSON: its content type one that says so (or `text/plain`, as
     `sendBeacon` sends, or none), else a 415 naming the type."""
     media, charset = split_content_type(content_type)
-    return _parse_json_as(body, media, charset, max_depth=max_depth, supported=supported)
+    return _parse_json_of_media(body, media, charset, max_depth=max_depth, supported=supported)
 
 
-def _parse_json_as(
+def _parse_json_of_media(
     body: bytes, media: str, charset: str | None, *, max_depth: int, supported: tuple[str, ...]
 ) -> Any:
     """`parse_json_body` with the content type already split."""
@@ -215,7 +215,8 @@ def _may_hold_numbers_out_of_range(data: bytes | str) -> bool:
         long_run, exponent, signed_exponent = _LONG_NUMBER_SHAPES
         return long_run in shape or exponent in shape or signed_exponent in shape
     text = data.translate(_NUMBER_SHAPE_TEXT)
-    return any(long in text for long in _LONG_NUMBER_SHAPES_TEXT)
+    long_run_text, exponent_text, signed_exponent_text = _LONG_NUMBER_SHAPES_TEXT
+    return long_run_text in text or exponent_text in text or signed_exponent_text in text
 
 
 def _refuse_numbers_out_of_range(data: bytes | str) -> None:

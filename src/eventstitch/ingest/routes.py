@@ -55,9 +55,14 @@ class ClientGone(Exception):
 async def read_body(receive: Receive, headers: list[tuple[bytes, bytes]], limit: int) -> bytes:
     """The whole request body, refusing with 413 as soon as it is known to exceed `limit`."""
     for name, value in headers:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
+        if name == b"content-length" and _declares_over(value, limit):
             raise too_large(limit)
     return await _receive_body(receive, limit)
+
+
+def _declares_over(content_length: bytes, limit: int) -> bool:
+    """Whether a `Content-Length` value announces more than `limit` bytes."""
+    return content_length.isdigit() and int(content_length) > limit
 
 
 async def _receive_body(receive: Receive, limit: int) -> bytes:
@@ -125,13 +130,15 @@ async def read_decoded_body(scope: Scope, receive: Receive, limit: int) -> bytes
     sent and for the decoded ones (415 for a coding not supported, before reading). A body
     that does not decode is left in the scope as sent, for the rejection record."""
     declared: list[str] = []
-    for name, value in scope["headers"]:  # one pass for both headers, as read_body's
+    over = False
+    for name, value in scope["headers"]:  # one pass for both headers
         if name == b"content-length":
-            if value.isdigit() and int(value) > limit:
-                raise too_large(limit)
+            over = over or _declares_over(value, limit)
         elif name == b"content-encoding":
             declared.append(value.decode("latin-1"))
-    encoding = encoding_of(", ".join(declared)) if declared else None
+    encoding = encoding_of(", ".join(declared)) if declared else None  # 415 first
+    if over:
+        raise too_large(limit)
     body = await _receive_body(receive, limit)
     if encoding is None or not body:
         return body
