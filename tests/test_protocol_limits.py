@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +402,36 @@ def test_pipelined_requests_each_keep_their_own_forwarded_client(
         if event["type"] == "pipelined"
     }
     assert clients == {0: "203.0.113.10", 1: "127.0.0.1", 2: "203.0.113.12", 3: "127.0.0.1"}
+
+
+KEEP_ALIVE_SECONDS = 5  # uvicorn's default, which `serve` keeps
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not(
+    live_server: LiveServer,
+) -> None:
+    """A connection that keeps sending requests stays open past the keep-alive timeout (each
+    request on it is answered, over one connection); one idle for less than the timeout is
+    still served; one left idle is closed by the server. The waits below are bounds."""
+    with live_server.client() as client:
+        source = create_source(client, kind="webhook")["id"]
+    target = f"/collect/kept/{source}"
+    address = ("127.0.0.1", _port(live_server))
+    sent = 0
+    with socket.create_connection(address, timeout=SOCKET_SECONDS) as sock:
+
+        def one_request() -> None:
+            nonlocal sent
+            sock.sendall(post(target, [("Host", "x")], b'{"n": %d}' % sent))
+            assert read_answers(sock, 1) == [200]
+            sent += 1
+
+        busy_until = time.monotonic() + KEEP_ALIVE_SECONDS + 2
+        while time.monotonic() < busy_until:
+            one_request()
+            time.sleep(0.5)
+        time.sleep(KEEP_ALIVE_SECONDS / 2)  # idle, but not for the whole timeout
+        one_request()
+        sock.settimeout(KEEP_ALIVE_SECONDS * 3)
+        assert sock.recv(65536) == b"", "the idle connection was not closed by the server"
+    assert len(events_of(live_server, source)) == sent
