@@ -73,23 +73,29 @@ def exchange(live: LiveServer, request: bytes) -> tuple[int, dict[str, str], byt
     closed the connection (an answer that keeps it open is read no further)."""
     with socket.create_connection(("127.0.0.1", _port(live)), timeout=SOCKET_SECONDS) as sock:
         sock.sendall(request)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed without an answer after {received!r}"
-            received += chunk
-        head, body = received.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-        length = int(headers["content-length"])
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            assert chunk, "closed in the middle of the answer"
-            body += chunk
+        status, headers, body, _ = read_answer(sock, b"")
         closed = False
         if headers.get("connection") == "close":
             closed = sock.recv(65536) == b""  # the server's end of the connection
-        return int(status_line.split()[1]), headers, body, closed
+        return status, headers, body, closed
+
+
+def read_answer(sock: socket.socket, received: bytes) -> tuple[int, dict[str, str], bytes, bytes]:
+    """One answer off the connection, `received` being what was read of it already: status,
+    headers (names in lower case), body, and the bytes read past it."""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed without an answer after {received!r}"
+        received += chunk
+    head, rest = received.split(b"\r\n\r\n", 1)
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    length = int(headers["content-length"])
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of the answer"
+        rest += chunk
+    return int(status_line.split()[1]), headers, rest[:length], rest[length:]
 
 
 def post(target: str, fields: list[tuple[str, str]], body: bytes = b"{}") -> bytes:
@@ -358,21 +364,9 @@ def test_answers_do_not_name_the_server_software(
 def read_answers(sock: socket.socket, count: int) -> list[int]:
     """The statuses of `count` answers read off one connection, in order."""
     received, statuses = b"", []
-    while len(statuses) < count:
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {len(statuses)} answers"
-            received += chunk
-        head, received = received.split(b"\r\n\r\n", 1)
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
-        length = int(headers["content-length"])
-        while len(received) < length:
-            chunk = sock.recv(65536)
-            assert chunk, "closed in the middle of an answer"
-            received += chunk
-        received = received[length:]
-        statuses.append(int(status_line.split()[1]))
+    for _ in range(count):
+        status, _, _, received = read_answer(sock, received)
+        statuses.append(status)
     return statuses
 
 
