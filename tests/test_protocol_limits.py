@@ -34,7 +34,7 @@ def server(
     """One server per backend for the module, its body timeout lowered to 1 s, and the
     database URL (empty for the embedded file)."""
     folder = tmp_path_factory.mktemp(f"protocol-{request.param}")
-    env = {"EVENTSTITCH_BODY_TIMEOUT_SECONDS": "1"}
+    env = {"EVENTSTITCH_BODY_TIMEOUT_SECONDS": "1", "EVENTSTITCH_HEAD_TIMEOUT_SECONDS": "1"}
     if request.param == "sqlite":
         live = start_server(folder / "data", folder / "server.log", **env)
         try:
@@ -270,6 +270,29 @@ def test_a_stalled_body_is_answered_408_and_closed_and_stores_nothing(
     assert events_of(live, tracker) == []
     with live.client() as client:
         assert client.get("/api/sources").json()["sources"] == sources_before
+
+
+def test_a_stalled_head_is_answered_408_and_a_silent_connection_closed(
+    server: tuple[LiveServer, str], source: str
+) -> None:
+    """The head budget in time (1 s here): half a head and then silence is answered 408 in the
+    error shape and closed, nothing stored; a connection that sends nothing at all is closed;
+    a head written in pieces that arrive within the budget is served."""
+    live, _ = server
+    whole = post(f"/collect/slow-head/{source}", [("Host", "x"), ("X-Note", "slow")])
+    assert_refused(exchange(live, whole[:30]), 408, "EVENTSTITCH_HEAD_TIMEOUT_SECONDS")
+
+    address = ("127.0.0.1", _port(live))
+    with socket.create_connection(address, timeout=SOCKET_SECONDS) as silent:
+        assert silent.recv(65536) == b"", "a connection that sent nothing was kept"
+
+    with socket.create_connection(address, timeout=SOCKET_SECONDS) as sock:
+        for start in range(0, 60, 20):  # the head in three pieces, 0.2 s apart
+            sock.sendall(whole[start : start + 20])
+            time.sleep(0.2)
+        sock.sendall(whole[60:])
+        assert read_answers(sock, 1) == [200]
+    assert [event["type"] for event in events_of(live, source)] == ["slow-head"]
 
 
 def break_events_table(database_url: str, data_dir: Path) -> None:

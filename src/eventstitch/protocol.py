@@ -10,6 +10,9 @@ arriving holds its connection and buffers for ever. This subclass counts while p
   `EVENTSTITCH_MAX_HEADER_COUNT` and `EVENTSTITCH_MAX_HEADER_BYTES` (431),
 - bytes received that complete neither the head, nor the trailers, nor any body: what the
   parser is still gathering in memory, bounded by the head budget plus one read (431),
+- the time the head takes from its first byte (from the connection's opening, for the first
+  request), against `EVENTSTITCH_HEAD_TIMEOUT_SECONDS` (408; a connection that sent nothing is
+  closed): without it a connection that sends nothing, or half a head, was held for ever;
 - the time the body takes after the head, against `EVENTSTITCH_BODY_TIMEOUT_SECONDS` (408).
 
 Over a budget it answers in the one error shape with `Connection: close` and closes the
@@ -62,6 +65,7 @@ class HeadLimits:
     max_url_bytes: int
     max_header_bytes: int
     max_header_count: int
+    head_timeout_seconds: float
     body_timeout_seconds: float
 
     @property
@@ -80,6 +84,7 @@ def configured_limits() -> HeadLimits:
         max_url_bytes=config.max_url_bytes,
         max_header_bytes=config.max_header_bytes,
         max_header_count=config.max_header_count,
+        head_timeout_seconds=config.head_timeout_seconds,
         body_timeout_seconds=config.body_timeout_seconds,
     )
 
@@ -168,6 +173,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._body_timer: asyncio.TimerHandle | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
         # uvicorn wraps the app in its proxy-headers middleware (serve keeps its default);
         # requests without a forwarded header skip it (see the module's docstring).
@@ -181,6 +187,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # and its one timer (see the module's docstring).
         self._idle_since: float | None = None
         self._keep_alive_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._start_head_timer()  # the first request's head is due from now
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's own data_received, but a refusal raised by a callback below is answered
@@ -233,6 +243,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._cancel_body_timer()
+        self._start_head_timer()  # a next request's head is due from its first byte
         self._in_message = True
         self._head_done = False
         self._unparsed_bytes = 0
@@ -274,6 +285,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_done = True
         self._progressed = True
+        self._cancel_head_timer()
         # uvicorn hands the request to `self.app`: the middleware only when it has work.
         self.app = self._app_for_forwarded if self._forwarded else self._app_direct
         super().on_headers_complete()
@@ -292,6 +304,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_body_timer()
+        self._cancel_head_timer()
         if self._keep_alive_timer is not None:
             self._keep_alive_timer.cancel()  # it would hold this protocol until it was due
             self._keep_alive_timer = None
@@ -334,6 +347,39 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         else:
             left = self.timeout_keep_alive
         self._keep_alive_timer = self.loop.call_later(left, self._keep_alive_due)
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.head_timeout_seconds, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None  # (a head that completed cancelled it)
+        if self.transport.is_closing():
+            return
+        if not self._in_message:  # nothing of a request arrived: nobody to answer
+            self.transport.close()
+            return
+        timeout = self.limits.head_timeout_seconds
+        self._refuse(
+            RequestRefused(
+                408,
+                reason="head_timeout",
+                message=f"the request head did not arrive within {timeout:g} s "
+                f"({PREFIX}HEAD_TIMEOUT_SECONDS)",
+                error={
+                    "field": "headers",
+                    "limit_seconds": timeout,
+                    "setting": f"{PREFIX}HEAD_TIMEOUT_SECONDS",
+                },
+            )
+        )
 
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:

@@ -65,6 +65,7 @@ class Config:
     max_url_bytes: int
     max_header_bytes: int
     max_header_count: int
+    head_timeout_seconds: float
     body_timeout_seconds: float
     max_nesting_depth: int
     max_split_events: int

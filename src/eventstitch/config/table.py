@@ -97,6 +97,14 @@ SETTINGS: tuple[Setting, ...] = (
         "is closed.",
     ),
     Setting(
+        "head_timeout_seconds",
+        _positive_float,
+        "10",
+        "Longest time a request's head (its line and headers) may take to arrive, counted from "
+        "its first byte, or from the connection's opening for the first request; slower: 408 "
+        "(a connection that sent nothing is closed) and nothing is stored.",
+    ),
+    Setting(
         "body_timeout_seconds",
         _positive_float,
         "30",
