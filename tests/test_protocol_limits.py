@@ -421,15 +421,29 @@ def test_pipelined_requests_each_keep_their_own_forwarded_client(
     assert clients == {0: "203.0.113.10", 1: "127.0.0.1", 2: "203.0.113.12", 3: "127.0.0.1"}
 
 
-KEEP_ALIVE_SECONDS = 5  # uvicorn's default, which `serve` keeps
+KEEP_ALIVE_SECONDS = 2  # EVENTSTITCH_KEEP_ALIVE_SECONDS, lowered from 5 for the test
+
+
+@pytest.fixture
+def kept_alive_server(tmp_path: Path) -> Iterator[LiveServer]:
+    live = start_server(
+        tmp_path / "data",
+        tmp_path / "server.log",
+        EVENTSTITCH_KEEP_ALIVE_SECONDS=str(KEEP_ALIVE_SECONDS),
+    )
+    try:
+        yield live
+    finally:
+        live.stop()
 
 
 def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_one_is_not(
-    live_server: LiveServer,
+    kept_alive_server: LiveServer,
 ) -> None:
     """A connection that keeps sending requests stays open past the keep-alive timeout (each
     request on it is answered, over one connection); one idle for less than the timeout is
     still served; one left idle is closed by the server. The waits below are bounds."""
+    live_server = kept_alive_server
     with live_server.client() as client:
         source = create_source(client, kind="webhook")["id"]
     target = f"/collect/kept/{source}"

@@ -23,8 +23,9 @@ It also runs uvicorn's proxy-headers middleware only for the requests whose head
 it would change nothing, and calling it cost about 3 µs a request (docs/benchmarks.md). Such a
 header in a chunked body's trailers names nobody: a proxy sends it in the head.
 
-An idle kept-alive connection is closed after uvicorn's keep-alive timeout, as uvicorn does,
-but with one timer per connection instead of one per response: uvicorn starts a timer after
+An idle kept-alive connection is closed after `EVENTSTITCH_KEEP_ALIVE_SECONDS` (uvicorn's
+keep-alive timeout, which `serve` sets from it), as uvicorn does, but with one timer per
+connection instead of one per response: uvicorn starts a timer after
 every response and cancels it when the next request arrives, which cost the no-op 8-15 % of
 its requests a second here. Here the connection notes when it fell idle, and its one timer,
 when due, closes it if it has been idle that long, or waits for the rest of the period.

@@ -85,6 +85,7 @@ def _run_uvicorn(config: Config) -> None:
         # No `server: uvicorn` on every answer: it tells a scanner what runs here, and each
         # header uvicorn sends is checked again on every response (about 1 µs).
         server_header=False,
+        timeout_keep_alive=config.keep_alive_seconds,
         loop="uvloop",
         # httptools with the head budgets and the body timeout (see eventstitch.protocol).
         http=LimitedHttpToolsProtocol,

@@ -105,6 +105,13 @@ SETTINGS: tuple[Setting, ...] = (
         "(a connection that sent nothing is closed) and nothing is stored.",
     ),
     Setting(
+        "keep_alive_seconds",
+        _positive_int,
+        "5",
+        "How long a kept-alive connection may stay idle after its last answer; then the "
+        "server closes it (a client opens a new one).",
+    ),
+    Setting(
         "body_timeout_seconds",
         _positive_float,
         "30",
