@@ -160,6 +160,24 @@ def _over(status: int, reason: str, what: str, limit: int, unit: str) -> Request
     )
 
 
+def _late(reason: str, part: str, field: str, timeout: float) -> RequestRefused:
+    """The refusal of a request whose `part` ("head" or "body") took longer than `timeout`."""
+    setting = f"{PREFIX}{part.upper()}_TIMEOUT_SECONDS"
+    return RequestRefused(
+        408,
+        reason=reason,
+        message=f"the request {part} did not arrive within {timeout:g} s ({setting})",
+        error={"field": field, "limit_seconds": timeout, "setting": setting},
+    )
+
+
+def _cancelled(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
+    """Cancel a connection's timer, if set, and give what its slot holds next: none."""
+    if timer is not None:
+        timer.cancel()
+    return None
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing heads over their budgets and stalled bodies."""
 
@@ -243,7 +261,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._cancel_body_timer()
+        self._body_timer = _cancelled(self._body_timer)
         self._start_head_timer()  # a next request's head is due from its first byte
         self._in_message = True
         self._head_done = False
@@ -286,7 +304,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_done = True
         self._progressed = True
-        self._cancel_head_timer()
+        self._head_timer = _cancelled(self._head_timer)
         # uvicorn hands the request to `self.app`: the middleware only when it has work.
         self.app = self._app_for_forwarded if self._forwarded else self._app_direct
         super().on_headers_complete()
@@ -300,15 +318,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._in_message = False
         self._progressed = True
-        self._cancel_body_timer()
+        self._body_timer = _cancelled(self._body_timer)
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_body_timer()
-        self._cancel_head_timer()
-        if self._keep_alive_timer is not None:
-            self._keep_alive_timer.cancel()  # it would hold this protocol until it was due
-            self._keep_alive_timer = None
+        self._body_timer = _cancelled(self._body_timer)
+        self._head_timer = _cancelled(self._head_timer)
+        # A timer left running would hold this protocol until it was due.
+        self._keep_alive_timer = _cancelled(self._keep_alive_timer)
         super().connection_lost(exc)
 
     def _unset_keepalive_if_required(self) -> None:
@@ -321,7 +338,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self._idle_since = None
         self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
@@ -355,11 +371,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.limits.head_timeout_seconds, self._head_timed_out
             )
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
     def _head_timed_out(self) -> None:
         self._head_timer = None  # (a head that completed cancelled it)
         if self.transport.is_closing():
@@ -367,42 +378,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_message:  # nothing of a request arrived: nobody to answer
             self.transport.close()
             return
-        timeout = self.limits.head_timeout_seconds
         self._refuse(
-            RequestRefused(
-                408,
+            _late(
                 reason="head_timeout",
-                message=f"the request head did not arrive within {timeout:g} s "
-                f"({PREFIX}HEAD_TIMEOUT_SECONDS)",
-                error={
-                    "field": "headers",
-                    "limit_seconds": timeout,
-                    "setting": f"{PREFIX}HEAD_TIMEOUT_SECONDS",
-                },
+                part="head",
+                field="headers",
+                timeout=self.limits.head_timeout_seconds,
             )
         )
-
-    def _cancel_body_timer(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
         if not self._in_message or self.transport.is_closing():
             return
-        timeout = self.limits.body_timeout_seconds
         self._refuse(
-            RequestRefused(
-                408,
+            _late(
                 reason="body_timeout",
-                message=f"the request body did not arrive within {timeout:g} s "
-                f"({PREFIX}BODY_TIMEOUT_SECONDS)",
-                error={
-                    "field": "body",
-                    "limit_seconds": timeout,
-                    "setting": f"{PREFIX}BODY_TIMEOUT_SECONDS",
-                },
+                part="body",
+                field="body",
+                timeout=self.limits.body_timeout_seconds,
             )
         )
 
@@ -417,7 +411,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None:
             cycle.disconnected = True
             cycle.message_event.set()
-        self._cancel_body_timer()
+        self._body_timer = _cancelled(self._body_timer)
         if self.transport.is_closing():
             return
         self._refused = True
