@@ -10,8 +10,10 @@ The store is built once through the real migrations (so the rollup triggers coun
 as in production) and reused when it holds enough events; the segments are written from
 scratch after a build and brought up to date otherwise. Each query calls
 `eventstitch.query.insights.get` in this process, with its parameters parsed exactly as
-`GET /api/insights` parses them (no HTTP): one warm-up, then `--repeats` timed runs, median and
-maximum. An answer served by the scan is timed once (it is the store-only path already). The
+`GET /api/insights` parses them (no HTTP): a first run with the per-process segment cache
+emptied (columnar/partials.py: every segment read), then `--repeats` timed runs, median and
+maximum, which find in the cache what the first run left there, as a dashboard asking again
+would. An answer served by the scan is timed once (it is the store-only path already). The
 store-only path runs each query once more with the segments out of reach (an empty data
 folder) and an `until` just after the newest event, which the rollup does not take (it needs
 whole hours) and which changes no number; it is stopped at `--scan-cap` seconds.
@@ -37,7 +39,7 @@ from urllib.parse import parse_qsl
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eventstitch.columnar import segments
+from eventstitch.columnar import partials, segments
 from eventstitch.config import load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError
@@ -326,16 +328,23 @@ async def main() -> int:
         until = last + 1 if (last + 1) % HOUR_MS else last + 2
         for label, qs in QUERIES:
             for window, since in (("7 days", week), ("30 days", None)):
+                partials.clear()  # the first run reads every segment: nothing is cached
                 took, answer = await run(ctx, qs, since)  # the warm-up, or a scan's one run
                 times = [took]
                 engine = answer if isinstance(answer, str) else answer["engine"]
+                repeated = "-"
                 if engine != "scan" and not isinstance(answer, str):
-                    times = [(await run(ctx, qs, since))[0] for _ in range(args.repeats)]
+                    runs = [await run(ctx, qs, since) for _ in range(args.repeats)]
+                    times = [took for took, _ in runs]
+                    repeated = "yes" if all(same(answer, a) == "yes" for _, a in runs) else "NO"
                 row: dict[str, Any] = {"label": label, "qs": qs, "window": window, "since": since}
                 row |= {"engine": engine, "median": statistics.median(times), "max": max(times),
-                        "runs": len(times), "answer": answer}  # fmt: skip
+                        "runs": len(times), "answer": answer, "first": took,
+                        "repeated": repeated}  # fmt: skip
                 results.append(row)
-                print(f"  {label}, {window}: {engine}, median {ms(row['median'])}", flush=True)
+                read = "" if isinstance(answer, str) else answer.get("segments", "")
+                print(f"  {label}, {window}: {engine}, first {ms(took)}, median "
+                      f"{ms(row['median'])} {read}", flush=True)  # fmt: skip
         print(f"peak RSS after the insights queries: {peak_rss_mb():.0f} MB", flush=True)
         for row in results if not args.skip_scan else ():
             if row["engine"] in ("scan", "query_timeout"):  # the service scanned already
@@ -351,9 +360,9 @@ async def main() -> int:
         await scan_ctx.storage.close()
         empty.cleanup()
     print(f"\n{machine()}\n")
-    print("| query | window | engine | median | max | runs | rows | events | "
-          "store-only scan | same numbers |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| query | window | engine | first run (nothing cached) | median | max | runs | "
+          "runs = first | rows | events | store-only scan | same numbers |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in results:
         answer = row["answer"]
         rows, total = (
@@ -370,8 +379,9 @@ async def main() -> int:
         engine, median, most = row["engine"], ms(row["median"]), ms(row["max"])
         if engine == "query_timeout":
             engine, median, most = "scan", stopped, stopped
-        cells = [f"{row['label']}: `{row['qs']}`", row["window"], engine, median, most]
-        cells += [row["runs"], rows, total, scan, row.get("same", "-")]
+        first = ms(row["first"]) if engine != "scan" else "-"
+        cells = [f"{row['label']}: `{row['qs']}`", row["window"], engine, first, median, most]
+        cells += [row["runs"], row["repeated"], rows, total, scan, row.get("same", "-")]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print(f"\npeak RSS of this process: {peak_rss_mb():.0f} MB")
     return 0

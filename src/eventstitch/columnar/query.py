@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ import duckdb
 import orjson
 
 from eventstitch import paths
-from eventstitch.columnar import parquet
+from eventstitch.columnar import parquet, partials
 from eventstitch.columnar.manifests import read_manifest
+from eventstitch.columnar.partials import Partial
 from eventstitch.columnar.shred import (
     MISSING,
     canonical,
@@ -133,10 +134,35 @@ def answer(
     until_ms: int,
     bounds: list[int] | None,
     max_groups: int,
-) -> tuple[dict[Key, Group], int, bool]:
+    whole: frozenset[Path] = frozenset(),
+    cache_rows: int = 0,
+) -> Answered:
     """The groups, the number of events and whether groups were cut at `max_groups`, over the
     segments before `until_ms` and the staged tail. `bounds` are the starts of the time
-    buckets when the time dimension is not a plain UTC width."""
+    buckets when the time dimension is not a plain UTC width. A metric that merges reads the
+    `whole` segments (inside the range asked) from the per-process cache where it can
+    (columnar/partials.py), keeping at most `cache_rows` groups there."""
+    if (
+        cache_rows > 0
+        and whole
+        and bounds is None
+        and query.top is None
+        and query.metric.kind in partials.MERGEABLE
+    ):
+        answered = _answer_in_parts(
+            files=files,
+            staged_tail=staged_tail,
+            needed=needed,
+            limits=limits,
+            event_filter=event_filter,
+            query=query,
+            until_ms=until_ms,
+            max_groups=max_groups,
+            whole=whole,
+            cache_rows=cache_rows,
+        )
+        if answered is not None:
+            return answered
     rows = _Sql()
     rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
     where = _Sql()
@@ -170,7 +196,90 @@ def answer(
         total += groups[key].count
     for record in found[max_groups:]:
         total += record[len(keys)]
-    return groups, total, len(found) > max_groups
+    return Answered(groups, total, len(found) > max_groups)
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    groups: dict[Key, Group]
+    total: int
+    truncated: bool
+    cached: int = 0
+    """Segments whose groups came from the per-process cache."""
+
+
+def _answer_in_parts(
+    *,
+    files: list[Path],
+    staged_tail: Path | None,
+    needed: dict[str, tuple[PropertyPath, str]],
+    limits: parquet.Limits,
+    event_filter: EventFilter,
+    query: InsightQuery,
+    until_ms: int,
+    max_groups: int,
+    whole: frozenset[Path],
+    cache_rows: int,
+) -> Answered | None:
+    """The answer merged from each segment's groups: cached ones as they are, the rest (the
+    segments not cached, those the range cuts, the hot tail) from one statement grouped by
+    segment too, whose whole segments are then cached. None when a part has more groups
+    than `max_groups` (then one statement answers, as without the cache)."""
+    shape = (query, replace(event_filter, since_ms=None, until_ms=None))
+    width = len(query.by)
+    kind = query.metric.kind
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    to_read: list[Path] = []
+    to_keep: dict[int, Any] = {}
+    cached = 0
+    for segment in files:
+        known = partials.identity(segment) if segment in whole else None
+        found = partials.lookup(known, shape) if known is not None else None
+        if found is not None:
+            partials.merge(kind, width, found, merged)
+            cached += 1
+            continue
+        if known is not None:
+            to_keep[len(to_read)] = known
+        to_read.append(segment)
+    if to_read or staged_tail is not None:
+        rows = _Sql()
+        rows_text = _rows(rows, to_read, staged_tail, needed, event_filter, until_ms, part=True)
+        where = _Sql()
+        where_text = _conditions(where, query, event_filter)
+        filtered = f" WHERE {where_text}" if where_text else ""
+        keys = _keys(_Sql(), query, None, None)
+        select = ", ".join(["part", *keys, "count(*)", *_aggregates(query)])
+        limit = (max_groups + 1) * (len(to_read) + 1)
+        text = (
+            f"WITH ev AS ({rows_text}) SELECT {select} FROM ev{filtered} GROUP BY ALL "
+            f"LIMIT {int(limit)}"
+        )
+        cursor = parquet.connect(limits)
+        try:
+            found_rows = cursor.execute(text, rows.params + where.params).fetchall()
+        finally:
+            cursor.close()
+        if len(found_rows) >= limit:
+            return None
+        per_part: dict[int | None, list[Partial]] = {}
+        for record in found_rows:
+            per_part.setdefault(record[0], []).append(record[1:])
+        if any(len(part_rows) > max_groups for part_rows in per_part.values()):
+            return None
+        for part_rows in per_part.values():
+            partials.merge(kind, width, part_rows, merged)
+        for at, known in to_keep.items():
+            partials.store(known, shape, tuple(per_part.get(at, ())), cache_rows)
+    groups: dict[Key, Group] = {}
+    total = 0
+    for raw_key, acc in merged.items():
+        total += acc[0]
+        if len(groups) == max_groups:
+            continue
+        key = tuple(_key_part(query, at, part) for at, part in enumerate(raw_key))
+        groups[key] = _group(query, acc[0], partials.values(kind, acc))
+    return Answered(groups, total, len(merged) > max_groups, cached)
 
 
 def _rows(
@@ -180,11 +289,17 @@ def _rows(
     needed: dict[str, tuple[PropertyPath, str]],
     event_filter: EventFilter,
     until_ms: int,
+    *,
+    part: bool = False,
 ) -> str:
-    """The events in range as rows of (ms, type, source_id, and each needed path's columns)."""
+    """The events in range as rows of (ms, type, source_id, and each needed path's columns);
+    with `part`, also the place in `files` of the segment each comes from (NULL for the hot
+    tail)."""
     parts: list[str] = []
     if files:
         columns = ["received_ms AS ms", "type", "source_id"]
+        if part:
+            columns.append("file_index AS part")  # its place in the list (a name costs 15 %)
         for cid, (_, kinds) in needed.items():
             columns.append(f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}")
             columns.append(f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}")
@@ -203,13 +318,14 @@ def _rows(
         for cid in needed:
             types |= {f"t_{cid}": "VARCHAR", f"i_{cid}": "BIGINT", f"f_{cid}": "DOUBLE"}
         spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
-        listed = ", ".join(types)
+        listed = ", ".join(types) + (", CAST(NULL AS UBIGINT) AS part" if part else "")
         parts.append(
             f"SELECT {listed} FROM read_json({sql.bind(str(staged_tail))}, "
             f"format = 'newline_delimited', columns = {spec})"
         )
     if not parts:
-        return "SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id LIMIT 0"
+        named = ", CAST(NULL AS UBIGINT) AS part" if part else ""
+        return f"SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id{named} LIMIT 0"
     return " UNION ALL BY NAME ".join(parts)
 
 

@@ -107,6 +107,7 @@ class Config:
     max_insight_values: int
     columnar_memory_mb: int
     columnar_max_paths: int
+    columnar_cache_rows: int
     columnar_spill_mb: int
     columnar_refresh_seconds: int
     columnar_refresh_in: str

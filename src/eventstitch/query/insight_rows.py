@@ -108,58 +108,78 @@ def percentile(ordered: list[int | float], fraction: float) -> float:
 
 def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[dict[str, Any]]:
     """The groups as the rows of the answer, in their order: each row its dimensions, count and
-    metric. A distinct value is ranked and labelled once, not once a row: 30 days by hour and
-    type is 14 400 rows over 720 hours and 20 types (docs/benchmarks.md)."""
-    ranks: dict[tuple[type, Any], tuple[int, Any]] = {}
-
-    def rank(part: Any) -> tuple[int, Any]:
-        known = (type(part), part)  # True == 1, but a boolean ranks before numbers
-        found = ranks.get(known)
-        if found is None:
-            found = ranks[known] = sort_value(part)
-        return found
-
-    ordered = sorted(groups.items(), key=lambda item: tuple(map(rank, item[0])))
+    metric. Each distinct value of a dimension is ranked and labelled once, not once a row: 30
+    days by hour and type is 14 400 rows over 720 hours and 20 types (docs/benchmarks.md).
+    A dimension's values are of one kind (time ints, flags, names, JSON), so a value is its
+    own key here (True == 1 never meets 1 in one dimension)."""
+    distinct = [{key[at] for key in groups} for at in range(len(query.by))]
+    ordered = sorted(groups.items(), key=_order_of([_positions(parts) for parts in distinct]))
     names = [dim.label for dim in query.by]
-    labellers = [_labeller(dim, tz) for dim in query.by]
+    labels = [
+        _labels(dim, parts, tz) if dim.kind != "property" else None
+        for dim, parts in zip(query.by, distinct, strict=True)
+    ]
+    folded = any(OTHER in parts for parts in distinct)
     numeric = query.metric.kind not in ("count", "count_distinct")
+    counted = query.metric.kind == "count"
     rows: list[dict[str, Any]] = []
     for key, group in ordered:
-        answer: dict[str, Any] = {}
-        for name, part, labeller in zip(names, key, labellers, strict=True):
-            if part == OTHER:
-                answer[name] = "other"
-                answer["other"] = True
-            else:
-                answer[name] = labeller(part)
+        answer = dict(zip(names, map(_label, labels, key), strict=True))
+        if folded and OTHER in key:
+            answer["other"] = True
         answer["count"] = group.count
-        answer["value"] = metric_value(query, group)
+        answer["value"] = group.count if counted else metric_value(query, group)
         if numeric:
             answer["skipped"] = group.skipped
         rows.append(answer)
     return rows
 
 
-def _labeller(dim: Dimension, tz: tzinfo) -> Callable[[Any], Any]:
-    """How one dimension's key parts read in a row: a time bucket as ISO 8601 in the zone, a
-    property value as the JSON it was (kept as bytes in keys), the rest as they are."""
-    if dim.is_time:
-        labels: dict[int, str] = {}
-
-        def time_label(part: int) -> str:
-            found = labels.get(part)
-            if found is None:
-                found = labels[part] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
-            return found
-
-        return time_label
-    if dim.kind == "property":
-        return orjson.loads  # a fresh value each row: an object or array is never shared
-    return _as_is
+def _label(labels: dict[Any, Any] | None, part: Any) -> Any:
+    """A key part as the row shows it: from its dimension's labels, or a property's JSON
+    loaded afresh for each row (an object or array is never shared between rows)."""
+    if labels is not None:
+        return labels[part]
+    return "other" if part == OTHER else orjson.loads(part)
 
 
-def _as_is(part: Any) -> Any:
-    return part
+def _labels(dim: Dimension, parts: set[Any], tz: tzinfo) -> dict[Any, Any]:
+    """How each distinct value of a dimension (not a property) reads in a row: a time bucket as
+    ISO 8601 in the zone, the rest as they are; `other` as "other"."""
+    labels: dict[Any, Any] = {}
+    for part in parts:
+        if part == OTHER:
+            labels[part] = "other"
+        elif dim.is_time:
+            labels[part] = buckets.label(datetime.fromtimestamp(part / 1000, tz))
+        else:
+            labels[part] = part
+    return labels
+
+
+def _positions(parts: set[Any]) -> dict[Any, int]:
+    """Each value's place in the order of `sort_value`; values that rank the same share a
+    place, so their rows keep the order they came in (a stable sort, as ranking each row)."""
+    places: dict[Any, int] = {}
+    last: tuple[int, Any] | None = None
+    place = -1
+    for rank, part in sorted(((sort_value(p), p) for p in parts), key=lambda pair: pair[0]):
+        if rank != last:
+            place += 1
+            last = rank
+        places[part] = place
+    return places
+
+
+def _order_of(positions: list[dict[Any, int]]) -> Callable[[tuple[Key, Group]], Any]:
+    """The sort key of a row from its dimensions' places."""
+    if len(positions) == 1:
+        (first,) = positions
+        return lambda item: first[item[0][0]]
+    if len(positions) == 2:
+        first, second = positions
+        return lambda item: (first[item[0][0]], second[item[0][1]])
+    return lambda item: tuple(p[part] for p, part in zip(positions, item[0], strict=True))
 
 
 def sort_value(part: Any) -> tuple[int, Any]:

@@ -47,6 +47,8 @@ class _Gathered:
     engine: str = "scan"
     folded: bool = False
     """`top` was applied where the groups were computed."""
+    segments: dict[str, int] | None = None
+    """For the columnar engine: segments read, and answered from the per-process cache."""
 
 
 async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery) -> dict[str, Any]:
@@ -80,6 +82,7 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         "rows": rows,
         "truncated": gathered.truncated,
         "engine": gathered.engine,
+        **({"segments": gathered.segments} if gathered.segments is not None else {}),
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
@@ -157,12 +160,14 @@ async def _segments_once(
     if needed is None:
         return None
     staged: Path | None = None
+    tail_events = 0
     try:
         first = until
         if event_filter.until_ms is None or event_filter.until_ms > boundary:
             staged = columnar.tail_file(segments.folder(ctx))
             tail_filter = dataclasses.replace(event_filter, since_ms=boundary)
-            first = min(first, await _stage_tail(ctx, tail_filter, needed, staged))
+            tail_events, earliest = await _stage_tail(ctx, tail_filter, needed, staged)
+            first = min(first, earliest)
         time_dim = next((d for d in query.by if d.is_time), None)
         bounds = None
         if time_dim is not None and (
@@ -173,10 +178,17 @@ async def _segments_once(
                 start = min([segments.start_of(f) for f in files] + [first])
             end = event_filter.until_ms or now_ms()
             bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-        groups, total, truncated = await asyncio.to_thread(
+        until_whole = until if event_filter.until_ms is None else event_filter.until_ms
+        whole = frozenset(
+            f
+            for f in files
+            if (event_filter.since_ms is None or segments.start_of(f) >= event_filter.since_ms)
+            and segments.end_of(f) <= until_whole
+        )
+        answered = await asyncio.to_thread(
             columnar.answer,
             files=files,
-            staged_tail=staged,
+            staged_tail=staged if tail_events else None,  # reading an empty one takes ms
             needed=needed,
             limits=parquet.Limits.of(ctx.config),
             event_filter=event_filter,
@@ -184,18 +196,28 @@ async def _segments_once(
             until_ms=until,
             bounds=bounds,
             max_groups=ctx.config.max_insight_groups,
+            whole=whole,
+            cache_rows=ctx.config.columnar_cache_rows,
         )
     finally:
         if staged is not None:
             staged.unlink(missing_ok=True)
-    return _Gathered(groups, total, truncated, engine="columnar", folded=query.top is not None)
+    return _Gathered(
+        answered.groups,
+        answered.total,
+        answered.truncated,
+        engine="columnar",
+        folded=query.top is not None,
+        segments={"read": len(files) - answered.cached, "cached": answered.cached},
+    )
 
 
 async def _stage_tail(
     ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed, target: Path
-) -> int:
+) -> tuple[int, int]:
     """The events after the last segment written to `target` page by page (memory holds one
-    page), at most EVENTSTITCH_MAX_INSIGHT_VALUES of them; the earliest receipt time."""
+    page), at most EVENTSTITCH_MAX_INSIGHT_VALUES of them; how many, and the earliest receipt
+    time."""
     staged = 0
     earliest = now_ms()
     with target.open("wb") as out:
@@ -212,7 +234,7 @@ async def _stage_tail(
             out.write(b"".join(columnar.tail_line(e, needed) for e in page))
             if page:
                 earliest = min(earliest, page[-1].received_ms)
-    return earliest
+    return staged, earliest
 
 
 async def _pages(ctx: AppContext, event_filter: EventFilter) -> AsyncIterator[list[EventRecord]]:

@@ -1,0 +1,124 @@
+"""What each segment gives a question, kept per process: a segment never changes once
+written, so the groups it contributes to a count, a sum, an average, a minimum or a maximum
+are computed once and merged with the rest on every later answer, the way Druid and Pinot
+cache per-segment results. A dashboard asking the same question again reads only the segments
+written since and the hot tail.
+
+Distinct counts and percentiles do not merge from per-segment numbers, and a query with `top`
+or time buckets cut by a zone's bounds is answered whole, so neither is kept here.
+
+The cache holds at most EVENTSTITCH_COLUMNAR_CACHE_ROWS partial groups, least recently used
+first out. Its key is the segment's path, inode, modification time and size (a segment written
+again is another file) and the question less its time range (a segment kept here lies wholly
+inside the range asked).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+MERGEABLE = ("count", "sum", "avg", "min", "max")
+
+Partial = tuple[Any, ...]
+"""One group of one segment: its key parts, its event count, then the metric's aggregates as
+columnar/query.py selects them (present, integers, floats, then an integer and a float sum,
+minimum or maximum)."""
+
+
+_cache: OrderedDict[tuple[Hashable, ...], tuple[Partial, ...]] = OrderedDict()
+_held = 0
+_lock = threading.Lock()
+
+
+def identity(segment: Path) -> tuple[str, int, int, int] | None:
+    """The file as the cache knows it, or None when it is gone."""
+    try:
+        stat = segment.stat()
+    except FileNotFoundError:
+        return None
+    return (str(segment), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def lookup(file: Hashable, shape: Hashable) -> tuple[Partial, ...] | None:
+    with _lock:
+        found = _cache.get((file, shape))
+        if found is None:
+            return None
+        _cache.move_to_end((file, shape))
+        return found
+
+
+def store(file: Hashable, shape: Hashable, rows: tuple[Partial, ...], budget: int) -> None:
+    """Keep a segment's groups, dropping the least recently used past `budget` rows in all; a
+    segment with more groups than the whole budget is not kept."""
+    global _held
+    if len(rows) > budget:
+        return
+    with _lock:
+        old = _cache.pop((file, shape), None)
+        if old is not None:
+            _held -= len(old)
+        while _cache and _held + len(rows) > budget:
+            _, dropped = _cache.popitem(last=False)
+            _held -= len(dropped)
+        _cache[(file, shape)] = rows
+        _held += len(rows)
+
+
+def held_rows() -> int:
+    """Partial groups held now (for tests and metrics)."""
+    return _held
+
+
+def clear() -> None:
+    global _held
+    with _lock:
+        _cache.clear()
+        _held = 0
+
+
+def merge(
+    kind: str, width: int, rows: Sequence[Partial], into: dict[tuple[Any, ...], list[Any]]
+) -> None:
+    """Add partial groups to `into`, by key: counts and integer sums add, float sums are kept
+    as parts for one exact `fsum` at the end, extremes take the extreme."""
+    for row in rows:
+        key = row[:width]
+        acc = into.get(key)
+        if acc is None:
+            acc = into[key] = [0, 0, 0, 0, None, []]
+        acc[0] += row[width]
+        if kind == "count":
+            continue
+        present, ints, floats, int_part, float_part = row[width + 1 : width + 6]
+        acc[1] += present
+        acc[2] += ints
+        acc[3] += floats
+        if int_part is not None:
+            if acc[4] is None:
+                acc[4] = int_part
+            elif kind in ("sum", "avg"):
+                acc[4] += int_part
+            else:
+                acc[4] = min(acc[4], int_part) if kind == "min" else max(acc[4], int_part)
+        if float_part is not None:
+            acc[5].append(float_part)
+
+
+def values(kind: str, acc: list[Any]) -> tuple[Any, ...]:
+    """A merged group's aggregates in the order columnar/query.py reads them from DuckDB."""
+    if kind == "count":
+        return ()
+    floats = acc[5]
+    if kind in ("sum", "avg"):
+        float_part = math.fsum(floats) if floats else None
+    elif kind == "min":
+        float_part = min(floats) if floats else None
+    else:
+        float_part = max(floats) if floats else None
+    return (acc[1], acc[2], acc[3], acc[4], float_part)
