@@ -123,25 +123,34 @@ def tail_line(event: EventRecord, needed: Needed) -> bytes:
     return orjson.dumps(line) + b"\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """A question for the segments: the segments before `until_ms` and the staged tail, the
+    paths read, DuckDB's limits, and at most `max_groups` groups in the answer."""
+
+    files: list[Path]
+    staged_tail: Path | None
+    needed: Needed
+    limits: parquet.Limits
+    event_filter: EventFilter
+    query: InsightQuery
+    until_ms: int
+    max_groups: int
+
+
 def answer(
+    asked: Asked,
     *,
-    files: list[Path],
-    staged_tail: Path | None,
-    needed: dict[str, tuple[PropertyPath, str]],
-    limits: parquet.Limits,
-    event_filter: EventFilter,
-    query: InsightQuery,
-    until_ms: int,
     bounds: list[int] | None,
-    max_groups: int,
     whole: frozenset[Path] = frozenset(),
     cache_rows: int = 0,
 ) -> Answered:
-    """The groups, the number of events and whether groups were cut at `max_groups`, over the
-    segments before `until_ms` and the staged tail. `bounds` are the starts of the time
-    buckets when the time dimension is not a plain UTC width. A metric that merges reads the
-    `whole` segments (inside the range asked) from the per-process cache where it can
-    (columnar/partials.py), keeping at most `cache_rows` groups there."""
+    """The groups, the number of events and whether groups were cut at `max_groups`.
+    `bounds` are the starts of the time buckets when the time dimension is not a plain UTC
+    width. A metric that merges reads the `whole` segments (inside the range asked) from the
+    per-process cache where it can (columnar/partials.py), keeping at most `cache_rows`
+    groups there."""
+    query = asked.query
     if (
         cache_rows > 0
         and whole
@@ -149,26 +158,17 @@ def answer(
         and query.top is None
         and query.metric.kind in partials.MERGEABLE
     ):
-        answered = _answer_in_parts(
-            files=files,
-            staged_tail=staged_tail,
-            needed=needed,
-            limits=limits,
-            event_filter=event_filter,
-            query=query,
-            until_ms=until_ms,
-            max_groups=max_groups,
-            whole=whole,
-            cache_rows=cache_rows,
-        )
+        answered = _answer_in_parts(asked, whole, cache_rows)
         if answered is not None:
             return answered
+    files, staged_tail, needed = asked.files, asked.staged_tail, asked.needed
+    event_filter, until_ms, max_groups = asked.event_filter, asked.until_ms, asked.max_groups
     rows = _Sql()
     rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
     where = _Sql()
     where_text = _conditions(where, query, event_filter)
     filtered = f" WHERE {where_text}" if where_text else ""
-    cursor = parquet.connect(limits)
+    cursor = parquet.connect(asked.limits)
     try:
         kept = None
         if query.top is not None:
@@ -208,23 +208,12 @@ class Answered:
     """Segments whose groups came from the per-process cache."""
 
 
-def _answer_in_parts(
-    *,
-    files: list[Path],
-    staged_tail: Path | None,
-    needed: dict[str, tuple[PropertyPath, str]],
-    limits: parquet.Limits,
-    event_filter: EventFilter,
-    query: InsightQuery,
-    until_ms: int,
-    max_groups: int,
-    whole: frozenset[Path],
-    cache_rows: int,
-) -> Answered | None:
+def _answer_in_parts(asked: Asked, whole: frozenset[Path], cache_rows: int) -> Answered | None:
     """The answer merged from each segment's groups: cached ones as they are, the rest (the
     segments not cached, those the range cuts, the hot tail) from one statement grouped by
     segment too, whose whole segments are then cached. None when a part has more groups
     than `max_groups` (then one statement answers, as without the cache)."""
+    query, event_filter, max_groups = asked.query, asked.event_filter, asked.max_groups
     shape = (query, replace(event_filter, since_ms=None, until_ms=None))
     width = len(query.by)
     kind = query.metric.kind
@@ -232,7 +221,7 @@ def _answer_in_parts(
     to_read: list[Path] = []
     to_keep: dict[int, Any] = {}
     cached = 0
-    for segment in files:
+    for segment in asked.files:
         known = partials.identity(segment) if segment in whole else None
         found = partials.lookup(known, shape) if known is not None else None
         if found is not None:
@@ -242,9 +231,11 @@ def _answer_in_parts(
         if known is not None:
             to_keep[len(to_read)] = known
         to_read.append(segment)
-    if to_read or staged_tail is not None:
+    if to_read or asked.staged_tail is not None:
         rows = _Sql()
-        rows_text = _rows(rows, to_read, staged_tail, needed, event_filter, until_ms, part=True)
+        rows_text = _rows(
+            rows, to_read, asked.staged_tail, asked.needed, event_filter, asked.until_ms, part=True
+        )
         where = _Sql()
         where_text = _conditions(where, query, event_filter)
         filtered = f" WHERE {where_text}" if where_text else ""
@@ -255,7 +246,7 @@ def _answer_in_parts(
             f"WITH ev AS ({rows_text}) SELECT {select} FROM ev{filtered} GROUP BY ALL "
             f"LIMIT {int(limit)}"
         )
-        cursor = parquet.connect(limits)
+        cursor = parquet.connect(asked.limits)
         try:
             found_rows = cursor.execute(text, rows.params + where.params).fetchall()
         finally:

@@ -185,8 +185,7 @@ async def _segments_once(
             if (event_filter.since_ms is None or segments.start_of(f) >= event_filter.since_ms)
             and segments.end_of(f) <= until_whole
         )
-        answered = await asyncio.to_thread(
-            columnar.answer,
+        asked = columnar.Asked(
             files=files,
             staged_tail=staged if tail_events else None,  # reading an empty one takes ms
             needed=needed,
@@ -194,8 +193,12 @@ async def _segments_once(
             event_filter=event_filter,
             query=query,
             until_ms=until,
-            bounds=bounds,
             max_groups=ctx.config.max_insight_groups,
+        )
+        answered = await asyncio.to_thread(
+            columnar.answer,
+            asked,
+            bounds=bounds,
             whole=whole,
             cache_rows=ctx.config.columnar_cache_rows,
         )
