@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
-from eventstitch.columnar import partials
+from eventstitch.columnar import partials, segments
 from eventstitch.config import Config
+from eventstitch.ids import ms_to_iso, now_ms
 from tests.columnar.test_segments import _rebuild, _setup
 from tests.conftest import API_TOKEN, all_events
 
@@ -80,6 +81,57 @@ def test_asking_again_reads_only_new_segments_and_the_tail_with_the_same_numbers
 
     another_question = _ask(client, metric="max:properties.n")  # not what was cached
     assert another_question["segments"]["cached"] == 0
+
+
+def test_a_segment_past_the_checkpoint_read_is_never_kept_as_whole(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A reader may list an hour that a rebuild has just published before it moves the
+    checkpoint on (or a rebuild crashed between the two): that hour is read only up to the
+    checkpoint read, the rest from the store, and must not be kept as if read whole."""
+    _setup(client, config, tmp_path, monkeypatch)
+    _rebuild()
+    app = client.app
+    assert isinstance(app, EventstitchApp)
+    checkpoint = segments.folder(app.ctx) / segments.CHECKPOINT
+    saved = checkpoint.read_text()
+    last_end = max(segments.end_of(f) for f in segments.files(app.ctx))
+    until = ms_to_iso(now_ms() + 3_600_000)
+    expected = _expected(client)
+    checkpoint.write_text(f"{last_end - 30 * 60_000}\n")
+    assert _numbers(_ask(client, until=until)) == expected
+    checkpoint.write_text(saved)
+    again = _ask(client, until=until)
+    assert _numbers(again) == expected
+    assert again["segments"]["read"] >= 1  # the hour cut by the stale checkpoint
+
+
+def test_a_range_with_no_segment_and_no_tail_answers_a_property_question(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    _setup(client, config, tmp_path, monkeypatch)
+    _rebuild()
+    app = client.app
+    assert isinstance(app, EventstitchApp)
+    boundary = segments.checkpoint(app.ctx)
+    assert boundary is not None
+    quiet = _ask(client, since=ms_to_iso(boundary - 1))  # after every event, before the tail
+    assert quiet["total"] == 0
+    assert quiet["rows"] == []
+
+
+def test_more_groups_than_allowed_are_cut_with_every_event_counted(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    _setup(client, config, tmp_path, monkeypatch)
+    _rebuild()
+    with _client_with_cache(dataclasses.replace(config, max_insight_groups=3), 1000) as few:
+        for _ in range(2):  # the second time, straight to one statement
+            body = _ask(few, by="properties.n")  # 300 distinct values
+            assert body["truncated"] is True
+            assert len(body["rows"]) == 3
+            assert body["total"] == 300
+            assert body["segments"]["cached"] == 0
 
 
 def _client_with_cache(config: Config, rows: int) -> TestClient:

@@ -70,6 +70,24 @@ def store(file: Hashable, shape: Hashable, rows: tuple[Partial, ...], budget: in
         _held += len(rows)
 
 
+MAX_OVERFLOWING = 1024
+_overflowing: set[Hashable] = set()
+"""Questions a segment or the tail gave more than EVENTSTITCH_MAX_INSIGHT_GROUPS groups: they
+are answered by one statement, without reading segment by segment first (a stated bound,
+cleared whole when passed)."""
+
+
+def overflows(shape: Hashable) -> bool:
+    return shape in _overflowing
+
+
+def mark_overflowing(shape: Hashable) -> None:
+    with _lock:
+        if len(_overflowing) >= MAX_OVERFLOWING:
+            _overflowing.clear()
+        _overflowing.add(shape)
+
+
 def held_rows() -> int:
     """Partial groups held now (for tests and metrics)."""
     return _held
@@ -79,14 +97,17 @@ def clear() -> None:
     global _held
     with _lock:
         _cache.clear()
+        _overflowing.clear()
         _held = 0
 
 
 def merge(
     kind: str, width: int, rows: Sequence[Partial], into: dict[tuple[Any, ...], list[Any]]
 ) -> None:
-    """Add partial groups to `into`, by key: counts and integer sums add, float sums are kept
-    as parts for one exact `fsum` at the end, extremes take the extreme."""
+    """Add partial groups to `into`, by key: counts and integer sums add (exactly), float sums
+    are kept as parts for one `fsum` at the end, extremes take the extreme. Each part's float
+    sum is already rounded, so a sum of floats over several segments may differ from one pass
+    over all the values by about a unit in the last place per segment."""
     for row in rows:
         key = row[:width]
         acc = into.get(key)

@@ -186,16 +186,20 @@ def answer(
             f"LIMIT {int(max_groups) + 1}"
         )
         found = cursor.execute(text, rows.params + keyed.params + where.params).fetchall()
+        total = 0
+        if len(found) > max_groups:  # the groups left out hold events too: count them all
+            joined_params = [bounds] if bounds is not None else []
+            counted = f"WITH ev AS ({rows_text}) SELECT count(*) FROM {joined}{filtered}"
+            row = cursor.execute(counted, rows.params + joined_params + where.params).fetchone()
+            total = int(row[0]) if row is not None else 0
     finally:
         cursor.close()
     groups: dict[Key, Group] = {}
-    total = 0
     for record in found[:max_groups]:
         key = tuple(_key_part(query, at, part) for at, part in enumerate(record[: len(keys)]))
         groups[key] = _group(query, record[len(keys)], record[len(keys) + 1 :])
-        total += groups[key].count
-    for record in found[max_groups:]:
-        total += record[len(keys)]
+    if len(found) <= max_groups:
+        total = sum(group.count for group in groups.values())
     return Answered(groups, total, len(found) > max_groups)
 
 
@@ -215,6 +219,8 @@ def _answer_in_parts(asked: Asked, whole: frozenset[Path], cache_rows: int) -> A
     than `max_groups` (then one statement answers, as without the cache)."""
     query, event_filter, max_groups = asked.query, asked.event_filter, asked.max_groups
     shape = (query, replace(event_filter, since_ms=None, until_ms=None))
+    if partials.overflows(shape):
+        return None
     width = len(query.by)
     kind = query.metric.kind
     merged: dict[tuple[Any, ...], list[Any]] = {}
@@ -251,12 +257,11 @@ def _answer_in_parts(asked: Asked, whole: frozenset[Path], cache_rows: int) -> A
             found_rows = cursor.execute(text, rows.params + where.params).fetchall()
         finally:
             cursor.close()
-        if len(found_rows) >= limit:
-            return None
         per_part: dict[int | None, list[Partial]] = {}
         for record in found_rows:
             per_part.setdefault(record[0], []).append(record[1:])
-        if any(len(part_rows) > max_groups for part_rows in per_part.values()):
+        if len(found_rows) >= limit or any(len(p) > max_groups for p in per_part.values()):
+            partials.mark_overflowing(shape)  # asked again, it goes straight to one statement
             return None
         for part_rows in per_part.values():
             partials.merge(kind, width, part_rows, merged)
@@ -314,9 +319,16 @@ def _rows(
             f"SELECT {listed} FROM read_json({sql.bind(str(staged_tail))}, "
             f"format = 'newline_delimited', columns = {spec})"
         )
-    if not parts:
+    if not parts:  # no segment and no tail: no rows, with every column a question reads
+        typed = "".join(
+            f", CAST(NULL AS VARCHAR) AS t_{cid}, CAST(NULL AS BIGINT) AS i_{cid}, "
+            f"CAST(NULL AS DOUBLE) AS f_{cid}"
+            for cid in needed
+        )
         named = ", CAST(NULL AS UBIGINT) AS part" if part else ""
-        return f"SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id{named} LIMIT 0"
+        return (
+            f"SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id{typed}{named} LIMIT 0"
+        )
     return " UNION ALL BY NAME ".join(parts)
 
 

@@ -125,8 +125,10 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
     rows: list[dict[str, Any]] = []
     for key, group in ordered:
         answer = dict(zip(names, map(_label, labels, key), strict=True))
-        if folded and OTHER in key:
-            answer["other"] = True
+        if folded and OTHER in key:  # `other` right after the dimension folded, as it reads
+            at = key.index(OTHER)
+            items = list(answer.items())
+            answer = dict([*items[: at + 1], ("other", True), *items[at + 1 :]])
         answer["count"] = group.count
         answer["value"] = group.count if counted else metric_value(query, group)
         if numeric:
