@@ -38,6 +38,14 @@ def _empty_cache() -> Iterator[None]:
     partials.clear()
 
 
+@pytest.fixture
+def written(client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any) -> TestClient:
+    """A client whose store holds ten hours of past events, written into segments."""
+    _setup(client, config, tmp_path, monkeypatch)
+    _rebuild()
+    return client
+
+
 def _ask(client: TestClient, **extra: str) -> dict[str, Any]:
     answer = client.get("/api/insights", params={**QUERY, **extra})
     assert answer.status_code == 200, answer.text
@@ -60,10 +68,9 @@ def _numbers(body: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 def test_asking_again_reads_only_new_segments_and_the_tail_with_the_same_numbers(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+    written: TestClient,
 ) -> None:
-    _setup(client, config, tmp_path, monkeypatch)
-    _rebuild()
+    client = written
     first = _ask(client)
     assert first["segments"]["cached"] == 0
     assert first["segments"]["read"] >= 10  # ten hours of events
@@ -83,14 +90,11 @@ def test_asking_again_reads_only_new_segments_and_the_tail_with_the_same_numbers
     assert another_question["segments"]["cached"] == 0
 
 
-def test_a_segment_past_the_checkpoint_read_is_never_kept_as_whole(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
-) -> None:
+def test_a_segment_past_the_checkpoint_read_is_never_kept_as_whole(written: TestClient) -> None:
     """A reader may list an hour that a rebuild has just published before it moves the
     checkpoint on (or a rebuild crashed between the two): that hour is read only up to the
     checkpoint read, the rest from the store, and must not be kept as if read whole."""
-    _setup(client, config, tmp_path, monkeypatch)
-    _rebuild()
+    client = written
     app = client.app
     assert isinstance(app, EventstitchApp)
     checkpoint = segments.folder(app.ctx) / segments.CHECKPOINT
@@ -107,10 +111,9 @@ def test_a_segment_past_the_checkpoint_read_is_never_kept_as_whole(
 
 
 def test_a_range_with_no_segment_and_no_tail_answers_a_property_question(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+    written: TestClient,
 ) -> None:
-    _setup(client, config, tmp_path, monkeypatch)
-    _rebuild()
+    client = written
     app = client.app
     assert isinstance(app, EventstitchApp)
     boundary = segments.checkpoint(app.ctx)
@@ -121,10 +124,8 @@ def test_a_range_with_no_segment_and_no_tail_answers_a_property_question(
 
 
 def test_more_groups_than_allowed_are_cut_with_every_event_counted(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+    written: TestClient, config: Config
 ) -> None:
-    _setup(client, config, tmp_path, monkeypatch)
-    _rebuild()
     with _client_with_cache(dataclasses.replace(config, max_insight_groups=3), 1000) as few:
         for _ in range(2):  # the second time, straight to one statement
             body = _ask(few, by="properties.n")  # 300 distinct values
@@ -141,11 +142,8 @@ def _client_with_cache(config: Config, rows: int) -> TestClient:
     return test_client
 
 
-def test_the_cache_holds_at_most_its_budget_of_groups(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
-) -> None:
-    _setup(client, config, tmp_path, monkeypatch)
-    _rebuild()
+def test_the_cache_holds_at_most_its_budget_of_groups(written: TestClient, config: Config) -> None:
+    client = written
     first = _ask(client)
     held = partials.held_rows()
     assert held > 0
