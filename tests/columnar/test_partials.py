@@ -164,6 +164,17 @@ def test_the_cache_holds_at_most_its_budget_of_groups(written: TestClient, confi
                 assert again["segments"]["cached"] == 0
 
 
+def test_a_key_part_past_its_length_is_never_kept() -> None:
+    at_limit = ("x" * partials.MAX_KEY_CHARS, 3)
+    past_it = ("x" * (partials.MAX_KEY_CHARS + 1), 3)
+    partials.store("segment-a", "question", (at_limit,), budget=10)
+    assert partials.held_rows() == 1
+    assert partials.lookup("segment-a", "question") == (at_limit,)
+    partials.store("segment-b", "question", (at_limit, past_it), budget=10)
+    assert partials.held_rows() == 1
+    assert partials.lookup("segment-b", "question") is None
+
+
 numbers = st.one_of(
     st.integers(-(2**40), 2**40), st.floats(-1e6, 1e6, allow_nan=False), st.just("text")
 )

@@ -8,9 +8,9 @@ Distinct counts and percentiles do not merge from per-segment numbers, and a que
 or time buckets cut by a zone's bounds is answered whole, so neither is kept here.
 
 The cache holds at most EVENTSTITCH_COLUMNAR_CACHE_ROWS partial groups, least recently used
-first out. Its key is the segment's path, inode, modification time and size (a segment written
-again is another file) and the question less its time range (a segment kept here lies wholly
-inside the range asked).
+first out, none with a key part over MAX_KEY_CHARS characters. Its key is the segment's path,
+inode, modification time and size (a segment written again is another file) and the question
+less its time range (a segment kept here lies wholly inside the range asked).
 """
 
 from __future__ import annotations
@@ -53,11 +53,18 @@ def lookup(file: Hashable, shape: Hashable) -> tuple[Partial, ...] | None:
         return found
 
 
+MAX_KEY_CHARS = 256
+"""A segment whose groups have a key part longer than this is not kept, so a row of the cache
+stays under about 1 KB (three parts at most, and six numbers)."""
+
+
 def store(file: Hashable, shape: Hashable, rows: tuple[Partial, ...], budget: int) -> None:
     """Keep a segment's groups, dropping the least recently used past `budget` rows in all; a
-    segment with more groups than the whole budget is not kept."""
+    segment with more groups than the whole budget, or with a long key, is not kept."""
     global _held
-    if len(rows) > budget:
+    if len(rows) > budget or any(
+        isinstance(part, str) and len(part) > MAX_KEY_CHARS for row in rows for part in row
+    ):
         return
     with _lock:
         old = _cache.pop((file, shape), None)

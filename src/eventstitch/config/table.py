@@ -354,7 +354,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "columnar_cache_rows",
         _non_negative_int,
-        "200000",
+        "50000",
         "Most groups each process keeps from insight segments it has read (a count, sum, "
         "average, minimum or maximum per segment and question, least recently used out first), "
         "so asking again reads only newer segments and the hot tail; 0 keeps none.",
