@@ -466,3 +466,43 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout_and_a_busy_on
         sock.settimeout(KEEP_ALIVE_SECONDS * 3)
         assert sock.recv(65536) == b"", "the idle connection was not closed by the server"
     assert len(events_of(live_server, source)) == sent
+
+
+def test_a_connection_past_the_cap_is_told_to_retry_and_those_open_go_on(tmp_path: Path) -> None:
+    """With EVENTSTITCH_MAX_CONNECTIONS=2, two open connections are served; a third gets 503
+    with Retry-After in the error shape and is closed, nothing stored from it; the two go on
+    being served, and once they are closed a new connection is served again."""
+    live = start_server(tmp_path / "data", tmp_path / "server.log", EVENTSTITCH_MAX_CONNECTIONS="2")
+    try:
+        with live.client() as client:
+            source = create_source(client, kind="webhook")["id"]
+        target = f"/collect/capped/{source}"
+        address = ("127.0.0.1", _port(live))
+        with (
+            socket.create_connection(address, timeout=SOCKET_SECONDS) as first,
+            socket.create_connection(address, timeout=SOCKET_SECONDS) as second,
+        ):
+            for n, sock in enumerate((first, second)):  # at the cap
+                sock.sendall(post(target, [("Host", "x")], b'{"n": %d}' % n))
+                assert read_answers(sock, 1) == [200]
+            with socket.create_connection(address, timeout=SOCKET_SECONDS) as third:  # past it
+                third.sendall(post(target, [("Host", "x")], b'{"n": 99}'))
+                status, headers, body, _ = read_answer(third, b"")
+                closed = third.recv(65536) == b""
+                assert_refused((status, headers, body, closed), 503, "EVENTSTITCH_MAX_CONNECTIONS")
+                assert headers["retry-after"] == "1"
+                assert orjson.loads(body)["errors"][0]["limit"] == 2
+            first.sendall(post(target, [("Host", "x")], b'{"n": 2}'))  # those open go on
+            assert read_answers(first, 1) == [200]
+        deadline = time.monotonic() + SOCKET_SECONDS  # the server sees the closes soon after
+        while True:
+            with socket.create_connection(address, timeout=SOCKET_SECONDS) as fresh:
+                fresh.sendall(post(target, [("Host", "x")], b'{"n": 3}'))
+                status, _, _, _ = read_answer(fresh, b"")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert status == 200
+        assert sorted(e["properties"]["n"] for e in events_of(live, source)) == [0, 1, 2, 3]
+    finally:
+        live.stop()

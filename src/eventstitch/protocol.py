@@ -13,7 +13,9 @@ arriving holds its connection and buffers for ever. This subclass counts while p
 - the time the head takes from its first byte (from the connection's opening, for the first
   request), against `EVENTSTITCH_HEAD_TIMEOUT_SECONDS` (408; a connection that sent nothing is
   closed): without it a connection that sends nothing, or half a head, was held for ever;
-- the time the body takes after the head, against `EVENTSTITCH_BODY_TIMEOUT_SECONDS` (408).
+- the time the body takes after the head, against `EVENTSTITCH_BODY_TIMEOUT_SECONDS` (408);
+- the connections open in this process, against `EVENTSTITCH_MAX_CONNECTIONS`: a connection
+  opened past it has its first request answered 503 with `Retry-After` (those open go on).
 
 Over a budget it answers in the one error shape with `Connection: close` and closes the
 connection; the application gets a disconnect, so nothing is stored.
@@ -57,6 +59,8 @@ _SHORTEST_FORWARDED = min(len(name) for name in _FORWARDED_HEADERS)
 # sends is read and dropped for up to this long: closing at once with unread bytes would make
 # the kernel reset the connection, and the client could lose the answer it is owed.
 LINGER_SECONDS = 2.0
+RETRY_AFTER_SECONDS = 1
+"""What a connection refused past EVENTSTITCH_MAX_CONNECTIONS is told to wait."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,7 @@ class HeadLimits:
     max_header_count: int
     head_timeout_seconds: float
     body_timeout_seconds: float
+    max_connections: int
 
     @property
     def max_unparsed_bytes(self) -> int:
@@ -87,6 +92,7 @@ def configured_limits() -> HeadLimits:
         max_header_count=config.max_header_count,
         head_timeout_seconds=config.head_timeout_seconds,
         body_timeout_seconds=config.body_timeout_seconds,
+        max_connections=config.max_connections,
     )
 
 
@@ -171,6 +177,18 @@ def _late(reason: str, part: str, field: str, timeout: float) -> RequestRefused:
     )
 
 
+def _crowded(limit: int) -> RequestRefused:
+    """The refusal of a request on a connection opened while `limit` others were open."""
+    setting = f"{PREFIX}MAX_CONNECTIONS"
+    return RequestRefused(
+        503,
+        reason="too_many_connections",
+        message=f"this server process already serves {limit} connections ({setting}); "
+        f"retry after {RETRY_AFTER_SECONDS} s",
+        error={"field": "connection", "limit": limit, "setting": setting},
+    )
+
+
 def _cancelled(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
     """Cancel a connection's timer, if set, and give what its slot holds next: none."""
     if timer is not None:
@@ -194,6 +212,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer: asyncio.TimerHandle | None = None
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._over_capacity = False
         # uvicorn wraps the app in its proxy-headers middleware (serve keeps its default);
         # requests without a forwarded header skip it (see the module's docstring).
         self._app_for_forwarded = self.app
@@ -209,6 +228,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
+        # Past the cap a connection's first request is refused, so no more are served at once
+        # than the cap; the ones already open are not touched (unlike uvicorn's
+        # limit_concurrency, which refuses every request while the count is over).
+        self._over_capacity = len(self.server_state.connections) > self.limits.max_connections
         self._start_head_timer()  # the first request's head is due from now
 
     def data_received(self, data: bytes) -> None:
@@ -302,6 +325,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._over_capacity:
+            self._head_timer = _cancelled(self._head_timer)
+            raise _crowded(self.limits.max_connections)
         self._head_done = True
         self._progressed = True
         self._head_timer = _cancelled(self._head_timer)
@@ -429,6 +455,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         head = [STATUS_LINE[refusal.status]]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
+        if refusal.status == 503:
+            head.append(b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS)
         head += [
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),

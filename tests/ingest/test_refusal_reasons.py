@@ -220,9 +220,16 @@ PRODUCERS: dict[str, Producer] = {
     "split_too_large": _post("/collect/o/split", b'{"alerts": [{}, {}, {}]}'),
 }
 
-PRODUCED_APART = {"overloaded", "storage_unavailable", "head_timeout", "body_timeout"}
-"""Reasons that need the store held or out of reach, each with its own test below, or a
-stalled client (`head_timeout`, `body_timeout`: tests/test_protocol_limits.py)."""
+PRODUCED_APART = {
+    "overloaded",
+    "storage_unavailable",
+    "head_timeout",
+    "body_timeout",
+    "too_many_connections",
+}
+"""Reasons that need the store held or out of reach, each with its own test below, a stalled
+client (`head_timeout`, `body_timeout`) or a server with few connections allowed
+(`too_many_connections`): tests/test_protocol_limits.py."""
 
 
 def rejected(http: httpx.Client | TestClient, reason: str) -> float:

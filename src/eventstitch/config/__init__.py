@@ -66,6 +66,7 @@ class Config:
     max_header_bytes: int
     max_header_count: int
     head_timeout_seconds: float
+    max_connections: int
     keep_alive_seconds: int
     body_timeout_seconds: float
     max_nesting_depth: int

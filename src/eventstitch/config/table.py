@@ -105,6 +105,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(a connection that sent nothing is closed) and nothing is stored.",
     ),
     Setting(
+        "max_connections",
+        _positive_int,
+        "1000",
+        "Most open connections each server process serves; a connection opened past it gets "
+        "503 with Retry-After to its first request and is closed (those already open go on), "
+        "and one that sends nothing is closed after EVENTSTITCH_HEAD_TIMEOUT_SECONDS.",
+    ),
+    Setting(
         "keep_alive_seconds",
         _positive_int,
         "5",
