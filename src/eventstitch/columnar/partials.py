@@ -96,7 +96,7 @@ def mark_overflowing(shape: Hashable) -> None:
 
 
 def held_rows() -> int:
-    """Partial groups held now (for tests and metrics)."""
+    """Partial groups held now (what the budget counts)."""
     return _held
 
 

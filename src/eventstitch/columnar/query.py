@@ -23,6 +23,7 @@ from eventstitch import paths
 from eventstitch.columnar import parquet, partials
 from eventstitch.columnar.manifests import read_manifest
 from eventstitch.columnar.partials import Partial
+from eventstitch.columnar.segments import end_of, start_of
 from eventstitch.columnar.shred import (
     MISSING,
     canonical,
@@ -142,23 +143,21 @@ def answer(
     asked: Asked,
     *,
     bounds: list[int] | None,
-    whole: frozenset[Path] = frozenset(),
     cache_rows: int = 0,
 ) -> Answered:
     """The groups, the number of events and whether groups were cut at `max_groups`.
     `bounds` are the starts of the time buckets when the time dimension is not a plain UTC
-    width. A metric that merges reads the `whole` segments (inside the range asked) from the
+    width. A metric that merges reads the segments the range covers whole from the
     per-process cache where it can (columnar/partials.py), keeping at most `cache_rows`
     groups there."""
     query = asked.query
     if (
         cache_rows > 0
-        and whole
         and bounds is None
         and query.top is None
         and query.metric.kind in partials.MERGEABLE
     ):
-        answered = _answer_in_parts(asked, whole, cache_rows)
+        answered = _answer_in_parts(asked, cache_rows)
         if answered is not None:
             return answered
     files, staged_tail, needed = asked.files, asked.staged_tail, asked.needed
@@ -212,7 +211,7 @@ class Answered:
     """Segments whose groups came from the per-process cache."""
 
 
-def _answer_in_parts(asked: Asked, whole: frozenset[Path], cache_rows: int) -> Answered | None:
+def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
     """The answer merged from each segment's groups: cached ones as they are, the rest (the
     segments not cached, those the range cuts, the hot tail) from one statement grouped by
     segment too, whose whole segments are then cached. None when a part has more groups
@@ -227,8 +226,11 @@ def _answer_in_parts(asked: Asked, whole: frozenset[Path], cache_rows: int) -> A
     to_read: list[Path] = []
     to_keep: dict[int, Any] = {}
     cached = 0
+    since = asked.event_filter.since_ms
     for segment in asked.files:
-        known = partials.identity(segment) if segment in whole else None
+        # Read in full: inside the range, and none past `until_ms`, where reading stops.
+        whole = (since is None or start_of(segment) >= since) and end_of(segment) <= asked.until_ms
+        known = partials.identity(segment) if whole else None
         found = partials.lookup(known, shape) if known is not None else None
         if found is not None:
             partials.merge(kind, width, found, merged)
@@ -291,15 +293,16 @@ def _rows(
     """The events in range as rows of (ms, type, source_id, and each needed path's columns);
     with `part`, also the place in `files` of the segment each comes from (NULL for the hot
     tail)."""
+    typed = {f"{kind}_{cid}": sql_type for cid in needed for kind, sql_type in _TYPED}
     parts: list[str] = []
     if files:
         columns = ["received_ms AS ms", "type", "source_id"]
         if part:
             columns.append("file_index AS part")  # its place in the list (a name costs 15 %)
         for cid, (_, kinds) in needed.items():
-            columns.append(f"t_{cid}" if "t" in kinds else f"CAST(NULL AS VARCHAR) AS t_{cid}")
-            columns.append(f"i_{cid}" if "i" in kinds else f"CAST(NULL AS BIGINT) AS i_{cid}")
-            columns.append(f"f_{cid}" if "f" in kinds else f"CAST(NULL AS DOUBLE) AS f_{cid}")
+            for kind, sql_type in _TYPED:
+                name = f"{kind}_{cid}"
+                columns.append(name if kind in kinds else f"CAST(NULL AS {sql_type}) AS {name}")
         source = f"read_parquet({sql.bind([str(f) for f in files])}, union_by_name = true)"
         where = [f"received_ms < {sql.bind(until_ms)}"]
         if event_filter.since_ms is not None:
@@ -310,9 +313,7 @@ def _rows(
             where.append(f"source_id IN ({sql.binds(event_filter.source_ids)})")
         parts.append(f"SELECT {', '.join(columns)} FROM {source} WHERE {' AND '.join(where)}")
     if staged_tail is not None:
-        types = {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR"}
-        for cid in needed:
-            types |= {f"t_{cid}": "VARCHAR", f"i_{cid}": "BIGINT", f"f_{cid}": "DOUBLE"}
+        types = {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR", **typed}
         spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
         listed = ", ".join(types) + (", CAST(NULL AS UBIGINT) AS part" if part else "")
         parts.append(
@@ -320,16 +321,16 @@ def _rows(
             f"format = 'newline_delimited', columns = {spec})"
         )
     if not parts:  # no segment and no tail: no rows, with every column a question reads
-        typed = "".join(
-            f", CAST(NULL AS VARCHAR) AS t_{cid}, CAST(NULL AS BIGINT) AS i_{cid}, "
-            f"CAST(NULL AS DOUBLE) AS f_{cid}"
-            for cid in needed
-        )
+        nulls = "".join(f", CAST(NULL AS {t}) AS {name}" for name, t in typed.items())
         named = ", CAST(NULL AS UBIGINT) AS part" if part else ""
         return (
-            f"SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id{typed}{named} LIMIT 0"
+            f"SELECT CAST(NULL AS BIGINT) AS ms, '' AS type, '' AS source_id{nulls}{named} LIMIT 0"
         )
     return " UNION ALL BY NAME ".join(parts)
+
+
+_TYPED = (("t", "VARCHAR"), ("i", "BIGINT"), ("f", "DOUBLE"))
+"""The typed columns of a path (columnar/shred.py), each with its DuckDB type."""
 
 
 def _number(cid: str) -> str:

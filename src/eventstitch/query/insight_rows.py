@@ -121,7 +121,6 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
     ]
     folded = any(OTHER in parts for parts in distinct)
     numeric = query.metric.kind not in ("count", "count_distinct")
-    counted = query.metric.kind == "count"
     rows: list[dict[str, Any]] = []
     for key, group in ordered:
         answer = dict(zip(names, map(_label, labels, key), strict=True))
@@ -130,7 +129,7 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
             items = list(answer.items())
             answer = dict([*items[: at + 1], ("other", True), *items[at + 1 :]])
         answer["count"] = group.count
-        answer["value"] = group.count if counted else metric_value(query, group)
+        answer["value"] = metric_value(query, group)
         if numeric:
             answer["skipped"] = group.skipped
         rows.append(answer)

@@ -178,12 +178,6 @@ async def _segments_once(
                 start = min([segments.start_of(f) for f in files] + [first])
             end = event_filter.until_ms or now_ms()
             bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-        whole = frozenset(  # segments read in full: none past `until`, where reading stops
-            f
-            for f in files
-            if (event_filter.since_ms is None or segments.start_of(f) >= event_filter.since_ms)
-            and segments.end_of(f) <= until
-        )
         asked = columnar.Asked(
             files=files,
             staged_tail=staged if tail_events else None,  # reading an empty one takes ms
@@ -198,7 +192,6 @@ async def _segments_once(
             columnar.answer,
             asked,
             bounds=bounds,
-            whole=whole,
             cache_rows=ctx.config.columnar_cache_rows,
         )
     finally:
