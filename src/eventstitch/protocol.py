@@ -31,22 +31,29 @@ connection instead of one per response: uvicorn starts a timer after
 every response and cancels it when the next request arrives, which cost the no-op 8-15 % of
 its requests a second here. Here the connection notes when it fell idle, and its one timer,
 when due, closes it if it has been idle that long, or waits for the rest of the period.
+
+Each request is handed to `RequestCycle` (eventstitch.request_cycle), uvicorn's cycle doing
+each request's work once, and a head's timer is started only when a read leaves a head
+incomplete: a head that arrives whole in one read, nearly all of them, needs none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import httptools
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from eventstitch import metrics
 from eventstitch.config import PREFIX, load_config
 from eventstitch.errors import error_body
+from eventstitch.request_cycle import RequestCycle
 
 # The request line's method, spaces and version, and each header's `: ` and CRLF, are not in
 # the budgets' counts; this much per head and per field is allowed for them in the raw bytes.
@@ -54,7 +61,6 @@ _REQUEST_LINE_FRAMING = 256
 _FIELD_FRAMING = 4
 # The headers uvicorn's proxy-headers middleware reads (it reads no other).
 _FORWARDED_HEADERS = (b"x-forwarded-for", b"x-forwarded-proto")
-_SHORTEST_FORWARDED = min(len(name) for name in _FORWARDED_HEADERS)
 # After a refusal the answer is sent and the sending side shut, and whatever the client still
 # sends is read and dropped for up to this long: closing at once with unread bytes would make
 # the kernel reset the connection, and the client could lose the answer it is owed.
@@ -94,48 +100,6 @@ def configured_limits() -> HeadLimits:
         body_timeout_seconds=config.body_timeout_seconds,
         max_connections=config.max_connections,
     )
-
-
-class CoalescedWrites:
-    """A response's view of its connection: what it writes during one turn of the event loop
-    goes out as one write at the end of the turn (or at once, joined with the rest, when the
-    body follows the head in the same turn, as it does for every small answer). uvicorn writes
-    a response's head and its body separately, each a system call of its own."""
-
-    __slots__ = ("_flush_scheduled", "_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: bytes | None = None
-        self._flush_scheduled = False
-
-    def write(self, data: bytes) -> None:
-        if self._pending is None:
-            self._pending = bytes(data)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush)
-            return
-        joined = self._pending + data
-        self._pending = None
-        self._transport.write(joined)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        pending, self._pending = self._pending, None
-        if pending is not None and not self._transport.is_closing():
-            self._transport.write(pending)
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class RequestRefused(Exception):
@@ -262,6 +226,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if not self._in_message:
             return
+        if not self._head_done and self._head_timer is None:
+            # A head left incomplete by this read is due from its first byte, about now: a
+            # head that arrives whole in one read (nearly all of them) never needs a timer.
+            self._start_head_timer()
         if self._progressed:
             self._unparsed_bytes = 0
         else:
@@ -282,10 +250,25 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.limits.body_timeout_seconds, self._body_timed_out
             )
 
+    # The parser's callbacks do uvicorn's work themselves (its scope, its header list, its
+    # request-response cycle) rather than call it, with RequestCycle in place of uvicorn's.
+
     def on_message_begin(self) -> None:
-        super().on_message_begin()
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
         self._body_timer = _cancelled(self._body_timer)
-        self._start_head_timer()  # a next request's head is due from its first byte
         self._in_message = True
         self._head_done = False
         self._unparsed_bytes = 0
@@ -299,7 +282,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         limit = self.limits.max_url_bytes
         if self._url_bytes > limit:
             raise _over(414, "url_too_long", "the request target is longer than", limit, "bytes")
-        super().on_url(url)
+        self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -320,9 +303,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.limits.max_header_bytes,
                 "bytes",
             )
-        if len(name) >= _SHORTEST_FORWARDED and name.lower() in _FORWARDED_HEADERS:
+        name = name.lower()
+        # llhttp keeps a value's trailing whitespace, which RFC 9110 (5.5) leaves out.
+        value = value.rstrip(b" \t")
+        if name in _FORWARDED_HEADERS:
             self._forwarded = True
-        super().on_header(name, value)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._over_capacity:
@@ -331,21 +319,69 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_done = True
         self._progressed = True
         self._head_timer = _cancelled(self._head_timer)
-        # uvicorn hands the request to `self.app`: the middleware only when it has work.
-        self.app = self._app_for_forwarded if self._forwarded else self._app_direct
-        super().on_headers_complete()
-        # The response's head and body go out in one write (one system call, one packet).
-        self.cycle.transport = CoalescedWrites(self.transport, self.loop)  # type: ignore[assignment]
+        parser = self.parser
+        http_version = parser.get_http_version()
+        scope = self.scope
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        if self.root_path:
+            scope["path"] = self.root_path + path
+            scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        else:
+            scope["path"] = path
+            scope["raw_path"] = raw_path
+        scope["query_string"] = parsed_url.query or b""
+        # uvicorn hands the request to `self.app`: the proxy-headers middleware only when it
+        # has work (see the module's docstring).
+        app = self._app_for_forwarded if self._forwarded else self._app_direct
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency
+            or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing_cycle = self.cycle
+        self.cycle = RequestCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            loop=self.loop,
+            protocol=self,
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # a pipelined request waits for the one before it to be answered
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
 
     def on_body(self, body: bytes) -> None:
         self._progressed = True
-        super().on_body(body)
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        if cycle.add_body(body) > HIGH_WATER_LIMIT:  # type: ignore[attr-defined]
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         self._in_message = False
         self._progressed = True
         self._body_timer = _cancelled(self._body_timer)
-        super().on_message_complete()
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._body_timer = _cancelled(self._body_timer)
