@@ -18,6 +18,14 @@ Prints the best of `--rounds` rounds of each, in microseconds of CPU per request
 share `noop on uvicorn / collect on serve`, which is what issue 15's ratio would be if the
 kernel and the writer cost nothing. `--profile noop|collect` adds a cProfile of that app on
 serve's protocol.
+
+Times on a shared virtual machine move by ±20 % from run to run. Instructions do not:
+`--only CASE` serves that case alone, so that callgrind can count it, twice with different
+`--requests`, the difference divided by the difference in requests (start-up cancels out):
+
+    for n in 200 1200; do PYTHONHASHSEED=0 valgrind --tool=callgrind \
+        .venv/bin/python bench/collect_stack_cpu.py --only collect --requests $n --rounds 1 \
+        2>&1 | grep "refs"; done
 """
 
 from __future__ import annotations
@@ -109,7 +117,12 @@ def connect(app: Any, protocol_class: type[HttpToolsProtocol]) -> tuple[Any, Mem
     return protocol, transport
 
 
-async def measure(requests: int, rounds: int, profile: str | None) -> dict[str, float]:
+ONLY = {"noop-uvicorn": "noop on uvicorn", "noop": "noop on serve", "collect": "collect on serve"}
+
+
+async def measure(
+    requests: int, rounds: int, profile: str | None, only: str | None
+) -> dict[str, float]:
     from eventstitch.app import create_app
     from eventstitch.protocol import LimitedHttpToolsProtocol
     from eventstitch.sources import service as sources
@@ -133,8 +146,10 @@ async def measure(requests: int, rounds: int, profile: str | None) -> dict[str, 
             "noop on serve": connect(noop, LimitedHttpToolsProtocol),
             "collect on serve": connect(app, LimitedHttpToolsProtocol),
         }
+        if only:
+            cases = {name: case for name, case in cases.items() if name == ONLY[only]}
         for protocol, transport in cases.values():  # warm: caches filled, the source read
-            await serve_requests(protocol, transport, 2000)
+            await serve_requests(protocol, transport, 300 if only else 2000)
         gc.collect()
         gc.freeze()  # as `serve` does after start-up (src/eventstitch/heap.py)
         best = dict.fromkeys(cases, float("inf"))
@@ -144,7 +159,7 @@ async def measure(requests: int, rounds: int, profile: str | None) -> dict[str, 
                 await serve_requests(protocol, transport, requests)
                 spent = (time.process_time() - started) / requests * 1e6
                 best[name] = min(best[name], spent)
-        if profile:
+        if profile and not only:
             protocol, transport = cases[f"{profile} on serve"]
             profiler = cProfile.Profile()
             profiler.enable()
@@ -163,15 +178,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", choices=["noop", "collect"])
+    parser.add_argument("--only", choices=sorted(ONLY), help="serve this case alone")
     args = parser.parse_args()
     if not 1 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 50:
         parser.error("keep it bounded: 1-1 000 000 requests, 1-50 rounds")
     with tempfile.TemporaryDirectory(prefix="eventstitch-stack-") as folder:
         os.environ["EVENTSTITCH_DATA_DIR"] = folder
         os.environ["EVENTSTITCH_SQLITE_WRITER"] = "THREAD"  # in-process: nothing to start
-        best = uvloop.run(measure(args.requests, args.rounds, args.profile))
+        best = uvloop.run(measure(args.requests, args.rounds, args.profile, args.only))
     for name, micros in best.items():
         print(f"{name:>18}: {micros:6.2f} us of CPU per request")
+    if args.only:
+        return 0
     share = best["noop on uvicorn"] / best["collect on serve"]
     print(
         f"noop on uvicorn / collect on serve: {share:.0%} (best of {args.rounds} x {args.requests})"
