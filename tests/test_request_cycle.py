@@ -173,3 +173,22 @@ def test_a_stalled_head_after_a_served_request_is_answered_408(
         closed = sock.recv(65536) == b""
     assert_refused((status, headers, body, closed), 408, "EVENTSTITCH_HEAD_TIMEOUT_SECONDS")
     assert [event["type"] for event in stored(live, source)] == ["first"]
+
+
+def test_a_websocket_upgrade_as_a_connections_first_request_is_refused_by_the_app(
+    live: LiveServer,
+) -> None:
+    """No route takes a websocket, and the app says so (403), as on a later request: the
+    upgrade is not taken for a malformed request (it was a 400)."""
+    upgrade = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    with connect(live) as sock:
+        sock.sendall(upgrade)
+        received = b""
+        while b"\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, "closed without an answer"
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 403"), received[:200]

@@ -163,6 +163,8 @@ def _cancelled(timer: asyncio.TimerHandle | None) -> asyncio.TimerHandle | None:
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, refusing heads over their budgets and stalled bodies."""
 
+    cycle: RequestCycle  # every request's (see on_headers_complete)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = configured_limits()
@@ -366,10 +368,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_body(self, body: bytes) -> None:
         self._progressed = True
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # (no cycle was made for an upgrade)
         cycle = self.cycle
-        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+        if cycle.response_complete:
             return
-        if cycle.add_body(body) > HIGH_WATER_LIMIT:  # type: ignore[attr-defined]
+        if cycle.add_body(body) > HIGH_WATER_LIMIT:
             self.flow.pause_reading()
         cycle.message_event.set()
 
@@ -377,8 +381,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_message = False
         self._progressed = True
         self._body_timer = _cancelled(self._body_timer)
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return
         cycle = self.cycle
-        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+        if cycle.response_complete:
             return
         cycle.more_body = False
         cycle.message_event.set()
@@ -469,7 +475,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         earlier_unanswered = (
             not self._head_done and self.cycle is not None and not self.cycle.response_complete
         )
-        can_answer = not earlier_unanswered and (cycle is None or not cycle.response_started)
+        # A head the cycle still holds has not been written: the refusal can take its place.
+        can_answer = not earlier_unanswered and (cycle is None or cycle.nothing_sent)
         if cycle is not None:
             cycle.disconnected = True
             cycle.message_event.set()

@@ -33,21 +33,21 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 class BodySignal:
     """What the cycle's `asyncio.Event` was for: the protocol sets it when body bytes, the
-    body's end or a disconnect arrive, and the one reader of the body waits for it. No future
-    is made unless the reader has to wait."""
+    body's end or a disconnect arrive, and whoever reads the body waits for it (every waiter
+    wakes, as with an Event). No future is made unless a reader has to wait."""
 
-    __slots__ = ("_loop", "_set", "_waiter")
+    __slots__ = ("_loop", "_set", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._set = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
     def set(self) -> None:
         self._set = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def clear(self) -> None:
         self._set = False
@@ -58,16 +58,18 @@ class BodySignal:
     async def wait(self) -> None:
         if self._set:
             return
-        self._waiter = self._loop.create_future()
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
-            self._waiter = None
+            self._waiters.remove(waiter)
 
 
 class RequestCycle(RequestResponseCycle):
     """uvicorn's request-response cycle with the per-request work above done once; its
-    `run_asgi` (the handling of an application that fails or answers nothing) is uvicorn's."""
+    `run_asgi` (the handling of an application that fails or answers nothing) is uvicorn's,
+    but for a head still held."""
 
     def __init__(
         self,
@@ -99,6 +101,55 @@ class RequestCycle(RequestResponseCycle):
         self.chunked_encoding: bool | None = None
         self.expected_content_length = 0
         self._head: bytes | None = None  # held until the first body message
+
+    async def run_asgi(self, app: Any) -> None:
+        """uvicorn's, with the held head in mind: an app that fails before any of its answer
+        was written gets a whole 500 (uvicorn would have sent the head it had started, then
+        closed), and one that returns without finishing has its head written first, as
+        uvicorn would have (a 204 started and never given a body is then whole)."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if self.nothing_sent:
+                self._restart_answer()
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            self._write_held_head()
+            if result is not None:
+                msg = "ASGI callable should return None, but returned '%s'."
+                self.logger.error(msg, result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.on_response = lambda: None
+
+    def _restart_answer(self) -> None:
+        """Forget an answer started but not written, so another can be sent instead."""
+        self._head = None
+        self.response_started = False
+        self.chunked_encoding = None
+        self.expected_content_length = 0
+
+    def _write_held_head(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self.waiting_for_100_continue = False
+            if not self.disconnected and not self.transport.is_closing():
+                self.transport.write(head)
+
+    @property
+    def nothing_sent(self) -> bool:
+        """Whether nothing of the answer has been written yet (a head held counts as not)."""
+        return not self.response_started or self._head is not None
 
     def add_body(self, body: bytes) -> int:
         """Keep a chunk of the request body; the bytes kept so far."""
@@ -135,7 +186,7 @@ class RequestCycle(RequestResponseCycle):
                     f"Expected ASGI message 'http.response.start', but got '{message['type']}'."
                 )
             self.response_started = True
-            self.waiting_for_100_continue = False
+            # Until the head is written the client may still be owed its 100 Continue.
             self._head = self._response_head(message)
             return
         if self.response_complete:
@@ -164,6 +215,7 @@ class RequestCycle(RequestResponseCycle):
         head = self._head
         if head is not None:
             self._head = None
+            self.waiting_for_100_continue = False
             data = head + data
         if data:
             self.transport.write(data)
