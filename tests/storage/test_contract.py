@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from eventstitch.ids import new_event_id
@@ -468,6 +469,42 @@ def test_paging_keeps_to_the_filter(storage: Storage, run: Run) -> None:
     )
     odd = sorted((e.id for e in events if e.type == "odd"), reverse=True)
     assert [e.id for e in first + rest] == odd
+
+
+def test_values_pages_follow_list_pages_where_the_store_reads_paths_itself(
+    storage: Storage, run: Run
+) -> None:
+    """`values_page` gives the same events as `list_page`, newest first, page after page,
+    each with the JSON text at each path as stored (None where missing); or None on a store
+    that does not read paths itself (then the whole events are read)."""
+    add_sources(storage, run, "hooks")
+    events = [
+        event(event_type="odd" if n % 2 else "even", at=T0 + n // 3, status=n, meta={"h": "x"})
+        for n in range(15)
+    ]
+    events.append(event(event_type="odd", at=T0 + 20, status="text"))  # no meta
+    append(storage, run, *events)
+    only = EventFilter(types=("odd",))
+    paths = [("status",), ("meta", "h")]
+    found: list[Any] = []
+    before: str | None = None
+    while True:
+        page = run(storage.events.values_page(only, paths, limit=3, before_id=before))
+        if page is None:
+            assert not found  # a store that cannot, cannot from the first page
+            return
+        found += page
+        if len(page) < 3:
+            break
+        before = page[-1][0]
+    odd = sorted((e for e in events if e.type == "odd"), key=lambda e: e.id, reverse=True)
+    assert [row[0] for row in found] == [e.id for e in odd]
+    assert [row[1:4] for row in found] == [(e.type, e.source_id, e.received_ms) for e in odd]
+    expected = [
+        (orjson.dumps(e.properties["status"]).decode(), '"x"' if "meta" in e.properties else None)
+        for e in odd
+    ]
+    assert [row[4] for row in found] == expected
 
 
 # -- filters ---------------------------------------------------------------------------------

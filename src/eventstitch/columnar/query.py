@@ -33,7 +33,7 @@ from eventstitch.columnar.shred import (
 )
 from eventstitch.query.insight_params import PERCENTILES, Comparison, InsightQuery, json_number
 from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, sort_value
-from eventstitch.storage.records import EventFilter, EventRecord, PropertyPath
+from eventstitch.storage.records import EventFilter, EventRecord, PropertyPath, ValuesRow
 
 UTC_WIDTH_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 SERVED_DIMENSIONS = ("type", "source", "property", "minute", "hour", "day", "week", "month")
@@ -121,6 +121,18 @@ def tail_line(event: EventRecord, needed: Needed) -> bytes:
     }
     for cid, (path, _) in needed.items():
         line |= typed_columns(cid, next(paths.values(event.properties, path), MISSING))
+    return orjson.dumps(line) + b"\n"
+
+
+def tail_line_of_values(row: ValuesRow, ids: Sequence[str]) -> bytes:
+    """`tail_line` of an event read as the JSON text at each needed path (`ids` in the order
+    of the paths read, see `EventStore.values_page`): the same line, without the whole
+    payload parsed."""
+    _, event_type, source_id, received_ms, texts = row
+    line: dict[str, Any] = {"type": event_type, "source_id": source_id, "ms": received_ms}
+    for cid, text in zip(ids, texts, strict=True):
+        if text is not None:
+            line |= typed_columns(cid, orjson.loads(text))
     return orjson.dumps(line) + b"\n"
 
 

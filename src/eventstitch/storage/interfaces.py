@@ -20,10 +20,12 @@ from eventstitch.storage.records import (
     Identifier,
     MergeRecord,
     ProfileRecord,
+    PropertyPath,
     RejectionBounds,
     RejectionFilter,
     RejectionRecord,
     SourceRecord,
+    ValuesRow,
     Visit,
     VisitResult,
 )
@@ -84,6 +86,20 @@ class EventStore(Protocol):
         self, event_filter: EventFilter, *, limit: int, before_id: str | None
     ) -> list[EventRecord]:
         """Newest first, ids strictly below `before_id` when given."""
+        ...
+
+    async def values_page(
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        limit: int,
+        before_id: str | None,
+    ) -> list[ValuesRow] | None:
+        """`list_page` reading only what an insight question needs: each event's id, type,
+        source, receipt time, and the JSON text of the value at each path (None where the
+        path is missing), taken out of the stored payload by the database. None when the
+        backend cannot take one of these paths out exactly: then read `list_page`."""
         ...
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...

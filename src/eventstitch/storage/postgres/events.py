@@ -23,6 +23,8 @@ from eventstitch.storage.records import (
     CountResult,
     EventFilter,
     EventRecord,
+    PropertyPath,
+    ValuesRow,
     Visit,
     VisitResult,
 )
@@ -107,6 +109,18 @@ class PostgresEvents:
             return [event_from_row(row) for row in await cursor.fetchall()]
 
         return await self._db.read(select)
+
+    async def values_page(
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        limit: int,
+        before_id: str | None,
+    ) -> list[ValuesRow] | None:
+        # jsonb renders a value in its own way (and `properties_exact` keeps what it would
+        # change), so the value is read from the payload in Python: `list_page`.
+        return None
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)

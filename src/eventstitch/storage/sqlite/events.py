@@ -12,6 +12,8 @@ from eventstitch.storage.records import (
     CountResult,
     EventFilter,
     EventRecord,
+    PropertyPath,
+    ValuesRow,
     Visit,
     VisitResult,
 )
@@ -21,7 +23,7 @@ from eventstitch.storage.shared.rows import event_from_row
 from eventstitch.storage.shared.sql import count_result, where_clause
 from eventstitch.storage.sqlite.backfill import backfill_stored
 from eventstitch.storage.sqlite.db import SqliteDb
-from eventstitch.storage.sqlite.queries import SQLITE, count_sql
+from eventstitch.storage.sqlite.queries import SQLITE, count_sql, json_path
 from eventstitch.storage.sqlite.rows import event_row
 from eventstitch.storage.sqlite.visits import write_visit
 
@@ -81,6 +83,32 @@ class SqliteEvents:
                 (*params, limit),
             )
             return [event_from_row(row) for row in rows]
+
+        return await self._db.read(select)
+
+    async def values_page(
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        limit: int,
+        before_id: str | None,
+    ) -> list[ValuesRow] | None:
+        # `->` gives a value's JSON text as stored (numbers as written), so it reads back as
+        # the value Python would find in the parsed payload; only paths SQLite can name.
+        json_paths = [json_path(path) for path in paths]
+        if sqlite3.sqlite_version_info < (3, 38) or None in json_paths:
+            return None
+        where, params = where_clause(SQLITE, event_filter, before_id=before_id)
+        taken = "".join(", properties -> ?" for _ in json_paths)
+
+        def select(conn: sqlite3.Connection) -> list[ValuesRow]:
+            rows = conn.execute(
+                f"SELECT id, type, source_id, received_ms{taken} FROM events{where}"
+                " ORDER BY id DESC LIMIT ?",
+                (*json_paths, *params, limit),
+            )
+            return [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
 
         return await self._db.read(select)
 

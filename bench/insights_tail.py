@@ -1,0 +1,100 @@
+"""What the hot tail costs an insight question: every event after the last segment.
+
+    .venv/bin/python bench/insights_tail.py [--events 100000] [--repeats 3]
+
+The segments end about a minute before now (columnar/segments.py `SEAL_MS`) plus the time
+since the last refresher round, so an answer reads the events after them from the store: at a
+sustained 1 000 events a second that is 60 000 to 120 000 events, at 10 000 ten times as many.
+This fills a SQLite store (in a temporary folder) with `--events` realistic events received in
+the last ten seconds (bench/insights_payloads.py, the payloads of bench/insights_query.py),
+writes the segments (none: nothing is sealed yet, so every event is in the tail), then asks
+bench/insights_query.py's questions over 7 days, alternating, question by question, the tail
+read as values (`EventStore.values_page`, what the store does) and read as whole events (the
+store told it cannot read values, as on PostgreSQL). Prints the best of `--repeats` of each,
+and checks that both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import insights_query as iq
+from eventstitch.columnar import segments
+from eventstitch.ids import now_ms
+
+WEEK_MS = 7 * 86_400_000
+
+
+async def fill(folder: Path, events: int) -> None:
+    """`events` events received over the last ten seconds, and the segments written (none)."""
+    db = folder / "eventstitch.db"
+    storage = iq.SqliteStorage(db)
+    await storage.start()
+    await storage.close()
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    params = {"first": 0, "last": events, "start": now_ms() - 10_000, "span": 9_000}
+    conn.execute("BEGIN")
+    conn.execute(iq.fill_sql(iq.SQLITE), {**params, "total": events})
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not 1 <= args.events <= 2_000_000 or not 1 <= args.repeats <= 20:
+        parser.error("keep it bounded: 1-2 000 000 events, 1-20 repeats")
+    with tempfile.TemporaryDirectory(prefix="eventstitch-tail-") as name:
+        folder = Path(name)
+        started = time.perf_counter()
+        await fill(folder, args.events)
+        print(f"{args.events} events stored in {time.perf_counter() - started:.1f} s")
+        ctx = iq.context(f"sqlite:///{folder / 'eventstitch.db'}", folder, 120)
+        await ctx.storage.start()
+        try:
+            await segments.rebuild(ctx=ctx, from_scratch=True)
+            if segments.files(ctx):
+                raise SystemExit("some events are already in segments: not a tail-only run")
+            events = ctx.storage.events
+            as_values = events.values_page
+
+            async def cannot(*_: Any, **__: Any) -> None:
+                return None  # as a store that does not read paths itself
+
+            print(f"\n{args.events} events in the hot tail, best of {args.repeats}:\n")
+            print("| question | tail as values | tail as whole events | same numbers |")
+            print("|---|---|---|---|")
+            for label, qs in iq.QUERIES[1:]:
+                best = {"values": float("inf"), "whole": float("inf")}
+                answers: dict[str, Any] = {}
+                for _ in range(args.repeats):
+                    for way in best:
+                        events.values_page = as_values if way == "values" else cannot  # type: ignore[method-assign]
+                        took, answer = await iq.run(ctx, qs, now_ms() - WEEK_MS)
+                        best[way] = min(best[way], took)
+                        answers[way] = answer
+                events.values_page = as_values  # type: ignore[method-assign]
+                same = iq.same(answers["values"], answers["whole"])
+                print(f"| {label} | {iq.ms(best['values'])} | {iq.ms(best['whole'])} | {same} |")
+        finally:
+            await ctx.storage.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))
