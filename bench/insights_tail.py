@@ -1,16 +1,18 @@
 """What the hot tail costs an insight question: every event after the last segment.
 
     .venv/bin/python bench/insights_tail.py [--events 100000] [--repeats 3]
+        [--database-url postgresql://.../an_empty_database]
 
 The segments end about a minute before now (columnar/segments.py `SEAL_MS`) plus the time
 since the last refresher round, so an answer reads the events after them from the store: at a
 sustained 1 000 events a second that is 60 000 to 120 000 events, at 10 000 ten times as many.
-This fills a SQLite store (in a temporary folder) with `--events` realistic events received in
+This fills a SQLite store (in a temporary folder; or the empty PostgreSQL database of
+`--database-url`, which it leaves filled) with `--events` realistic events received in
 the last ten seconds (bench/insights_payloads.py, the payloads of bench/insights_query.py),
 writes the segments (none: nothing is sealed yet, so every event is in the tail), then asks
 bench/insights_query.py's questions over 7 days, alternating, question by question, the tail
 read as values (`EventStore.values_page`, what the store does) and read as whole events (the
-store told it cannot read values, as on PostgreSQL). Prints the best of `--repeats` of each,
+store told it cannot read values, as before). Prints the best of `--repeats` of each,
 and checks that both give the same numbers.
 """
 
@@ -34,17 +36,40 @@ from eventstitch.ids import now_ms
 WEEK_MS = 7 * 86_400_000
 
 
+def _window(events: int) -> dict[str, int]:
+    return {"first": 0, "last": events, "start": now_ms() - 10_000, "span": 9_000, "total": events}
+
+
+async def fill_postgres(url: str, events: int) -> None:
+    """The same events in an empty PostgreSQL database, with the profiles they link to."""
+    import psycopg
+
+    storage = iq.open_storage(iq.load_config({}, database_url=url))
+    await storage.start()
+    await storage.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM events").fetchone()
+        if row and row[0]:
+            raise SystemExit("the database holds events already: give an empty one")
+        conn.execute(
+            "INSERT INTO profiles (id, created_ms, updated_ms) SELECT '00000000-0000-7000-8000-'"
+            " || lpad(to_hex(n), 12, '0'), 0, 0 FROM generate_series(0, %s - 1) AS n",
+            (iq.PROFILES,),
+        )
+        conn.execute(iq.fill_sql(iq.POSTGRES), _window(events))
+        conn.execute("VACUUM ANALYZE events")
+
+
 async def fill(folder: Path, events: int) -> None:
-    """`events` events received over the last ten seconds, and the segments written (none)."""
+    """`events` events received over the last ten seconds in a SQLite store."""
     db = folder / "eventstitch.db"
     storage = iq.SqliteStorage(db)
     await storage.start()
     await storage.close()
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA synchronous=OFF")
-    params = {"first": 0, "last": events, "start": now_ms() - 10_000, "span": 9_000}
     conn.execute("BEGIN")
-    conn.execute(iq.fill_sql(iq.SQLITE), {**params, "total": events})
+    conn.execute(iq.fill_sql(iq.SQLITE), _window(events))
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.close()
@@ -56,15 +81,20 @@ async def main() -> int:
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
     args = parser.parse_args()
     if not 1 <= args.events <= 2_000_000 or not 1 <= args.repeats <= 20:
         parser.error("keep it bounded: 1-2 000 000 events, 1-20 repeats")
     with tempfile.TemporaryDirectory(prefix="eventstitch-tail-") as name:
         folder = Path(name)
         started = time.perf_counter()
-        await fill(folder, args.events)
+        url = args.database_url or f"sqlite:///{folder / 'eventstitch.db'}"
+        if args.database_url:
+            await fill_postgres(url, args.events)
+        else:
+            await fill(folder, args.events)
         print(f"{args.events} events stored in {time.perf_counter() - started:.1f} s")
-        ctx = iq.context(f"sqlite:///{folder / 'eventstitch.db'}", folder, 120)
+        ctx = iq.context(url, folder, 120)
         await ctx.storage.start()
         try:
             await segments.rebuild(ctx=ctx, from_scratch=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
+
+from eventstitch.paths import has_each, values
 from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.postgres.backfill import backfill_stored
 from eventstitch.storage.postgres.db import PostgresDb
 from eventstitch.storage.postgres.identity import pg_claim
-from eventstitch.storage.postgres.queries import POSTGRES, count_sql, key_value, pg_text
+from eventstitch.storage.postgres.queries import POSTGRES, count_sql, key_value, pg_text, value_at
 from eventstitch.storage.postgres.rows import (
     EVENT_ARRAYS,
     EVENT_FIELDS,
@@ -46,6 +50,13 @@ _IMPORT = (
     f" FROM unnest({EVENT_ARRAYS}, %s::int8[], %s::text[])"
     f" AS b({EVENT_FIELDS}, converted_ms, converted_by) ON CONFLICT (id) DO NOTHING"
 )
+
+
+def _json_text_at(payload: Any, path: PropertyPath) -> str | None:
+    """The JSON text of the value at `path`, as `values_page` gives it; None when missing."""
+    for value in values(payload, path):
+        return orjson.dumps(value).decode()
+    return None
 
 
 class PostgresEvents:
@@ -118,9 +129,36 @@ class PostgresEvents:
         limit: int,
         before_id: str | None,
     ) -> list[ValuesRow] | None:
-        # jsonb renders a value in its own way (and `properties_exact` keeps what it would
-        # change), so the value is read from the payload in Python: `list_page`.
-        return None
+        # jsonb renders a value the same way alone as inside its document, so `#>`'s text
+        # parses to what the whole payload's text gives. Where jsonb would have changed the
+        # payload, its exact text is kept beside it and the values are read from that. A key
+        # with U+0000 is not in any jsonb document (see `pg_text`): such a path reads whole.
+        if any(has_each(path) or any("\x00" in str(s) for s in path) for path in paths):
+            return None
+        where, params = where_clause(POSTGRES, event_filter, before_id=before_id)
+        taken = ""
+        taken_params: list[Any] = []
+        for path in paths:
+            sql, path_params = value_at("properties", path)
+            taken += f", ({sql})::text"
+            taken_params += path_params
+
+        async def select(conn: Conn) -> list[ValuesRow]:
+            cursor = await conn.execute(
+                f"SELECT id, type, source_id, received_ms, properties_exact{taken}"
+                f" FROM events{where} ORDER BY id DESC LIMIT %s",
+                (*taken_params, *params, limit),
+            )
+            rows: list[ValuesRow] = []
+            for row in await cursor.fetchall():
+                texts = tuple(row[5:])
+                if row[4] is not None:
+                    payload = orjson.loads(row[4])
+                    texts = tuple(_json_text_at(payload, path) for path in paths)
+                rows.append((row[0], row[1], row[2], row[3], texts))
+            return rows
+
+        return await self._db.read(select)
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)

@@ -70,7 +70,7 @@ def _candidates(value: str) -> list[Any]:
 _READS_AS_INDEX = re.compile(r"\s*[+-]?[0-9]+")
 
 
-def _chain(base: str, path: PropertyPath) -> Fragment:
+def value_at(base: str, path: PropertyPath) -> Fragment:
     """The value at a path without `[*]` below `base`: a key with `->` (never an array's
     element), an index with `#>` (an array's element, or that key of an object)."""
     if all(isinstance(s, str) and not _READS_AS_INDEX.fullmatch(s) for s in path):
@@ -87,8 +87,10 @@ def _chain(base: str, path: PropertyPath) -> Fragment:
 def _elements(path: PropertyPath) -> tuple[str, list[Any], str]:
     """`FROM ...` of one row per element under the path's `[*]`, and the element's value."""
     at = path.index(EACH)
-    array, params = _chain("events.properties", path[:at])
-    rest, rest_params = _chain("e.value", path[at + 1 :]) if at + 1 < len(path) else ("e.value", [])
+    array, params = value_at("events.properties", path[:at])
+    rest, rest_params = (
+        value_at("e.value", path[at + 1 :]) if at + 1 < len(path) else ("e.value", [])
+    )
     source = (
         f"FROM (SELECT {array} AS v) AS a,"
         " jsonb_array_elements(CASE WHEN jsonb_typeof(a.v) = 'array' THEN a.v END) AS e"
@@ -109,7 +111,7 @@ def _literal_match(path: PropertyPath, value: str) -> Fragment:
         return "(" + " OR ".join(clauses) + ")", [_nested(path, c) for c in candidates]
     texts = [jsonb_text(c) for c in candidates]
     if EACH not in path:
-        sql, params = _chain("events.properties", path)
+        sql, params = value_at("events.properties", path)
         return f"({sql} = ANY(%s::jsonb[]))", [*params, texts]
     source, params, element = _elements(path)
     return f"EXISTS (SELECT 1 {source} WHERE {element} = ANY(%s::jsonb[]))", [*params, texts]
@@ -131,7 +133,7 @@ def _grouped(value: str) -> str:
 
 def _property_value(path: PropertyPath) -> Fragment:
     """The value at a path without `[*]`, grouped as on SQLite (see `_grouped`)."""
-    sql, params = _chain("events.properties", path)
+    sql, params = value_at("events.properties", path)
     return _grouped(sql), params * 3
 
 
