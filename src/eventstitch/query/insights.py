@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import orjson
@@ -40,6 +41,7 @@ from eventstitch.storage.records import (
 )
 
 SCAN_PAGE = 1000
+T = TypeVar("T")
 TAIL_PAGE = 5000
 """Events a page of the hot tail holds when read as values (a few small columns each)."""
 HOUR_MS = 3_600_000
@@ -243,21 +245,22 @@ async def _tail_lines(
 ) -> AsyncIterator[tuple[bytes, int, int]]:
     """The matching events as staged lines, newest first, a page at a time: the lines, how
     many events, the oldest one's receipt time. Where the store can take the needed paths out
-    of the payloads itself (`values_page`), only those values travel (5-6 times faster with
+    of the payloads itself (`values_page`), only those values travel (3-5 times faster with
     large payloads, docs/benchmarks.md); else whole events are read and parsed."""
     ids = list(needed)
     paths = [needed[cid][0] for cid in ids]
-    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
+    in_time = _in_time(ctx)
     before: str | None = None
     while True:
-        if time.monotonic() > deadline:
-            raise query_too_slow(ctx.config.query_timeout_ms)
-        try:
-            rows = await ctx.storage.events.values_page(
-                event_filter, paths, limit=TAIL_PAGE, before_id=before
+        rows = await in_time(
+            functools.partial(
+                ctx.storage.events.values_page,
+                event_filter,
+                paths,
+                limit=TAIL_PAGE,
+                before_id=before,
             )
-        except QueryTimeout:
-            raise query_too_slow(ctx.config.query_timeout_ms) from None
+        )
         if rows is None:  # not on this store: whole events
             async for page in _pages(ctx, event_filter):
                 if page:
@@ -274,21 +277,34 @@ async def _tail_lines(
 
 async def _pages(ctx: AppContext, event_filter: EventFilter) -> AsyncIterator[list[EventRecord]]:
     """The matching events, newest first, a page at a time, within the query time limit."""
-    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
+    in_time = _in_time(ctx)
     before: str | None = None
     while True:
-        if time.monotonic() > deadline:
-            raise query_too_slow(ctx.config.query_timeout_ms)
-        try:
-            page = await ctx.storage.events.list_page(
-                event_filter, limit=SCAN_PAGE, before_id=before
+        page = await in_time(
+            functools.partial(
+                ctx.storage.events.list_page, event_filter, limit=SCAN_PAGE, before_id=before
             )
-        except QueryTimeout:
-            raise query_too_slow(ctx.config.query_timeout_ms) from None
+        )
         yield page
         if len(page) < SCAN_PAGE:
             return
         before = page[-1].id
+
+
+def _in_time(ctx: AppContext) -> Callable[[Callable[[], Awaitable[T]]], Awaitable[T]]:
+    """A reader of pages that refuses, as too slow, a page asked for after the query's time
+    limit (counted from now) or one the store stopped at that limit."""
+    deadline = time.monotonic() + ctx.config.query_timeout_ms / 1000
+
+    async def read(page: Callable[[], Awaitable[T]]) -> T:
+        if time.monotonic() > deadline:
+            raise query_too_slow(ctx.config.query_timeout_ms)
+        try:
+            return await page()
+        except QueryTimeout:
+            raise query_too_slow(ctx.config.query_timeout_ms) from None
+
+    return read
 
 
 async def _scan(
