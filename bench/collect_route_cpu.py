@@ -23,15 +23,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import os
 import pstats
 import tempfile
 import time
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 import uvloop
+
+T = TypeVar("T")
 
 BODY = (
     b'{"url": "https://example.com/pricing", "user": "John", "email": "a@a.com",'
@@ -64,7 +68,11 @@ def scope() -> dict[str, Any]:
     }
 
 
-async def measure(requests: int, rounds: int, profile: bool) -> float:
+@contextlib.asynccontextmanager
+async def app_committing_at_once() -> AsyncIterator[Any]:
+    """The app `serve` runs, started on a store in EVENTSTITCH_DATA_DIR, with the source
+    `bench`, and its event writer answering every event at once (stored, linked to no
+    profile): what is measured is the route's CPU, not the commit."""
     from eventstitch.app import create_app
     from eventstitch.sources import service as sources
     from eventstitch.sources.schemas import SourceCreate
@@ -77,10 +85,25 @@ async def measure(requests: int, rounds: int, profile: bool) -> float:
 
         def committed_at_once(*_: Any, **__: Any) -> asyncio.Future[None]:
             done: asyncio.Future[None] = loop.create_future()
-            done.set_result(None)  # stored, linked to no profile
+            done.set_result(None)
             return done
 
-        app.ctx.storage.events._db.event_writer.submit_event = committed_at_once  # type: ignore[attr-defined]
+        app.ctx.storage.events._db.event_writer.submit_event = committed_at_once
+        yield app
+    finally:
+        await app.shutdown()
+
+
+def run_on_a_temporary_store(measure: Coroutine[Any, Any, T], prefix: str) -> T:
+    """Run `measure` on uvloop with a throwaway data folder and the writer in process."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        os.environ["EVENTSTITCH_DATA_DIR"] = folder
+        os.environ["EVENTSTITCH_SQLITE_WRITER"] = "THREAD"  # in-process: nothing to start
+        return uvloop.run(measure)
+
+
+async def measure(requests: int, rounds: int, profile: bool) -> float:
+    async with app_committing_at_once() as app:
         message = {"type": "http.request", "body": BODY, "more_body": False}
         answers: list[int] = []
 
@@ -111,8 +134,6 @@ async def measure(requests: int, rounds: int, profile: bool) -> float:
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return best
-    finally:
-        await app.shutdown()
 
 
 def main() -> int:
@@ -125,10 +146,9 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 50:
         parser.error("keep it bounded: 1-1 000 000 requests, 1-50 rounds")
-    with tempfile.TemporaryDirectory(prefix="eventstitch-route-") as folder:
-        os.environ["EVENTSTITCH_DATA_DIR"] = folder
-        os.environ["EVENTSTITCH_SQLITE_WRITER"] = "THREAD"  # in-process: nothing to start
-        best = uvloop.run(measure(args.requests, args.rounds, args.profile))
+    best = run_on_a_temporary_store(
+        measure(args.requests, args.rounds, args.profile), "eventstitch-route-"
+    )
     print(
         f"/collect route: {best:.2f} us of CPU per request (best of {args.rounds} x"
         f" {args.requests})"

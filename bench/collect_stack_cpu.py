@@ -34,16 +34,13 @@ import argparse
 import asyncio
 import cProfile
 import gc
-import os
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-import uvloop
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
@@ -123,24 +120,11 @@ ONLY = {"noop-uvicorn": "noop on uvicorn", "noop": "noop on serve", "collect": "
 async def measure(
     requests: int, rounds: int, profile: str | None, only: str | None
 ) -> dict[str, float]:
-    from eventstitch.app import create_app
+    from collect_route_cpu import app_committing_at_once
     from eventstitch.protocol import LimitedHttpToolsProtocol
-    from eventstitch.sources import service as sources
-    from eventstitch.sources.schemas import SourceCreate
     from noop_app import app as noop
 
-    app = create_app()
-    await app.startup()
-    try:
-        await sources.create(ctx=app.ctx, source_in=SourceCreate(id="bench", name="Bench"))
-        loop = asyncio.get_running_loop()
-
-        def committed_at_once(*_: Any, **__: Any) -> asyncio.Future[None]:
-            done: asyncio.Future[None] = loop.create_future()
-            done.set_result(None)  # stored, linked to no profile
-            return done
-
-        app.ctx.storage.events._db.event_writer.submit_event = committed_at_once  # type: ignore[attr-defined]
+    async with app_committing_at_once() as app:
         cases = {
             "noop on uvicorn": connect(noop, HttpToolsProtocol),
             "noop on serve": connect(noop, LimitedHttpToolsProtocol),
@@ -167,8 +151,6 @@ async def measure(
             profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return best
-    finally:
-        await app.shutdown()
 
 
 def main() -> int:
@@ -182,10 +164,11 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.requests <= 1_000_000 or not 1 <= args.rounds <= 50:
         parser.error("keep it bounded: 1-1 000 000 requests, 1-50 rounds")
-    with tempfile.TemporaryDirectory(prefix="eventstitch-stack-") as folder:
-        os.environ["EVENTSTITCH_DATA_DIR"] = folder
-        os.environ["EVENTSTITCH_SQLITE_WRITER"] = "THREAD"  # in-process: nothing to start
-        best = uvloop.run(measure(args.requests, args.rounds, args.profile, args.only))
+    from collect_route_cpu import run_on_a_temporary_store
+
+    best = run_on_a_temporary_store(
+        measure(args.requests, args.rounds, args.profile, args.only), "eventstitch-stack-"
+    )
     for name, micros in best.items():
         print(f"{name:>18}: {micros:6.2f} us of CPU per request")
     if args.only:
