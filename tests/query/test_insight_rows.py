@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from eventstitch.query import buckets
 from eventstitch.query.insight_params import parse_query
-from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, render, sort_value
+from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, render, row_order
 
 HOUR = 3_600_000
 
@@ -34,7 +34,7 @@ flag_parts = st.booleans()
 def rendered_row_by_row(query: Any, groups: dict[Key, Group], tz: Any) -> list[dict[str, Any]]:
     """The reference: every row ranked and labelled on its own."""
     rows = []
-    for key, group in sorted(groups.items(), key=lambda i: tuple(sort_value(p) for p in i[0])):
+    for key, group in sorted(groups.items(), key=lambda i: tuple(row_order(p) for p in i[0])):
         row: dict[str, Any] = {}
         for dim, part in zip(query.by, key, strict=True):
             if part == OTHER:
@@ -73,3 +73,31 @@ def test_rows_are_those_of_ranking_and_labelling_each_row(
     groups = {key: Group(count=n) for key, n in zip(keys, counts, strict=False)}
     rendered, reference = render(query, groups, tz), rendered_row_by_row(query, groups, tz)
     assert [list(row.items()) for row in rendered] == [list(row.items()) for row in reference]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    keys=st.lists(
+        st.sampled_from([b"1", b"1.0", b"0", b"0.0", b"-0.0", b"2", b"null", b'"1"']),
+        min_size=2,
+        max_size=8,
+        unique=True,
+    ),
+    seed=st.randoms(use_true_random=False),
+)
+def test_values_that_rank_the_same_come_in_one_order_whatever_order_they_were_found(
+    keys: list[bytes], seed: Any
+) -> None:
+    """1 and 1.0 (0, 0.0 and -0.0) rank the same; an engine may find them in any order (DuckDB
+    did), and the answer's rows still come in one order."""
+    query = parse_query(
+        metric=None, by="properties.plan", tz="UTC", top=None, comparisons=(), max_groups=1000
+    )
+    tz = buckets.zone("UTC")
+    shuffled = list(keys)
+    seed.shuffle(shuffled)
+    first = render(query, {(k,): Group(count=1) for k in keys}, tz)
+    again = render(query, {(k,): Group(count=1) for k in shuffled}, tz)
+    assert [repr(row["properties.plan"]) for row in first] == [
+        repr(row["properties.plan"]) for row in again
+    ]

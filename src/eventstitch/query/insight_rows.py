@@ -159,17 +159,15 @@ def _labels(dim: Dimension, parts: set[Any], tz: tzinfo) -> dict[Any, Any]:
 
 
 def _positions(parts: set[Any]) -> dict[Any, int]:
-    """Each value's place in the order of `sort_value`; values that rank the same share a
-    place, so their rows keep the order they came in (a stable sort, as ranking each row)."""
-    places: dict[Any, int] = {}
-    last: tuple[int, Any] | None = None
-    place = -1
-    for rank, part in sorted(((sort_value(p), p) for p in parts), key=lambda pair: pair[0]):
-        if rank != last:
-            place += 1
-            last = rank
-        places[part] = place
-    return places
+    """Each value's place in the order of `row_order`."""
+    return {part: place for place, part in enumerate(sorted(parts, key=row_order))}
+
+
+def row_order(part: Any) -> tuple[tuple[int, Any], bytes]:
+    """A key part's place among its dimension's values: `sort_value`, then, for JSON values
+    that rank the same (1 and 1.0; 0, 0.0 and -0.0), their text, so that the rows of an answer
+    come in one order whatever order the engine found them in."""
+    return sort_value(part), part if isinstance(part, bytes) else b""
 
 
 def _order_of(positions: list[dict[Any, int]]) -> Callable[[tuple[Key, Group]], Any]:

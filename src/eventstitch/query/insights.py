@@ -262,6 +262,8 @@ async def _tail_lines(
             )
         )
         if rows is None:  # not on this store: whole events
+            # (a store decides from the paths alone, so never after a first page of values)
+            assert before is None, "values_page refused after giving values"
             async for page in _pages(ctx, event_filter):
                 if page:
                     lines = b"".join(columnar.tail_line(e, needed) for e in page)
