@@ -352,11 +352,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.warning("Exceeded concurrency limit.")
         existing_cycle = self.cycle
         self.cycle = RequestCycle(
-            scope=scope,
-            transport=self.transport,
-            flow=self.flow,
-            loop=self.loop,
-            protocol=self,
+            scope,
+            self,
             expect_100_continue=self.expect_100_continue,
             keep_alive=http_version != "1.0" and parser.should_keep_alive(),
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -72,23 +71,18 @@ class RequestCycle(RequestResponseCycle):
     but for a head still held."""
 
     def __init__(
-        self,
-        scope: Any,
-        transport: asyncio.Transport,
-        flow: FlowControl,
-        loop: asyncio.AbstractEventLoop,
-        protocol: Any,
-        expect_100_continue: bool,
-        keep_alive: bool,
+        self, scope: Any, protocol: Any, *, expect_100_continue: bool, keep_alive: bool
     ) -> None:
+        """A request of `protocol`'s connection (its transport, flow control, loop, loggers
+        and server state)."""
         self.scope = scope
-        self.transport = transport
-        self.flow = flow
+        self.transport = protocol.transport
+        self.flow = protocol.flow
         self.logger = protocol.logger
         self.access_logger = protocol.access_logger
         self.access_log = protocol.access_log
         self.default_headers = protocol.server_state.default_headers
-        self.message_event = BodySignal(loop)  # type: ignore[assignment]
+        self.message_event = BodySignal(protocol.loop)  # type: ignore[assignment]
         self.on_response = protocol.on_response_complete
         self.disconnected = False
         self.keep_alive = keep_alive

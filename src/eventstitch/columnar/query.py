@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -114,14 +114,11 @@ def tail_file(staging: Path) -> Path:
 def tail_line(event: EventRecord, needed: Needed) -> bytes:
     """One hot-tail event as a line shaped like a segment's row, each needed path read the way
     the scan reads it (paths.values)."""
-    line: dict[str, Any] = {
-        "type": event.type,
-        "source_id": event.source_id,
-        "ms": event.received_ms,
-    }
-    for cid, (path, _) in needed.items():
-        line |= typed_columns(cid, next(paths.values(event.properties, path), MISSING))
-    return orjson.dumps(line) + b"\n"
+    values = (
+        (cid, next(paths.values(event.properties, path), MISSING))
+        for cid, (path, _) in needed.items()
+    )
+    return _staged_line(event.type, event.source_id, event.received_ms, values)
 
 
 def tail_line_of_values(row: ValuesRow, ids: Sequence[str]) -> bytes:
@@ -129,10 +126,21 @@ def tail_line_of_values(row: ValuesRow, ids: Sequence[str]) -> bytes:
     of the paths read, see `EventStore.values_page`): the same line, without the whole
     payload parsed."""
     _, event_type, source_id, received_ms, texts = row
+    values = (
+        (cid, MISSING if text is None else orjson.loads(text))
+        for cid, text in zip(ids, texts, strict=True)
+    )
+    return _staged_line(event_type, source_id, received_ms, values)
+
+
+def _staged_line(
+    event_type: str, source_id: str, received_ms: int, values: Iterable[tuple[str, Any]]
+) -> bytes:
+    """The line of one hot-tail event: its type, source and time, and the typed columns of
+    each needed path's value (column id and value, MISSING where there is none)."""
     line: dict[str, Any] = {"type": event_type, "source_id": source_id, "ms": received_ms}
-    for cid, text in zip(ids, texts, strict=True):
-        if text is not None:
-            line |= typed_columns(cid, orjson.loads(text))
+    for cid, value in values:
+        line |= typed_columns(cid, value)
     return orjson.dumps(line) + b"\n"
 
 

@@ -33,15 +33,11 @@ from eventstitch.query.insight_params import (
 )
 from eventstitch.query.insight_rows import EMPTY, Group, Key, fold_top, render
 from eventstitch.storage.errors import QueryTimeout
-from eventstitch.storage.records import (
-    CountQuery,
-    EventFilter,
-    EventRecord,
-    GroupBy,
-)
+from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy
+
+T = TypeVar("T")
 
 SCAN_PAGE = 1000
-T = TypeVar("T")
 TAIL_PAGE = 5000
 """Events a page of the hot tail holds when read as values (a few small columns each)."""
 HOUR_MS = 3_600_000
