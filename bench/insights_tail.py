@@ -1,6 +1,6 @@
 """What the hot tail costs an insight question: every event after the last segment.
 
-    .venv/bin/python bench/insights_tail.py [--events 100000] [--repeats 3]
+    .venv/bin/python bench/insights_tail.py [--events 100000] [--repeats 3] [--new 10000]
         [--database-url postgresql://.../an_empty_database]
 
 The segments end about a minute before now (columnar/segments.py `SEAL_MS`) plus the time
@@ -11,15 +11,21 @@ This fills a SQLite store (in a temporary folder; or the empty PostgreSQL databa
 the last ten seconds (bench/insights_payloads.py, the payloads of bench/insights_query.py),
 writes the segments (none: nothing is sealed yet, so every event is in the tail), then asks
 bench/insights_query.py's questions over 7 days, alternating, question by question, the tail
-read as values (`EventStore.values_page`, what the store does) and read as whole events (the
-store told it cannot read values, as before). Prints the best of `--repeats` of each,
+read whole as values (`EventStore.values_page`, what the store does) and read whole as events
+(the store told it cannot read values, as before). Prints the best of `--repeats` of each,
 and checks that both give the same numbers.
+
+On SQLite it then measures the tail kept per process (columnar/tail.py): each question is
+asked once, then `--repeats` times, each after `--new` more events were committed (1 s at
+10 000 events a second); it prints the best of those and checks the last answer against the
+tail read whole at that moment.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sqlite3
 import sys
 import tempfile
@@ -31,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import insights_query as iq
 from eventstitch.columnar import segments
+from eventstitch.config import Config
+from eventstitch.context import AppContext
 from eventstitch.ids import now_ms
 
 WEEK_MS = 7 * 86_400_000
@@ -81,10 +89,13 @@ async def main() -> int:
     )
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--new", type=int, default=10_000, help="events between kept asks")
     parser.add_argument("--database-url", default="", help="an empty PostgreSQL database")
     args = parser.parse_args()
     if not 1 <= args.events <= 2_000_000 or not 1 <= args.repeats <= 20:
         parser.error("keep it bounded: 1-2 000 000 events, 1-20 repeats")
+    if not 1 <= args.new <= 100_000:
+        parser.error("keep it bounded: 1-100 000 new events")
     with tempfile.TemporaryDirectory(prefix="eventstitch-tail-") as name:
         folder = Path(name)
         started = time.perf_counter()
@@ -94,7 +105,11 @@ async def main() -> int:
         else:
             await fill(folder, args.events)
         print(f"{args.events} events stored in {time.perf_counter() - started:.1f} s")
-        ctx = iq.context(url, folder, 120)
+        made = iq.context(url, folder, 120)
+        # The tail read whole every time, as without columnar/tail.py: what the first table
+        # compares (the second measures the tail kept).
+        config = dataclasses.replace(made.config, columnar_tail_rows=0)
+        ctx = AppContext.build(config, iq.open_storage(config))
         await ctx.storage.start()
         try:
             await segments.rebuild(ctx=ctx, from_scratch=True)
@@ -121,9 +136,54 @@ async def main() -> int:
                 events.values_page = as_values  # type: ignore[method-assign]
                 same = iq.same(answers["values"], answers["whole"])
                 print(f"| {label} | {iq.ms(best['values'])} | {iq.ms(best['whole'])} | {same} |")
+            if not args.database_url:
+                await kept(made.config, ctx, folder, args)
         finally:
             await ctx.storage.close()
     return 0
+
+
+async def kept(config: Config, whole: AppContext, folder: Path, args: argparse.Namespace) -> None:
+    """Each question asked again after `--new` more events, the tail kept (columnar/tail.py,
+    the default EVENTSTITCH_COLUMNAR_TAIL_ROWS); `whole` reads it whole
+    (EVENTSTITCH_COLUMNAR_TAIL_ROWS=0) to check the last answer."""
+    ctx = AppContext.build(config, iq.open_storage(config))
+    whole_config = dataclasses.replace(whole.config, columnar_tail_rows=0)
+    check = AppContext.build(whole_config, iq.open_storage(whole_config))
+    await ctx.storage.start()
+    await check.storage.start()
+    added = args.events
+    try:
+        print(f"\nThe tail kept: each question asked again after {args.new} new events,")
+        print(f"best of {args.repeats}:\n")
+        print("| question | tail after | first ask | asked again | read again | same numbers |")
+        print("|---|---|---|---|---|---|")
+        for label, qs in iq.QUERIES[1:]:
+            first, _ = await iq.run(ctx, qs, now_ms() - WEEK_MS)
+            best, read = float("inf"), 0
+            answer: Any = None
+            for _ in range(args.repeats):
+                await asyncio.to_thread(add, folder, added, args.new)
+                added += args.new
+                took, answer = await iq.run(ctx, qs, now_ms() - WEEK_MS)
+                if took < best and isinstance(answer, dict):
+                    best, read = took, answer["tail"]["read"]
+            _, expected = await iq.run(check, qs, now_ms() - WEEK_MS)
+            same = iq.same(answer, expected)
+            print(f"| {label} | {added} | {iq.ms(first)} | {iq.ms(best)} | {read} | {same} |")
+    finally:
+        await ctx.storage.close()
+        await check.storage.close()
+
+
+def add(folder: Path, first: int, count: int) -> None:
+    """`count` more events received over the last second, committed as one transaction."""
+    conn = sqlite3.connect(folder / "eventstitch.db", isolation_level=None)
+    conn.execute("BEGIN")
+    window = {"first": first, "last": first + count, "start": now_ms() - 1000, "span": 900}
+    conn.execute(iq.fill_sql(iq.SQLITE), {**window, "total": count})
+    conn.execute("COMMIT")
+    conn.close()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
         if limits != _applied:
             limits.spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             _shared.execute(f"SET GLOBAL memory_limit = '{int(limits.memory_mb)}MB'")
-            _shared.execute(f"SET GLOBAL temp_directory = {_quoted(limits.spill_dir)}")
+            _shared.execute(f"SET GLOBAL temp_directory = {quoted(limits.spill_dir)}")
             _shared.execute(f"SET GLOBAL max_temp_directory_size = '{int(limits.spill_mb)}MB'")
             _applied = limits
         return _shared.cursor()
@@ -155,9 +155,9 @@ async def write(
             if written == 0:
                 select = _empty_select()
             # COPY takes no bound parameters: the staged path is known to be ours, and quoted.
-            source = select.replace("?", _quoted(staging))
+            source = select.replace("?", quoted(staging))
             options = "" if shredder is None else f", ROW_GROUP_SIZE {SEGMENT_ROW_GROUP}"
-            con.execute(f"COPY ({source}) TO {_quoted(partial)} (FORMAT parquet{options})")
+            con.execute(f"COPY ({source}) TO {quoted(partial)} (FORMAT parquet{options})")
         finally:
             con.close()
         os.chmod(partial, PRIVATE_FILE)
@@ -185,10 +185,10 @@ def merge(sources: list[Path], target: Path, limits: Limits) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     con = connect(limits)
     try:
-        listed = ", ".join(_quoted(s) for s in sources)
+        listed = ", ".join(quoted(s) for s in sources)
         con.execute(
             f"COPY (SELECT {_SEGMENT_COLUMNS} FROM read_parquet([{listed}], "
-            f"union_by_name = true)) TO {_quoted(partial)} "
+            f"union_by_name = true)) TO {quoted(partial)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {SEGMENT_ROW_GROUP})"
         )
         os.chmod(partial, PRIVATE_FILE)
@@ -210,6 +210,6 @@ def _empty_select() -> str:
     )
 
 
-def _quoted(path: Path) -> str:
+def quoted(path: Path) -> str:
     """A path as a SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"

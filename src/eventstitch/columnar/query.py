@@ -20,7 +20,7 @@ import duckdb
 import orjson
 
 from eventstitch import paths
-from eventstitch.columnar import parquet, partials
+from eventstitch.columnar import parquet, partials, tail
 from eventstitch.columnar.manifests import read_manifest
 from eventstitch.columnar.partials import Partial
 from eventstitch.columnar.segments import end_of, start_of
@@ -144,13 +144,30 @@ def _staged_line(
     return orjson.dumps(line) + b"\n"
 
 
+def tail_columns(needed: Needed) -> dict[str, str]:
+    """The columns of a staged tail line, with their DuckDB types."""
+    typed = {f"{kind}_{cid}": sql_type for cid in needed for kind, sql_type in _TYPED}
+    return {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR", **typed}
+
+
+@dataclass(frozen=True, slots=True)
+class TailRows:
+    """Where an answer reads the hot tail: files of it kept by this process (their rows
+    received from `since_ms` on, columnar/tail.py), and lines staged in a file, either or
+    both."""
+
+    kept: tuple[Path, ...] = ()
+    since_ms: int = 0
+    staged: Path | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Asked:
-    """A question for the segments: the segments before `until_ms` and the staged tail, the
+    """A question for the segments: the segments before `until_ms` and the hot tail, the
     paths read, DuckDB's limits, and at most `max_groups` groups in the answer."""
 
     files: list[Path]
-    staged_tail: Path | None
+    tail_rows: TailRows | None
     needed: Needed
     limits: parquet.Limits
     event_filter: EventFilter
@@ -180,10 +197,10 @@ def answer(
         answered = _answer_in_parts(asked, cache_rows)
         if answered is not None:
             return answered
-    files, staged_tail, needed = asked.files, asked.staged_tail, asked.needed
+    files, tail_rows, needed = asked.files, asked.tail_rows, asked.needed
     event_filter, until_ms, max_groups = asked.event_filter, asked.until_ms, asked.max_groups
     rows = _Sql()
-    rows_text = _rows(rows, files, staged_tail, needed, event_filter, until_ms)
+    rows_text = _rows(rows, files, tail_rows, needed, event_filter, until_ms)
     where = _Sql()
     where_text = _conditions(where, query, event_filter)
     filtered = f" WHERE {where_text}" if where_text else ""
@@ -259,10 +276,10 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
         if known is not None:
             to_keep[len(to_read)] = known
         to_read.append(segment)
-    if to_read or asked.staged_tail is not None:
+    if to_read or asked.tail_rows is not None:
         rows = _Sql()
         rows_text = _rows(
-            rows, to_read, asked.staged_tail, asked.needed, event_filter, asked.until_ms, part=True
+            rows, to_read, asked.tail_rows, asked.needed, event_filter, asked.until_ms, part=True
         )
         where = _Sql()
         where_text = _conditions(where, query, event_filter)
@@ -303,7 +320,7 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
 def _rows(
     sql: _Sql,
     files: list[Path],
-    staged_tail: Path | None,
+    tail_rows: TailRows | None,
     needed: dict[str, tuple[PropertyPath, str]],
     event_filter: EventFilter,
     until_ms: int,
@@ -332,14 +349,16 @@ def _rows(
         if event_filter.source_ids:
             where.append(f"source_id IN ({sql.binds(event_filter.source_ids)})")
         parts.append(f"SELECT {', '.join(columns)} FROM {source} WHERE {' AND '.join(where)}")
-    if staged_tail is not None:
-        types = {"ms": "BIGINT", "type": "VARCHAR", "source_id": "VARCHAR", **typed}
-        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in types.items()) + "}"
+    if tail_rows is not None:
+        types = tail_columns(needed)
         listed = ", ".join(types) + (", CAST(NULL AS UBIGINT) AS part" if part else "")
-        parts.append(
-            f"SELECT {listed} FROM read_json({sql.bind(str(staged_tail))}, "
-            f"format = 'newline_delimited', columns = {spec})"
-        )
+        if tail_rows.kept:
+            kept = sql.bind([str(f) for f in tail_rows.kept])
+            since = sql.bind(tail_rows.since_ms)
+            parts.append(f"SELECT {listed} FROM read_parquet({kept}) WHERE ms >= {since}")
+        if tail_rows.staged is not None:
+            sql.bind(str(tail_rows.staged))
+            parts.append(f"SELECT {listed} FROM {tail.staged_lines(types)}")
     if not parts:  # no segment and no tail: no rows, with every column a question reads
         nulls = "".join(f", CAST(NULL AS {t}) AS {name}" for name, t in typed.items())
         named = ", CAST(NULL AS UBIGINT) AS part" if part else ""

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from eventstitch.columnar import manifests, parquet
+from eventstitch.columnar import manifests, parquet, tail
 from eventstitch.columnar.lock import writer_lock
 from eventstitch.columnar.shred import Collector, Manifest, merged
 from eventstitch.context import AppContext
@@ -39,6 +39,7 @@ PART_MS = 60_000
 store is short (about `SEAL_MS` plus the time between rebuilds)."""
 FOLDER = "insight-segments"
 CHECKPOINT = "checkpoint"
+GENERATION = "generation"
 
 
 def folder(ctx: AppContext) -> Path:
@@ -123,10 +124,29 @@ def invalidate(ctx: AppContext) -> None:
         _forget(where)
 
 
+def generation(ctx: AppContext) -> int:
+    """How many times the segments were forgotten (`invalidate`, a rebuild from scratch): what
+    a process kept of the hot tail (columnar/tail.py) is kept for one generation only, since
+    forgetting follows erased or imported events."""
+    try:
+        return int((folder(ctx) / GENERATION).read_text().strip())
+    except (OSError, ValueError):  # never forgotten
+        return 0
+
+
 def _forget(where: Path) -> None:
+    try:
+        forgotten = int((where / GENERATION).read_text().strip())
+    except (OSError, ValueError):
+        forgotten = 0
+    partial = where / f".{GENERATION}.{os.getpid()}.partial"
+    partial.write_text(f"{forgotten + 1}\n")
+    os.replace(partial, where / GENERATION)  # first: no reader keeps a tail past this
     with contextlib.suppress(FileNotFoundError):
         (where / CHECKPOINT).unlink()
-    for pattern in ("hour-*", "day-*", "part-*"):
+    # Every process's kept tails too (columnar/tail.py): they hold copies of properties. A
+    # process keeps them under the old generation, never read again.
+    for pattern in ("hour-*", "day-*", "part-*", f"{tail.PREFIX}.*"):
         for segment in where.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
                 segment.unlink()
@@ -156,6 +176,7 @@ async def rebuild(
         with contextlib.suppress(FileNotFoundError):
             if stale.stat().st_mtime < time.time() - 3600:  # a query's, killed before its end
                 stale.unlink()
+    tail.delete_orphans(where)
     if from_scratch:
         _forget(where)  # the checkpoint first, so readers ask the store meanwhile
     start = _read_checkpoint(where)

@@ -368,6 +368,16 @@ SETTINGS: tuple[Setting, ...] = (
         "so asking again reads only newer segments and the hot tail; 0 keeps none.",
     ),
     Setting(
+        "columnar_tail_rows",
+        _non_negative_int,
+        "4000000",
+        "Most rows of the hot tail (events after the last insight segment) each process keeps, "
+        "over all questions, least recently used question out first, so asking again reads from "
+        "the store only the events committed since (SQLite only: PostgreSQL has no commit order "
+        "to follow). Kept as Parquet files in the segments folder, 1-40 bytes a row on disk; "
+        "0 keeps none.",
+    ),
+    Setting(
         "columnar_max_paths",
         _positive_int,
         "256",

@@ -7,6 +7,7 @@ same numbers), or by Parquet segments of sealed hours plus the hot tail after th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import time
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import duckdb
 import orjson
 
-from eventstitch.columnar import parquet, segments
+from eventstitch.columnar import parquet, segments, tail
 from eventstitch.columnar import query as columnar
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, query_too_slow
@@ -54,6 +55,8 @@ class _Gathered:
     """`top` was applied where the groups were computed."""
     segments: dict[str, int] | None = None
     """For the columnar engine: segments read, and answered from the per-process cache."""
+    tail: dict[str, int] | None = None
+    """For the columnar engine: events after the segments, and those read from the store."""
 
 
 async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery) -> dict[str, Any]:
@@ -88,6 +91,7 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         "truncated": gathered.truncated,
         "engine": gathered.engine,
         **({"segments": gathered.segments} if gathered.segments is not None else {}),
+        **({"tail": gathered.tail} if gathered.tail is not None else {}),
         "took_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
@@ -164,15 +168,8 @@ async def _segments_once(
     needed = await asyncio.to_thread(columnar.columns_needed, files, query, event_filter)
     if needed is None:
         return None
-    staged: Path | None = None
-    tail_events = 0
-    try:
-        first = until
-        if event_filter.until_ms is None or event_filter.until_ms > boundary:
-            staged = columnar.tail_file(segments.folder(ctx))
-            tail_filter = dataclasses.replace(event_filter, since_ms=boundary)
-            tail_events, earliest = await _stage_tail(ctx, tail_filter, needed, staged)
-            first = min(first, earliest)
+    async with _hot_tail(ctx, event_filter, needed, boundary) as hot:
+        first = min(until, hot.earliest)
         time_dim = next((d for d in query.by if d.is_time), None)
         bounds = None
         if time_dim is not None and (
@@ -185,7 +182,7 @@ async def _segments_once(
             bounds = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
         asked = columnar.Asked(
             files=files,
-            staged_tail=staged if tail_events else None,  # reading an empty one takes ms
+            tail_rows=hot.rows,
             needed=needed,
             limits=parquet.Limits.of(ctx.config),
             event_filter=event_filter,
@@ -199,9 +196,6 @@ async def _segments_once(
             bounds=bounds,
             cache_rows=ctx.config.columnar_cache_rows,
         )
-    finally:
-        if staged is not None:
-            staged.unlink(missing_ok=True)
     return _Gathered(
         answered.groups,
         answered.total,
@@ -209,7 +203,138 @@ async def _segments_once(
         engine="columnar",
         folded=query.top is not None,
         segments={"read": len(files) - answered.cached, "cached": answered.cached},
+        tail={"events": hot.events, "read": hot.read},
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _HotTail:
+    rows: columnar.TailRows | None
+    """None when there are no events after the segments (reading an empty file takes ms)."""
+    events: int
+    read: int
+    """Events read from the store for this answer (the rest were kept, columnar/tail.py)."""
+    earliest: int
+
+
+@contextlib.asynccontextmanager
+async def _hot_tail(
+    ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed, boundary: int
+) -> AsyncIterator[_HotTail]:
+    """The events after the segments, for the time of one answer: what this process kept of
+    this question's tail plus what was committed since, where the store has a commit order
+    and the question runs up to now; else read whole and staged in a file."""
+    if event_filter.until_ms is not None and event_filter.until_ms <= boundary:
+        yield _HotTail(None, 0, 0, now_ms())
+        return
+    tail_filter = dataclasses.replace(event_filter, since_ms=boundary)
+    if event_filter.until_ms is None and ctx.config.columnar_tail_rows > 0:
+        key = (
+            id(ctx.storage),
+            segments.generation(ctx),
+            tuple(needed),
+            dataclasses.replace(event_filter, since_ms=None),
+        )
+        kept = tail.entry(key, columnar.tail_columns(needed), segments.folder(ctx))
+        async with kept.lock:
+            try:
+                followed = await _follow(ctx, kept, tail_filter, needed, boundary)
+                if followed is None:
+                    tail.forget(key, kept)  # no commit order here: read whole
+                else:
+                    hot, staged, keep = followed
+                    try:
+                        yield hot
+                    finally:
+                        if staged is not None:
+                            staged.unlink(missing_ok=True)
+                        if not keep:
+                            tail.forget(key, kept)
+                    return
+            finally:
+                tail.release(kept)
+    staged = columnar.tail_file(segments.folder(ctx))
+    try:
+        events, earliest = await _stage_tail(ctx, tail_filter, needed, staged)
+        rows = columnar.TailRows(staged=staged) if events else None
+        yield _HotTail(rows, events, events, earliest)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+async def _follow(
+    ctx: AppContext,
+    kept: tail.Kept,
+    tail_filter: EventFilter,
+    needed: columnar.Needed,
+    boundary: int,
+) -> tuple[_HotTail, Path | None, bool] | None:
+    """The kept tail brought up to now: the rows the segments took over deleted, the events
+    committed since read in commit order and appended; the tail, the file of lines to read
+    beside it (when they do not fit the budget) and whether it stays kept. None when the store
+    has no commit order or cannot read these paths as values."""
+    events = ctx.storage.events
+    limits = parquet.Limits.of(ctx.config)
+    in_time = _in_time(ctx)
+    tail.begin(kept, boundary)
+    after = kept.position or None
+    span = await in_time(functools.partial(events.commit_span, tail_filter, after=after))
+    if span is None:
+        return None
+    ids = list(needed)
+    paths = [needed[cid][0] for cid in ids]
+    read, earliest, latest = 0, now_ms(), 0
+    staged = columnar.tail_file(segments.folder(ctx))
+    handed = False  # the file goes to the caller, which deletes it after the answer
+    try:
+        with staged.open("wb") as out:
+            start, end = span
+            for page_start in range(start, end, TAIL_PAGE):
+                rows = await in_time(
+                    functools.partial(
+                        events.values_committed,
+                        tail_filter,
+                        paths,
+                        after=page_start,
+                        upto=min(page_start + TAIL_PAGE, end),
+                    )
+                )
+                if rows is None:
+                    return None
+                read += len(rows)
+                _check_tail_size(ctx, kept.rows + read)
+                out.write(b"".join(columnar.tail_line_of_values(row, ids) for row in rows))
+                earliest = min([earliest, *(row[3] for row in rows)])
+                latest = max([latest, *(row[3] for row in rows)])
+        keep = kept.rows + read <= ctx.config.columnar_tail_rows
+        if keep:
+            tail.make_room(read, ctx.config.columnar_tail_rows, kept)
+            await asyncio.to_thread(tail.append, kept, staged, read, latest, end, limits)
+        held, found = await asyncio.to_thread(tail.summary, kept, limits)
+        total = held + (0 if keep else read)
+        if found is not None:
+            earliest = min(earliest, found)
+        handed = not keep
+        rows_at = columnar.TailRows(
+            kept=tuple(kept.paths), since_ms=boundary, staged=staged if handed else None
+        )
+        hot = _HotTail(rows_at if total else None, total, read, earliest)
+        return hot, staged if handed else None, keep
+    finally:
+        if not handed:
+            staged.unlink(missing_ok=True)
+
+
+def _check_tail_size(ctx: AppContext, events: int) -> None:
+    """Refuse a question whose tail holds more than EVENTSTITCH_MAX_INSIGHT_VALUES events."""
+    if events > ctx.config.max_insight_values:
+        raise BadRequest(
+            f"the events after the last insight segment are more than "
+            f"{ctx.config.max_insight_values}; narrow the query with filters or "
+            "since/until, or let the segments catch up",
+            errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
+            reason="too_many_values",
+        )
 
 
 async def _stage_tail(
@@ -223,14 +348,7 @@ async def _stage_tail(
     with target.open("wb") as out:
         async for lines, count, oldest in _tail_lines(ctx, event_filter, needed):
             staged += count
-            if staged > ctx.config.max_insight_values:
-                raise BadRequest(
-                    f"the events after the last insight segment are more than "
-                    f"{ctx.config.max_insight_values}; narrow the query with filters or "
-                    "since/until, or let the segments catch up",
-                    errors=[{"field": "metric", "limit": ctx.config.max_insight_values}],
-                    reason="too_many_values",
-                )
+            _check_tail_size(ctx, staged)
             out.write(lines)
             earliest = min(earliest, oldest)
     return staged, earliest

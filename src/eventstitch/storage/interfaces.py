@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
     Claim,
+    CommitSpan,
     CountQuery,
     CountResult,
     EventFilter,
@@ -100,6 +101,23 @@ class EventStore(Protocol):
         source, receipt time, and the JSON text of the value at each path (None where the
         path is missing), taken out of the stored payload by the database. None when the
         backend cannot take one of these paths out exactly: then read `list_page`."""
+        ...
+
+    async def commit_span(
+        self, event_filter: EventFilter, *, after: int | None
+    ) -> CommitSpan | None:
+        """Commit positions (first excluded, last included) holding every matching event
+        committed after position `after` (every matching event when None) up to now: a later
+        commit always lands past `last`, so a reader that kept what it read up to `last` reads
+        only what follows next time. None when the backend has no such order (then read the
+        tail whole each time, `values_page`)."""
+        ...
+
+    async def values_committed(
+        self, event_filter: EventFilter, paths: Sequence[PropertyPath], *, after: int, upto: int
+    ) -> list[ValuesRow] | None:
+        """`values_page` of the matching events at commit positions in (after, upto], in
+        commit order; keep `upto - after` small (a page). None as `values_page`."""
         ...
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...

@@ -175,6 +175,9 @@ ValuesRow = tuple[str, str, str, int, tuple[str | None, ...]]
 """An event as an insight question reads it from the store (`EventStore.values_page`): id,
 type, source id, receipt time, and the JSON text at each path asked (None: missing)."""
 
+CommitSpan = tuple[int, int]
+"""Commit positions (after, upto]: see `EventStore.commit_span`."""
+
 
 def property_label(path: PropertyPath) -> str:
     """A path as a client writes it, `properties.a.b` (see `paths.label`)."""

@@ -23,6 +23,7 @@ from eventstitch.storage.postgres.rows import (
 from eventstitch.storage.postgres.visits import write_visit
 from eventstitch.storage.records import (
     Claim,
+    CommitSpan,
     CountQuery,
     CountResult,
     EventFilter,
@@ -120,6 +121,18 @@ class PostgresEvents:
             return [event_from_row(row) for row in await cursor.fetchall()]
 
         return await self._db.read(select)
+
+    async def commit_span(
+        self, event_filter: EventFilter, *, after: int | None
+    ) -> CommitSpan | None:
+        # Ids are minted by each collector before its commit, and concurrent transactions
+        # commit out of their order: nothing here grows in commit order.
+        return None
+
+    async def values_committed(
+        self, event_filter: EventFilter, paths: Sequence[PropertyPath], *, after: int, upto: int
+    ) -> list[ValuesRow] | None:
+        return None
 
     async def values_page(
         self,
