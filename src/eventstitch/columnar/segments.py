@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,38 +116,44 @@ def invalidate(ctx: AppContext) -> None:
     """Forget every segment, after events were erased (segments hold copies of their
     properties: an erased person must not linger there) or imported into the past: the
     checkpoint goes first, so readers stop reading segments at once and ask the store; the
-    next rebuild writes them all again. It waits for a rebuild in progress (the folder's writer
-    lock), so call it off the event loop."""
+    next rebuild writes them all again. The tails processes keep (columnar/tail.py) are
+    forgotten at once, before waiting for a rebuild in progress (the folder's writer lock),
+    so call it off the event loop."""
     where = folder(ctx)
     if not where.is_dir():
         return  # nothing written, nothing to forget (and no folder made for the lock)
+    _forget_kept_tails(where)
     with writer_lock(where, wait=True):
         _forget(where)
 
 
-def generation(ctx: AppContext) -> int:
-    """How many times the segments were forgotten (`invalidate`, a rebuild from scratch): what
-    a process kept of the hot tail (columnar/tail.py) is kept for one generation only, since
-    forgetting follows erased or imported events."""
+def generation(ctx: AppContext) -> str:
+    """A token that changes each time the segments are forgotten (`invalidate`, a rebuild
+    from scratch): what a process kept of the hot tail (columnar/tail.py) is kept for one
+    generation only, since forgetting follows erased or imported events."""
     try:
-        return int((folder(ctx) / GENERATION).read_text().strip())
-    except (OSError, ValueError):  # never forgotten
-        return 0
+        return (folder(ctx) / GENERATION).read_text().strip()
+    except OSError:  # never forgotten
+        return ""
+
+
+def _forget_kept_tails(where: Path) -> None:
+    """A new generation first (no process keeps a tail read before it), then every process's
+    kept tail files (they hold copies of properties); a process finding the generation moved
+    after writing one deletes it itself."""
+    partial = where / f".{GENERATION}.{os.getpid()}.partial"
+    partial.write_text(f"{uuid.uuid4().hex}\n")
+    os.replace(partial, where / GENERATION)
+    for kept in where.glob(f"{tail.PREFIX}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            kept.unlink()
 
 
 def _forget(where: Path) -> None:
-    try:
-        forgotten = int((where / GENERATION).read_text().strip())
-    except (OSError, ValueError):
-        forgotten = 0
-    partial = where / f".{GENERATION}.{os.getpid()}.partial"
-    partial.write_text(f"{forgotten + 1}\n")
-    os.replace(partial, where / GENERATION)  # first: no reader keeps a tail past this
+    _forget_kept_tails(where)
     with contextlib.suppress(FileNotFoundError):
         (where / CHECKPOINT).unlink()
-    # Every process's kept tails too (columnar/tail.py): they hold copies of properties. A
-    # process keeps them under the old generation, never read again.
-    for pattern in ("hour-*", "day-*", "part-*", f"{tail.PREFIX}.*"):
+    for pattern in ("hour-*", "day-*", "part-*"):
         for segment in where.glob(pattern):
             with contextlib.suppress(FileNotFoundError):
                 segment.unlink()

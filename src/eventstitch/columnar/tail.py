@@ -18,9 +18,9 @@ range; a question with `until` reads its tail whole. One question at a time uses
 (its lock), so files are added once and an answer sees them whole. Past MAX_FILES files, they
 are merged into one.
 
-At most EVENTSTITCH_COLUMNAR_TAIL_ROWS rows are kept in all, least recently used tails dropped
-first (one in use is dropped when its question ends); a tail longer than that is answered from
-what was kept and what was read, then dropped. Files are on disk, not in memory: 1-5 bytes a
+At most EVENTSTITCH_COLUMNAR_TAIL_ROWS rows, for at most MAX_KEPT questions, are kept in all,
+least recently used tails dropped first (one in use is dropped when its question ends); a
+tail longer than that is answered from what was kept and what was read, then dropped. Files are on disk, not in memory: 1-5 bytes a
 row measured on bench/insights_tail.py's payloads, more for values that rarely repeat. A
 process's files are named after it, and a rebuild deletes those of processes that are gone.
 """
@@ -77,10 +77,17 @@ class Kept:
 _kept: OrderedDict[Hashable, Kept] = OrderedDict()
 
 
+MAX_KEPT = 256
+"""Questions a process keeps a tail for, however few rows each holds (a key holds a filter's
+values, so the keys themselves are bounded too); least recently used out first."""
+
+
 def entry(key: Hashable, columns: dict[str, str], folder: Path) -> Kept:
     """The kept tail of `key`, made empty when there is none; the most recently used now."""
     found = _kept.get(key)
     if found is None:
+        for old_key, old in list(_kept.items())[: max(0, len(_kept) + 1 - MAX_KEPT)]:
+            forget(old_key, old)
         found = _kept[key] = Kept(columns, folder)
     _kept.move_to_end(key)
     return found
@@ -99,7 +106,7 @@ def release(kept: Kept) -> None:
     """After a question: a tail dropped meanwhile loses its files."""
     if kept.dropped:
         _delete(kept.paths)
-        kept.files = []
+        kept.files, kept.position, kept.boundary = [], 0, 0
 
 
 def held_rows() -> int:
@@ -117,13 +124,19 @@ def make_room(rows: int, budget: int, keeping: Kept) -> None:
             forget(key, kept)
 
 
+def restart(kept: Kept) -> None:
+    """Forget what `kept` holds and read its tail again (the store went back behind the
+    position: its newest events were deleted)."""
+    _delete(kept.paths)
+    kept.files, kept.position = [], 0
+
+
 def begin(kept: Kept, boundary: int) -> None:
     """Make `kept` the rows from `boundary` on: files wholly before it are deleted (the
     segments hold their rows); a boundary moved back (segments forgotten and written again
     within one generation) starts it again."""
     if boundary < kept.boundary:
-        _delete(kept.paths)
-        kept.files, kept.position = [], 0
+        restart(kept)
     else:
         gone = [f for f in kept.files if f[2] < boundary]
         _delete([path for path, _, _ in gone])
@@ -204,7 +217,9 @@ def _delete(paths: list[Path]) -> None:
 def _copy(limits: parquet.Limits, select: str, target: Path) -> None:
     """Write the rows of `select` (COPY takes no bound parameters: its paths are ours, quoted)
     as an owner-only Parquet file, under a temporary name then renamed."""
-    partial = target.with_name(f"{target.name}.partial")
+    # Not `.partial`: a rebuild deletes those in the folder, and this is written without
+    # its lock (`delete_orphans` removes this one if its process dies).
+    partial = target.with_name(f"{target.name}.writing")
     cursor = parquet.connect(limits)
     try:
         cursor.execute(f"COPY ({select}) TO {parquet.quoted(partial)} (FORMAT parquet)")

@@ -229,30 +229,37 @@ async def _hot_tail(
         return
     tail_filter = dataclasses.replace(event_filter, since_ms=boundary)
     if event_filter.until_ms is None and ctx.config.columnar_tail_rows > 0:
+        generation = segments.generation(ctx)
         key = (
-            id(ctx.storage),
-            segments.generation(ctx),
+            ctx.storage,  # the object, not its address: another store may get that later
+            generation,
             tuple(needed),
             dataclasses.replace(event_filter, since_ms=None),
         )
-        kept = tail.entry(key, columnar.tail_columns(needed), segments.folder(ctx))
-        async with kept.lock:
-            try:
-                followed = await _follow(ctx, kept, tail_filter, needed, boundary)
-                if followed is None:
-                    tail.forget(key, kept)  # no commit order here: read whole
-                else:
-                    hot, staged, keep = followed
-                    try:
-                        yield hot
-                    finally:
-                        if staged is not None:
-                            staged.unlink(missing_ok=True)
-                        if not keep:
-                            tail.forget(key, kept)
-                    return
-            finally:
-                tail.release(kept)
+        while True:
+            kept = tail.entry(key, columnar.tail_columns(needed), segments.folder(ctx))
+            async with kept.lock:
+                if kept.dropped:
+                    continue  # dropped while this question waited: a new one for the key
+                try:
+                    followed = await _follow(ctx, kept, tail_filter, needed, boundary)
+                    if followed is None:
+                        tail.forget(key, kept)  # no commit order here: read whole
+                    else:
+                        hot, staged, keep = followed
+                        if segments.generation(ctx) != generation:
+                            keep = False  # forgotten meanwhile (an erasure): not kept past this
+                        try:
+                            yield hot
+                        finally:
+                            if staged is not None:
+                                staged.unlink(missing_ok=True)
+                            if not keep:
+                                tail.forget(key, kept)
+                        return
+                finally:
+                    tail.release(kept)
+            break
     staged = columnar.tail_file(segments.folder(ctx))
     try:
         events, earliest = await _stage_tail(ctx, tail_filter, needed, staged)
@@ -279,6 +286,9 @@ async def _follow(
     tail.begin(kept, boundary)
     after = kept.position or None
     span = await in_time(functools.partial(events.commit_span, tail_filter, after=after))
+    if span is not None and span[1] < span[0]:  # the newest events were deleted
+        tail.restart(kept)
+        span = await in_time(functools.partial(events.commit_span, tail_filter, after=None))
     if span is None:
         return None
     ids = list(needed)
