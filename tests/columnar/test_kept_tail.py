@@ -28,7 +28,7 @@ from eventstitch.columnar import partials, segments, tail
 from eventstitch.config import Config
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
 from eventstitch.storage.sqlite.events import SqliteEvents
-from tests.columnar.test_partials import QUERY, _expected, _numbers
+from tests.columnar.test_partials import QUERY, _ask, _expected, _numbers
 from tests.columnar.test_segments import _rebuild, _setup
 from tests.conftest import API_TOKEN, all_events, make_config, uses_sqlite_file
 
@@ -75,14 +75,6 @@ def on_sqlite(sqlite_config: Config, tmp_path: Path, monkeypatch: Any) -> Iterat
 
 def _collect(client: TestClient, n: int, kind: str = "charge") -> None:
     assert client.post(f"/collect/{kind}/shop", json={"n": n}).status_code == 200
-
-
-def _ask(client: TestClient, **extra: str) -> dict[str, Any]:
-    answer = client.get("/api/insights", params={**QUERY, **extra})
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    assert body["engine"] == "columnar", body
-    return body
 
 
 def _seal_up_to(monkeypatch: Any, until_ms: int) -> None:
