@@ -2,7 +2,8 @@
 reads from the store only the events committed since, with the numbers computed in Python
 from the stored events, whatever the metric; rows the segments take over are counted once;
 forgetting the segments forgets what was kept; at most EVENTSTITCH_COLUMNAR_TAIL_ROWS rows are
-kept; PostgreSQL, without a commit order, reads its tail whole every time."""
+kept. The commit order is SQLite's rowid and, on PostgreSQL, the inserting transaction seen
+by a snapshot, which a later UPDATE (a conversion) does not change."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ from eventstitch.app import EventstitchApp
 from eventstitch.columnar import partials, segments, tail
 from eventstitch.config import Config
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
-from eventstitch.storage.sqlite.events import SqliteEvents
 from tests.columnar.test_partials import QUERY, _ask, _expected, _numbers
 from tests.columnar.test_segments import _rebuild, _setup
-from tests.conftest import API_TOKEN, all_events, make_config, uses_sqlite_file
+from tests.conftest import API_TOKEN, all_events, make_config
+from tests.identity.support import cli_json
 
 pytestmark = pytest.mark.postgres
 
@@ -96,14 +97,13 @@ def test_asking_again_reads_only_the_events_committed_since(
 
     again = _ask(client)
     assert again["rows"] == first["rows"]
-    kept = uses_sqlite_file(config)
-    assert again["tail"] == {"events": first["tail"]["events"], "read": 0 if kept else 3}
+    assert again["tail"] == {"events": first["tail"]["events"], "read": 0}
 
     _collect(client, 4000)
     _collect(client, 5000, kind="refund")
     after = _ask(client)
     assert after["tail"]["events"] == first["tail"]["events"] + 2
-    assert after["tail"]["read"] == (2 if kept else after["tail"]["events"])
+    assert after["tail"]["read"] == 2
     assert _numbers(after) == _expected(client)
 
 
@@ -129,11 +129,11 @@ def test_a_kept_tail_answers_distinct_counts_and_percentiles(written: TestClient
 
 
 def test_rows_the_segments_take_over_are_counted_once(
-    on_sqlite: TestClient, monkeypatch: Any
+    written: TestClient, monkeypatch: Any
 ) -> None:
     """The checkpoint moves past part of what was kept: a file wholly before it goes, one it
     cuts is read from it on; the rest of the segments hold the others."""
-    client = on_sqlite
+    client = written
     _ask(client)  # the three events kept in one file
     time.sleep(0.01)
     _collect(client, 4000)
@@ -157,10 +157,10 @@ def test_rows_the_segments_take_over_are_counted_once(
     assert not list(segments.folder(app.ctx).glob(f"{tail.PREFIX}.*"))
 
 
-def test_questions_asked_at_once_read_each_new_event_once(on_sqlite: TestClient) -> None:
+def test_questions_asked_at_once_read_each_new_event_once(written: TestClient) -> None:
     """One question at a time brings a kept tail up to date: the same question asked eight
     times at once reads the new events once in all, and every answer counts them."""
-    client = on_sqlite
+    client = written
     _ask(client)
     for n in range(5):
         _collect(client, 20_000 + n)
@@ -169,6 +169,29 @@ def test_questions_asked_at_once_read_each_new_event_once(on_sqlite: TestClient)
         answers = list(pool.map(lambda _: _ask(client), range(8)))
     assert all(_numbers(a) == expected for a in answers)
     assert sum(a["tail"]["read"] for a in answers) == 5
+
+
+def test_events_converted_after_they_were_kept_are_not_read_again(
+    written: TestClient, config: Config, monkeypatch: Any
+) -> None:
+    """A rule added later links kept events to a profile (an UPDATE of their rows): they are
+    still the same events, counted once and not read again."""
+    client = written
+    for n in range(3):
+        assert (
+            client.post(
+                "/collect/charge/shop", json={"email": f"p{n}@example.com", "n": n}
+            ).status_code
+            == 200
+        )
+    first = _ask(client)
+    rule = [{"path": "email", "kind": "email", "create_profile": True}]
+    assert client.patch("/api/sources/shop", json={"identification": rule}).status_code == 200
+    report = cli_json(monkeypatch, config, "identity", "backfill", "--source", "shop")
+    assert report["linked"] == 3
+    again = _ask(client)
+    assert again["tail"] == {"events": first["tail"]["events"], "read": 0}
+    assert _numbers(again) == _numbers(first) == _expected(client)
 
 
 def test_forgetting_the_segments_forgets_what_was_kept(written: TestClient) -> None:
@@ -185,17 +208,15 @@ def test_forgetting_the_segments_forgets_what_was_kept(written: TestClient) -> N
     assert _numbers(again) == _expected(client)
 
 
-def test_an_erased_person_leaves_no_kept_tail_behind(
-    on_sqlite: TestClient, sqlite_config: Config
-) -> None:
-    client = on_sqlite
+def test_an_erased_person_leaves_no_kept_tail_behind(written: TestClient, config: Config) -> None:
+    client = written
     rule = [{"path": "email", "kind": "email", "create_profile": True}]
     assert client.patch("/api/sources/shop", json={"identification": rule}).status_code == 200
     for email in ["gone@example.com"] * 2 + ["kept@example.com"]:
         assert client.post("/collect/signup/shop", json={"email": email}).status_code == 200
     query = {"metric": "count_distinct:properties.email", "by": ""}
     assert _ask(client, **query)["rows"][0]["value"] == 2
-    kept = list(segments.folder(sqlite_config_ctx(client)).glob(f"{tail.PREFIX}.*"))
+    kept = list(segments.folder(app_ctx(client)).glob(f"{tail.PREFIX}.*"))
     assert any(b"gone@example.com" in p.read_bytes() for p in kept)
     gone = next(
         e["profile_id"]
@@ -205,7 +226,7 @@ def test_an_erased_person_leaves_no_kept_tail_behind(
 
     assert client.delete(f"/api/profiles/{gone}").status_code == 200
 
-    folder = segments.folder(sqlite_config_ctx(client))
+    folder = segments.folder(app_ctx(client))
     assert not any(b"gone@example.com" in p.read_bytes() for p in folder.glob("*") if p.is_file())
     _rebuild()
     answer = _ask(client, **query)
@@ -213,7 +234,7 @@ def test_an_erased_person_leaves_no_kept_tail_behind(
     assert answer["tail"]["read"] == answer["tail"]["events"]
 
 
-def sqlite_config_ctx(client: TestClient) -> Any:
+def app_ctx(client: TestClient) -> Any:
     app = client.app
     assert isinstance(app, EventstitchApp)
     return app.ctx
@@ -237,11 +258,11 @@ def _client_keeping(config: Config, rows: int) -> TestClient:
 
 @pytest.mark.parametrize("over", [0, 1])
 def test_the_kept_rows_are_at_most_their_budget(
-    on_sqlite: TestClient, sqlite_config: Config, over: int
+    written: TestClient, config: Config, over: int
 ) -> None:
-    events = _ask(on_sqlite)["tail"]["events"]
+    events = _ask(written)["tail"]["events"]
     tail.clear()
-    with _client_keeping(sqlite_config, events - over) as budgeted:
+    with _client_keeping(config, events - over) as budgeted:
         first = _ask(budgeted)
         assert tail.held_rows() == (events if not over else 0)
         again = _ask(budgeted)
@@ -250,12 +271,12 @@ def test_the_kept_rows_are_at_most_their_budget(
 
 
 def test_a_new_question_makes_room_by_dropping_the_least_recently_used(
-    on_sqlite: TestClient, sqlite_config: Config
+    written: TestClient, config: Config
 ) -> None:
-    events = _ask(on_sqlite)["tail"]["events"]
+    events = _ask(written)["tail"]["events"]
     tail.clear()
     other = {"metric": "count_distinct:source_id"}  # no property read: another tail
-    with _client_keeping(sqlite_config, events) as budgeted:
+    with _client_keeping(config, events) as budgeted:
         _ask(budgeted)
         assert _ask(budgeted, metric="max:properties.n")["tail"]["read"] == 0  # same columns
         _ask(budgeted, **other)
@@ -264,8 +285,8 @@ def test_a_new_question_makes_room_by_dropping_the_least_recently_used(
         assert _ask(budgeted)["tail"]["read"] == events
 
 
-def test_kept_files_are_merged_past_their_number(on_sqlite: TestClient) -> None:
-    client = on_sqlite
+def test_kept_files_are_merged_past_their_number(written: TestClient) -> None:
+    client = written
     app = client.app
     assert isinstance(app, EventstitchApp)
     for n in range(tail.MAX_FILES + 3):
@@ -296,11 +317,11 @@ def test_a_rebuild_deletes_the_kept_files_of_processes_that_are_gone(tmp_path: P
 
 
 def test_kept_answers_equal_python_through_any_order_of_collects_asks_and_seals(
-    on_sqlite: TestClient, monkeypatch: Any
+    written: TestClient, monkeypatch: Any
 ) -> None:
     """Hypothesis: events collected, questions asked, and the segments moved on, in any order;
     every answer equals the one computed from the stored events."""
-    client = on_sqlite
+    client = written
 
     @settings(
         max_examples=8,
@@ -344,10 +365,13 @@ def test_kept_answers_equal_python_through_any_order_of_collects_asks_and_seals(
     answers_stay_exact()
 
 
-def _reads_delayed(monkeypatch: Any, seconds: float, *, after: bool = False) -> None:
+def _reads_delayed(
+    client: TestClient, monkeypatch: Any, seconds: float, *, after: bool = False
+) -> None:
     """Each page of the tail read from the store takes `seconds` longer (before or after the
     read), so that another request can come in the middle of a question."""
-    read = SqliteEvents.values_committed
+    store = type(app_ctx(client).storage.events)
+    read = store.values_committed
 
     async def delayed(self: Any, *args: Any, **kwargs: Any) -> Any:
         if not after:
@@ -357,22 +381,22 @@ def _reads_delayed(monkeypatch: Any, seconds: float, *, after: bool = False) -> 
             await asyncio.sleep(seconds)
         return rows
 
-    monkeypatch.setattr(SqliteEvents, "values_committed", delayed)
+    monkeypatch.setattr(store, "values_committed", delayed)
 
 
 def test_a_question_waiting_on_a_tail_dropped_meanwhile_reads_it_again(
-    on_sqlite: TestClient, sqlite_config: Config, monkeypatch: Any
+    written: TestClient, config: Config, monkeypatch: Any
 ) -> None:
     """The first question finds the kept tail over its budget and drops it; the same question,
     waiting meanwhile, reads the tail again instead of only what came after the old position."""
-    events = _ask(on_sqlite)["tail"]["events"]
+    events = _ask(written)["tail"]["events"]
     tail.clear()
-    with _client_keeping(sqlite_config, events + 1) as client:
+    with _client_keeping(config, events + 1) as client:
         assert _ask(client)["tail"] == {"events": events, "read": events}
         _collect(client, 4000)
         _collect(client, 5000)  # kept + 2 is past the budget: the next question drops it
         expected = _expected(client)
-        _reads_delayed(monkeypatch, 0.3)
+        _reads_delayed(client, monkeypatch, 0.3)
         with ThreadPoolExecutor(max_workers=2) as pool:
             first = pool.submit(_ask, client)
             time.sleep(0.1)
@@ -382,11 +406,11 @@ def test_a_question_waiting_on_a_tail_dropped_meanwhile_reads_it_again(
 
 
 def test_an_erasure_during_a_question_leaves_no_kept_copy(
-    on_sqlite: TestClient, monkeypatch: Any
+    written: TestClient, monkeypatch: Any
 ) -> None:
     """A question has read an erased person's events, and keeps them after the erasure
     forgot every kept tail: it sees the generation moved and drops its copy."""
-    client = on_sqlite
+    client = written
     rule = [{"path": "email", "kind": "email", "create_profile": True}]
     assert client.patch("/api/sources/shop", json={"identification": rule}).status_code == 200
     for email in ["gone@example.com", "kept@example.com"]:
@@ -396,23 +420,23 @@ def test_an_erasure_during_a_question_leaves_no_kept_copy(
         for e in all_events(client, source_id="shop", type="signup")
         if e["properties"]["email"].startswith("gone")
     )
-    _reads_delayed(monkeypatch, 0.4, after=True)
+    _reads_delayed(client, monkeypatch, 0.4, after=True)
     query = {"metric": "count_distinct:properties.email", "by": ""}
     with ThreadPoolExecutor(max_workers=2) as pool:
         asked = pool.submit(client.get, "/api/insights", params={**QUERY, **query})
         time.sleep(0.15)  # the question has read the person's events, not kept them yet
         assert client.delete(f"/api/profiles/{gone}").status_code == 200
         assert asked.result().status_code == 200  # from what was left, or from the store
-    folder = segments.folder(sqlite_config_ctx(client))
+    folder = segments.folder(app_ctx(client))
     assert not any(b"gone@example.com" in p.read_bytes() for p in folder.glob("*") if p.is_file())
 
 
 def test_a_rebuild_starting_while_a_kept_file_is_written_leaves_it_alone(
-    on_sqlite: TestClient, monkeypatch: Any
+    written: TestClient, monkeypatch: Any
 ) -> None:
     """A refresher round deletes leftover temporary files of segments; a kept tail's file
     being written at that moment is not one of them."""
-    client = on_sqlite
+    client = written
     _ask(client)
     _collect(client, 4000)
     write = tail._copy
@@ -440,11 +464,11 @@ def test_a_rebuild_starting_while_a_kept_file_is_written_leaves_it_alone(
 
 
 def test_a_process_keeps_tails_for_at_most_max_kept_questions(
-    on_sqlite: TestClient, monkeypatch: Any
+    written: TestClient, monkeypatch: Any
 ) -> None:
     monkeypatch.setattr(tail, "MAX_KEPT", 2)
     for kind in ("charge", "refund", "signup"):
-        _ask(on_sqlite, type=kind)
+        _ask(written, type=kind)
     assert len(tail._kept) == 2
 
 

@@ -507,45 +507,45 @@ def test_values_pages_follow_list_pages_where_the_store_reads_paths_itself(
     assert [row[4] for row in found] == expected
 
 
-def test_commit_spans_follow_commits_not_ids_where_the_store_has_a_commit_order(
+def test_commit_spans_give_later_commits_only_whatever_their_ids(
     storage: Storage, run: Run
 ) -> None:
-    """`commit_span` and `values_committed` read matching events in the order they were
-    committed, whatever their ids; asked again after the last position, only later commits;
-    or None on a store without a commit order (then the tail is read whole)."""
+    """`commit_span` and `values_committed` read the matching events committed within a span,
+    page by page; asked again after the span's end, only events committed since, whatever
+    their ids (an older id committed later is among them)."""
     add_sources(storage, run, "hooks")
     late, early = event(at=T0 + 100, status=1), event(at=T0 + 10, status=2)
     append(storage, run, late)
-    append(storage, run, early)  # an older id committed after a newer one
     every = EventFilter(since_ms=T0)
     span = run(storage.events.commit_span(every, after=None))
-    if span is None:
-        assert run(storage.events.values_committed(every, [("status",)], after=0, upto=1)) is None
-        return
-    first, last = span
+    assert span is not None
+    assert span[0] is None  # from the start
 
-    def read(after: int, upto: int) -> list[Any]:
-        rows = []
-        for position in range(after, upto):  # a page of one position at a time
+    def read(event_filter: EventFilter, span: Any) -> list[tuple[str, Any]]:
+        rows, resume = [], None
+        for _ in range(100):  # pages of one event
             page = run(
                 storage.events.values_committed(
-                    every, [("status",)], after=position, upto=position + 1
+                    event_filter, [("status",)], span=span, resume=resume, limit=1
                 )
             )
             assert page is not None
-            rows += page
-        return [(row[0], row[4]) for row in rows]
+            rows += [(row[0], row[4]) for row in page[0]]
+            resume = page[1]
+            if resume is None:
+                return rows
+        raise AssertionError("the pages never ended")
 
-    assert read(first, last) == [(late.id, ("1",)), (early.id, ("2",))]
-    newest = event(at=T0 + 50, status=3)
-    append(storage, run, newest)
-    again, now = run(storage.events.commit_span(every, after=last))
-    assert again == last
-    assert read(again, now) == [(newest.id, ("3",))]
-    later_only = EventFilter(since_ms=T0 + 60)  # the early and the newest are before it
-    start, end = run(storage.events.commit_span(later_only, after=None))
-    rows = run(storage.events.values_committed(later_only, [("status",)], after=start, upto=end))
-    assert [row[0] for row in rows] == [late.id]
+    assert read(every, span) == [(late.id, ("1",))]
+    append(storage, run, early)  # an older id committed after a newer one
+    again = run(storage.events.commit_span(every, after=span[1]))
+    assert again[0] == span[1]
+    assert read(every, again) == [(early.id, ("2",))]
+    nothing = run(storage.events.commit_span(every, after=again[1]))
+    assert read(every, nothing) == []
+    later_only = EventFilter(since_ms=T0 + 60)  # the early one is before it
+    whole = run(storage.events.commit_span(later_only, after=None))
+    assert read(later_only, whole) == [(late.id, ("1",))]
 
 
 # -- filters ---------------------------------------------------------------------------------

@@ -2,15 +2,16 @@
 
 Every answer from the segments also reads the events after them from the store: 60-180 s of
 events (columnar/segments.py), each value parsed out of its payload by the database, about
-5 µs an event (docs/benchmarks.md); at 10 000 events a second, 3 to 12 s a question. Where the
-store has a commit order (`EventStore.commit_span`: SQLite's rowid), the rows a question staged
-from the tail are kept as small private Parquet files, with the commit position read up to.
-Asked again, only the events committed since are read and written as one more file, and files
-whose rows the segments took over meanwhile (the checkpoint moved on) are deleted; the rest
-are read from the checkpoint on. Any metric is then computed over the kept rows with the
-segments, distinct counts and percentiles included, as over a tail read whole. PostgreSQL has
-no commit order to follow (ids are minted before commits that land out of order), so there
-the tail is read whole each time.
+5 µs an event (docs/benchmarks.md); at 10 000 events a second, 3 to 12 s a question. The store
+gives a commit order (`EventStore.commit_span`: on SQLite a rowid, since SQLite appends each
+commit past the largest; on PostgreSQL a snapshot, since ids are minted before commits that
+land out of their order, and the events committed since are those whose inserting transaction
+it did not see). The rows a question staged from the tail are kept as small private Parquet
+files, with the position read up to. Asked again, only the events committed since are read and
+written as one more file, and files whose rows the segments took over meanwhile (the
+checkpoint moved on) are deleted; the rest are read from the checkpoint on. Any metric is then
+computed over the kept rows with the segments, distinct counts and percentiles included, as
+over a tail read whole.
 
 A kept tail is keyed by the store, the segments' generation (forgetting the segments after
 erased or imported events forgets this too), the columns read and the filter less its time
@@ -20,9 +21,10 @@ are merged into one.
 
 At most EVENTSTITCH_COLUMNAR_TAIL_ROWS rows, for at most MAX_KEPT questions, are kept in all,
 least recently used tails dropped first (one in use is dropped when its question ends); a
-tail longer than that is answered from what was kept and what was read, then dropped. Files are on disk, not in memory: 1-5 bytes a
-row measured on bench/insights_tail.py's payloads, more for values that rarely repeat. A
-process's files are named after it, and a rebuild deletes those of processes that are gone.
+tail longer than that is answered from what was kept and what was read, then dropped. Files
+are on disk, not in memory: 1-5 bytes a row measured on bench/insights_tail.py's payloads,
+more for values that rarely repeat. A process's files are named after it, and a rebuild
+deletes those of processes that are gone.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 from eventstitch.columnar import parquet
 from eventstitch.files import PRIVATE_FILE
+from eventstitch.storage.records import CommitPosition
 
 MAX_FILES = 8
 """Files a kept tail has before they are merged into one: each answer adds one, and opening
@@ -59,7 +62,7 @@ class Kept:
     files: list[tuple[Path, int, int]] = field(default_factory=list)
     """Each file, its rows and the latest receipt time in it."""
     boundary: int = 0
-    position: int = 0
+    position: CommitPosition | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     dropped: bool = False
     """Left out of the budget to make room while in use: its files go when the question using
@@ -106,7 +109,7 @@ def release(kept: Kept) -> None:
     """After a question: a tail dropped meanwhile loses its files."""
     if kept.dropped:
         _delete(kept.paths)
-        kept.files, kept.position, kept.boundary = [], 0, 0
+        kept.files, kept.position, kept.boundary = [], None, 0
 
 
 def held_rows() -> int:
@@ -128,7 +131,7 @@ def restart(kept: Kept) -> None:
     """Forget what `kept` holds and read its tail again (the store went back behind the
     position: its newest events were deleted)."""
     _delete(kept.paths)
-    kept.files, kept.position = [], 0
+    kept.files, kept.position = [], None
 
 
 def begin(kept: Kept, boundary: int) -> None:
@@ -145,7 +148,12 @@ def begin(kept: Kept, boundary: int) -> None:
 
 
 def append(
-    kept: Kept, staged: Path, rows: int, latest: int, position: int, limits: parquet.Limits
+    kept: Kept,
+    staged: Path,
+    rows: int,
+    latest: int,
+    position: CommitPosition,
+    limits: parquet.Limits,
 ) -> None:
     """Keep the staged lines of the events committed up to `position` as one more file;
     past MAX_FILES, merge the files (without the rows before the boundary) into one."""

@@ -34,7 +34,13 @@ from eventstitch.query.insight_params import (
 )
 from eventstitch.query.insight_rows import EMPTY, Group, Key, fold_top, render
 from eventstitch.storage.errors import QueryTimeout
-from eventstitch.storage.records import CountQuery, EventFilter, EventRecord, GroupBy
+from eventstitch.storage.records import (
+    CommitPosition,
+    CountQuery,
+    EventFilter,
+    EventRecord,
+    GroupBy,
+)
 
 T = TypeVar("T")
 
@@ -284,13 +290,11 @@ async def _follow(
     limits = parquet.Limits.of(ctx.config)
     in_time = _in_time(ctx)
     tail.begin(kept, boundary)
-    after = kept.position or None
-    span = await in_time(functools.partial(events.commit_span, tail_filter, after=after))
-    if span is not None and span[1] < span[0]:  # the newest events were deleted
-        tail.restart(kept)
-        span = await in_time(functools.partial(events.commit_span, tail_filter, after=None))
+    span = await in_time(functools.partial(events.commit_span, tail_filter, after=kept.position))
     if span is None:
         return None
+    if span[0] is None and kept.position is not None:  # the store went back behind it
+        tail.restart(kept)
     ids = list(needed)
     paths = [needed[cid][0] for cid in ids]
     read, earliest, latest = 0, now_ms(), 0
@@ -298,28 +302,32 @@ async def _follow(
     handed = False  # the file goes to the caller, which deletes it after the answer
     try:
         with staged.open("wb") as out:
-            start, end = span
-            for page_start in range(start, end, TAIL_PAGE):
-                rows = await in_time(
+            resume: CommitPosition | None = None
+            while True:
+                page = await in_time(
                     functools.partial(
                         events.values_committed,
                         tail_filter,
                         paths,
-                        after=page_start,
-                        upto=min(page_start + TAIL_PAGE, end),
+                        span=span,
+                        resume=resume,
+                        limit=TAIL_PAGE,
                     )
                 )
-                if rows is None:
+                if page is None:
                     return None
+                rows, resume = page
                 read += len(rows)
                 _check_tail_size(ctx, kept.rows + read)
                 out.write(b"".join(columnar.tail_line_of_values(row, ids) for row in rows))
                 earliest = min([earliest, *(row[3] for row in rows)])
                 latest = max([latest, *(row[3] for row in rows)])
+                if resume is None:
+                    break
         keep = kept.rows + read <= ctx.config.columnar_tail_rows
         if keep:
             tail.make_room(read, ctx.config.columnar_tail_rows, kept)
-            await asyncio.to_thread(tail.append, kept, staged, read, latest, end, limits)
+            await asyncio.to_thread(tail.append, kept, staged, read, latest, span[1], limits)
         held, found = await asyncio.to_thread(tail.summary, kept, limits)
         total = held + (0 if keep else read)
         if found is not None:

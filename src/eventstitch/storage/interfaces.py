@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
     Claim,
+    CommitPosition,
     CommitSpan,
     CountQuery,
     CountResult,
@@ -104,20 +105,27 @@ class EventStore(Protocol):
         ...
 
     async def commit_span(
-        self, event_filter: EventFilter, *, after: int | None
+        self, event_filter: EventFilter, *, after: CommitPosition | None
     ) -> CommitSpan | None:
-        """Commit positions (first excluded, last included) holding every matching event
-        committed after position `after` (every matching event when None) up to now: a later
-        commit always lands past `last`, so a reader that kept what it read up to `last` reads
-        only what follows next time. None when the backend has no such order (then read the
-        tail whole each time, `values_page`)."""
+        """The span of commits after position `after` up to now, `(after, upto)`: a reader that
+        kept what it read up to `upto` reads only later commits next time. The span starts
+        from None (read everything up to `upto`) when `after` is None, or when the store went
+        back behind `after` (its newest events were deleted): drop what was kept. None when
+        the backend has no commit order (then read the tail whole each time, `values_page`)."""
         ...
 
     async def values_committed(
-        self, event_filter: EventFilter, paths: Sequence[PropertyPath], *, after: int, upto: int
-    ) -> list[ValuesRow] | None:
-        """`values_page` of the matching events at commit positions in (after, upto], in
-        commit order; keep `upto - after` small (a page). None as `values_page`."""
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        span: CommitSpan,
+        resume: CommitPosition | None,
+        limit: int,
+    ) -> tuple[list[ValuesRow], CommitPosition | None] | None:
+        """`values_page` of the matching events committed within `span`: a page of at most
+        `limit`, from `resume` (None: the first page), and where the next page resumes (None
+        after the last). None as `values_page`."""
         ...
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult: ...

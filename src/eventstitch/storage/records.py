@@ -175,8 +175,10 @@ ValuesRow = tuple[str, str, str, int, tuple[str | None, ...]]
 """An event as an insight question reads it from the store (`EventStore.values_page`): id,
 type, source id, receipt time, and the JSON text at each path asked (None: missing)."""
 
-CommitSpan = tuple[int, int]
-"""Commit positions (after, upto]: see `EventStore.commit_span`."""
+CommitPosition = int | str
+"""A place in a store's commit order (SQLite: a rowid; PostgreSQL: a snapshot's text)."""
+CommitSpan = tuple[CommitPosition | None, CommitPosition]
+"""Commit positions (after, upto]; after None: from the start. See `EventStore.commit_span`."""
 
 
 def property_label(path: PropertyPath) -> str:

@@ -23,6 +23,7 @@ from eventstitch.storage.postgres.rows import (
 from eventstitch.storage.postgres.visits import write_visit
 from eventstitch.storage.records import (
     Claim,
+    CommitPosition,
     CommitSpan,
     CountQuery,
     CountResult,
@@ -123,16 +124,43 @@ class PostgresEvents:
         return await self._db.read(select)
 
     async def commit_span(
-        self, event_filter: EventFilter, *, after: int | None
+        self, event_filter: EventFilter, *, after: CommitPosition | None
     ) -> CommitSpan | None:
-        # Ids are minted by each collector before its commit, and concurrent transactions
-        # commit out of their order: nothing here grows in commit order.
-        return None
+        # Ids are minted before commits that land out of their order, so the position is a
+        # snapshot: the events committed since are those whose inserting transaction
+        # (`inserted_xact`, not xmin, which an UPDATE changes) the last snapshot did not see.
+        async def select(conn: Conn) -> CommitSpan:
+            row = await (await conn.execute("SELECT pg_current_snapshot()::text")).fetchone()
+            assert row is not None
+            return after, str(row[0])
+
+        return await self._db.read(select)
 
     async def values_committed(
-        self, event_filter: EventFilter, paths: Sequence[PropertyPath], *, after: int, upto: int
-    ) -> list[ValuesRow] | None:
-        return None
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        span: CommitSpan,
+        resume: CommitPosition | None,
+        limit: int,
+    ) -> tuple[list[ValuesRow], CommitPosition | None] | None:
+        before = None if resume is None else str(resume)
+        xact = "inserted_xact::text::xid8"
+        seen = f"(inserted_xact IS NULL OR pg_visible_in_snapshot({xact}, %s::pg_snapshot))"
+        clauses, params = [seen], [str(span[1])]
+        if span[0] is not None:  # and not seen then (events from before 0009 count as seen)
+            # The first condition is what the BRIN index answers: none older than the
+            # snapshot's oldest transaction in progress is new to it.
+            clauses.append(
+                "inserted_xact >= pg_snapshot_xmin(%s::pg_snapshot)::text::bigint"
+                f" AND NOT pg_visible_in_snapshot({xact}, %s::pg_snapshot)"
+            )
+            params += [str(span[0]), str(span[0])]
+        rows = await self._values(event_filter, paths, before, limit, (clauses, params))
+        if rows is None:
+            return None
+        return rows, (rows[-1][0] if len(rows) == limit else None)
 
     async def values_page(
         self,
@@ -142,6 +170,17 @@ class PostgresEvents:
         limit: int,
         before_id: str | None,
     ) -> list[ValuesRow] | None:
+        return await self._values(event_filter, paths, before_id, limit, ([], []))
+
+    async def _values(
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        before_id: str | None,
+        limit: int,
+        more: tuple[list[str], list[Any]],
+    ) -> list[ValuesRow] | None:
+        """`values_page`, with `more` clauses (and their parameters) narrowing it."""
         # jsonb renders a value the same way alone as inside its document, so `#>`'s text
         # parses to what the whole payload's text gives. Where jsonb would have changed the
         # payload, its exact text is kept beside it and the values are read from that. A key
@@ -149,6 +188,9 @@ class PostgresEvents:
         if any(has_each(path) or any("\x00" in str(s) for s in path) for path in paths):
             return None
         where, params = where_clause(POSTGRES, event_filter, before_id=before_id)
+        if more[0]:
+            where += (" AND " if where else " WHERE ") + " AND ".join(more[0])
+            params = [*params, *more[1]]
         taken = ""
         taken_params: list[Any] = []
         for path in paths:

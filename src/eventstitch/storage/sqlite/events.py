@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
     Claim,
+    CommitPosition,
     CommitSpan,
     CountQuery,
     CountResult,
@@ -114,44 +115,60 @@ class SqliteEvents:
         return await self._db.read(select)
 
     async def commit_span(
-        self, event_filter: EventFilter, *, after: int | None
+        self, event_filter: EventFilter, *, after: CommitPosition | None
     ) -> CommitSpan | None:
         # The rowid: every write transaction takes SQLite's one write lock and appends past the
         # largest rowid, so rowids grow in commit order. Events are deleted only by erasure,
-        # which invalidates the insight segments and what was kept of the tail with them (the
-        # largest rowid, once deleted, could be given again).
-        # The first position from the time bounds alone: an index range, never a payload read.
-        in_time = EventFilter(since_ms=event_filter.since_ms, until_ms=event_filter.until_ms)
-        where, params = where_clause(SQLITE, in_time)
-
+        # which forgets the kept tails too; should the newest go otherwise, the largest rowid
+        # is behind `after` and could be given again: start again.
         def select(conn: sqlite3.Connection) -> CommitSpan:
             (last,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
-            if after is not None:
-                return after, int(last)
-            (first,) = conn.execute(f"SELECT min(rowid) FROM events{where}", params).fetchone()
-            return (int(last) if first is None else int(first) - 1), int(last)
+            if after is None or int(last) < int(after):
+                return None, int(last)
+            return after, int(last)
 
         return await self._db.read(select)
 
     async def values_committed(
-        self, event_filter: EventFilter, paths: Sequence[PropertyPath], *, after: int, upto: int
-    ) -> list[ValuesRow] | None:
+        self,
+        event_filter: EventFilter,
+        paths: Sequence[PropertyPath],
+        *,
+        span: CommitSpan,
+        resume: CommitPosition | None,
+        limit: int,
+    ) -> tuple[list[ValuesRow], CommitPosition | None] | None:
         json_paths = [json_path(path) for path in paths]
         if sqlite3.sqlite_version_info < (3, 38) or None in json_paths:
             return None
         where, params = where_clause(SQLITE, event_filter)
         taken = "".join(", properties -> ?" for _ in json_paths)
         within = f"{where} AND" if where else " WHERE"
-        # NOT INDEXED: walk the table's own b-tree over the rowid range (the id index a time
-        # bound would otherwise pick reads the whole tail and sorts it).
+        # NOT INDEXED: walk the table's own b-tree over a window of rowids (the id index a
+        # time bound would otherwise pick reads the whole tail and sorts it).
         sql = (
             f"SELECT id, type, source_id, received_ms{taken} FROM events NOT INDEXED{within}"
             " rowid > ? AND rowid <= ? ORDER BY rowid"
         )
+        # The first rowid from the time bounds alone: an index range, never a payload read.
+        in_time = EventFilter(since_ms=event_filter.since_ms, until_ms=event_filter.until_ms)
+        first_where, first_params = where_clause(SQLITE, in_time)
+        after, upto = int(span[0]) if span[0] is not None else None, int(span[1])
 
-        def select(conn: sqlite3.Connection) -> list[ValuesRow]:
-            rows = conn.execute(sql, (*json_paths, *params, after, upto))
-            return [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
+        def select(conn: sqlite3.Connection) -> tuple[list[ValuesRow], CommitPosition | None]:
+            if resume is not None:
+                start = int(resume)
+            elif after is not None:
+                start = after
+            else:
+                (first,) = conn.execute(
+                    f"SELECT min(rowid) FROM events{first_where}", first_params
+                ).fetchone()
+                start = upto if first is None else int(first) - 1
+            end = min(start + limit, upto)  # a window of rowids holds at most `limit` events
+            rows = conn.execute(sql, (*json_paths, *params, start, end))
+            page = [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
+            return page, (end if end < upto else None)
 
         return await self._db.read(select)
 
