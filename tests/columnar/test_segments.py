@@ -316,3 +316,34 @@ def test_a_query_past_the_memory_caps_is_a_400_naming_them(
     assert body["errors"][0]["field"] == "metric"
     assert "EVENTSTITCH_COLUMNAR_MEMORY_MB" in body["error"]
     assert client.get("/api/insights", params=query).status_code == 200
+
+
+EVENTS = 20_000
+
+
+def test_a_segment_of_wide_events_is_written_within_the_memory_cap(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Segments are written in the order the store gives the events (newest first), not
+    sorted: a sort holds every typed column of a whole hour, which past about 100 000
+    realistic events did not fit the default 256 MB cap (the refresher then failed every
+    round). Here many wide events against a small cap."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    monkeypatch.setenv("EVENTSTITCH_COLUMNAR_MEMORY_MB", "128")  # sorted, it needed more
+    create_source(client, id="shop")
+    hour = now_ms() // HOUR * HOUR - 2 * HOUR
+    wide = {f"field_{k}": f"{k:03d}" * 40 for k in range(20)}
+    events = [
+        past_event(hour + n * 100, n, TYPES[n % len(TYPES)], {**wide, "n": n})
+        for n in range(EVENTS)
+    ]
+    _import(tmp_path, events)
+    _rebuild()
+    where = config.data_dir / "insight-segments"
+    assert list(where.glob("*.parquet"))
+    query = {"metric": "sum:properties.n", "source_id": "shop", "until": ms_to_iso(hour + HOUR)}
+    answer = client.get("/api/insights", params=query).json()
+    assert answer.get("engine") == "columnar", answer
+    assert answer["rows"][0]["value"] == sum(range(EVENTS))
