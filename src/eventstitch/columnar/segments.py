@@ -124,7 +124,7 @@ def invalidate(ctx: AppContext) -> None:
         return  # nothing written, nothing to forget (and no folder made for the lock)
     _forget_kept_tails(where)
     with writer_lock(where, wait=True):
-        _forget(where)
+        _forget_segments(where)
 
 
 def generation(ctx: AppContext) -> str:
@@ -151,6 +151,10 @@ def _forget_kept_tails(where: Path) -> None:
 
 def _forget(where: Path) -> None:
     _forget_kept_tails(where)
+    _forget_segments(where)
+
+
+def _forget_segments(where: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         (where / CHECKPOINT).unlink()
     for pattern in ("hour-*", "day-*", "part-*"):
