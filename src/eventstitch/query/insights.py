@@ -36,6 +36,7 @@ from eventstitch.query.insight_rows import EMPTY, Group, Key, fold_top, render
 from eventstitch.storage.errors import QueryTimeout
 from eventstitch.storage.records import (
     CommitPosition,
+    CommitSpan,
     CountQuery,
     EventFilter,
     EventRecord,
@@ -268,11 +269,45 @@ async def _hot_tail(
             break
     staged = columnar.tail_file(segments.folder(ctx))
     try:
-        events, earliest = await _stage_tail(ctx, tail_filter, needed, staged)
+        events, earliest, _ = await _stage_tail(ctx, _tail_lines(ctx, tail_filter, needed), staged)
         rows = columnar.TailRows(staged=staged) if events else None
         yield _HotTail(rows, events, events, earliest)
     finally:
         staged.unlink(missing_ok=True)
+
+
+class _NotAsValues(Exception):
+    """The store cannot read these paths as values (it says so from the paths alone)."""
+
+
+async def _committed_lines(
+    ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed, span: CommitSpan
+) -> AsyncIterator[_Lines]:
+    """The matching events committed within `span` as staged lines, a page at a time, in
+    the store's commit order; raises _NotAsValues when the store cannot read these paths."""
+    ids = list(needed)
+    paths = [needed[cid][0] for cid in ids]
+    in_time = _in_time(ctx)
+    resume: CommitPosition | None = None
+    while True:
+        page = await in_time(
+            functools.partial(
+                ctx.storage.events.values_committed,
+                event_filter,
+                paths,
+                span=span,
+                resume=resume,
+                limit=TAIL_PAGE,
+            )
+        )
+        if page is None:
+            raise _NotAsValues
+        rows, resume = page
+        if rows:
+            lines = b"".join(columnar.tail_line_of_values(row, ids) for row in rows)
+            yield lines, len(rows), min(r[3] for r in rows), max(r[3] for r in rows)
+        if resume is None:
+            return
 
 
 async def _follow(
@@ -295,35 +330,14 @@ async def _follow(
         return None
     if span[0] is None and kept.position is not None:  # the store went back behind it
         tail.restart(kept)
-    ids = list(needed)
-    paths = [needed[cid][0] for cid in ids]
-    read, earliest, latest = 0, now_ms(), 0
     staged = columnar.tail_file(segments.folder(ctx))
     handed = False  # the file goes to the caller, which deletes it after the answer
     try:
-        with staged.open("wb") as out:
-            resume: CommitPosition | None = None
-            while True:
-                page = await in_time(
-                    functools.partial(
-                        events.values_committed,
-                        tail_filter,
-                        paths,
-                        span=span,
-                        resume=resume,
-                        limit=TAIL_PAGE,
-                    )
-                )
-                if page is None:
-                    return None
-                rows, resume = page
-                read += len(rows)
-                _check_tail_size(ctx, kept.rows + read)
-                out.write(b"".join(columnar.tail_line_of_values(row, ids) for row in rows))
-                earliest = min([earliest, *(row[3] for row in rows)])
-                latest = max([latest, *(row[3] for row in rows)])
-                if resume is None:
-                    break
+        try:
+            committed = _committed_lines(ctx, tail_filter, needed, span)
+            read, earliest, latest = await _stage_tail(ctx, committed, staged, held=kept.rows)
+        except _NotAsValues:
+            return None
         keep = kept.rows + read <= ctx.config.columnar_tail_rows
         if keep:
             tail.make_room(read, ctx.config.columnar_tail_rows, kept)
@@ -355,30 +369,34 @@ def _check_tail_size(ctx: AppContext, events: int) -> None:
         )
 
 
+_Lines = tuple[bytes, int, int, int]
+"""A page of the tail as staged lines: the lines, how many events, the earliest and the latest
+receipt time among them."""
+
+
 async def _stage_tail(
-    ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed, target: Path
-) -> tuple[int, int]:
-    """The events after the last segment written to `target` page by page (memory holds one
-    page), at most EVENTSTITCH_MAX_INSIGHT_VALUES of them; how many, and the earliest receipt
-    time."""
-    staged = 0
-    earliest = now_ms()
+    ctx: AppContext, pages: AsyncIterator[_Lines], target: Path, *, held: int = 0
+) -> tuple[int, int, int]:
+    """The pages of the tail written to `target` one by one (memory holds one page), refused
+    past EVENTSTITCH_MAX_INSIGHT_VALUES events with the `held` ones kept already; how many,
+    and the earliest and latest receipt times (now and 0 when none)."""
+    staged, earliest, latest = 0, now_ms(), 0
     with target.open("wb") as out:
-        async for lines, count, oldest in _tail_lines(ctx, event_filter, needed):
+        async for lines, count, oldest, newest in pages:
             staged += count
-            _check_tail_size(ctx, staged)
+            _check_tail_size(ctx, held + staged)
             out.write(lines)
-            earliest = min(earliest, oldest)
-    return staged, earliest
+            earliest, latest = min(earliest, oldest), max(latest, newest)
+    return staged, earliest, latest
 
 
 async def _tail_lines(
     ctx: AppContext, event_filter: EventFilter, needed: columnar.Needed
-) -> AsyncIterator[tuple[bytes, int, int]]:
-    """The matching events as staged lines, newest first, a page at a time: the lines, how
-    many events, the oldest one's receipt time. Where the store can take the needed paths out
-    of the payloads itself (`values_page`), only those values travel (3-5 times faster with
-    large payloads, docs/benchmarks.md); else whole events are read and parsed."""
+) -> AsyncIterator[_Lines]:
+    """The matching events as staged lines, newest first, a page at a time. Where the store
+    can take the needed paths out of the payloads itself (`values_page`), only those values
+    travel (3-5 times faster with large payloads, docs/benchmarks.md); else whole events are
+    read and parsed."""
     ids = list(needed)
     paths = [needed[cid][0] for cid in ids]
     in_time = _in_time(ctx)
@@ -399,11 +417,11 @@ async def _tail_lines(
             async for page in _pages(ctx, event_filter):
                 if page:
                     lines = b"".join(columnar.tail_line(e, needed) for e in page)
-                    yield lines, len(page), page[-1].received_ms
+                    yield lines, len(page), page[-1].received_ms, page[0].received_ms
             return
         if rows:
             lines = b"".join(columnar.tail_line_of_values(row, ids) for row in rows)
-            yield lines, len(rows), rows[-1][3]
+            yield lines, len(rows), rows[-1][3], rows[0][3]
         if len(rows) < TAIL_PAGE:
             return
         before = rows[-1][0]
