@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from eventstitch.storage.errors import DuplicateDelivery
 from eventstitch.storage.records import (
@@ -96,21 +97,18 @@ class SqliteEvents:
         limit: int,
         before_id: str | None,
     ) -> list[ValuesRow] | None:
-        # `->` gives a value's JSON text as stored (numbers as written), so it reads back as
-        # the value Python would find in the parsed payload; only paths SQLite can name.
-        json_paths = [json_path(path) for path in paths]
-        if sqlite3.sqlite_version_info < (3, 38) or None in json_paths:
+        selected = _values_selected(paths)
+        if selected is None:
             return None
+        columns, json_paths = selected
         where, params = where_clause(SQLITE, event_filter, before_id=before_id)
-        taken = "".join(", properties -> ?" for _ in json_paths)
 
         def select(conn: sqlite3.Connection) -> list[ValuesRow]:
             rows = conn.execute(
-                f"SELECT id, type, source_id, received_ms{taken} FROM events{where}"
-                " ORDER BY id DESC LIMIT ?",
+                f"SELECT {columns} FROM events{where} ORDER BY id DESC LIMIT ?",
                 (*json_paths, *params, limit),
             )
-            return [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
+            return _values_rows(rows)
 
         return await self._db.read(select)
 
@@ -138,17 +136,17 @@ class SqliteEvents:
         resume: CommitPosition | None,
         limit: int,
     ) -> tuple[list[ValuesRow], CommitPosition | None] | None:
-        json_paths = [json_path(path) for path in paths]
-        if sqlite3.sqlite_version_info < (3, 38) or None in json_paths:
+        selected = _values_selected(paths)
+        if selected is None:
             return None
+        columns, json_paths = selected
         where, params = where_clause(SQLITE, event_filter)
-        taken = "".join(", properties -> ?" for _ in json_paths)
         within = f"{where} AND" if where else " WHERE"
         # NOT INDEXED: walk the table's own b-tree over a window of rowids (the id index a
         # time bound would otherwise pick reads the whole tail and sorts it).
         sql = (
-            f"SELECT id, type, source_id, received_ms{taken} FROM events NOT INDEXED{within}"
-            " rowid > ? AND rowid <= ? ORDER BY rowid"
+            f"SELECT {columns} FROM events NOT INDEXED{within} rowid > ? AND rowid <= ?"
+            " ORDER BY rowid"
         )
         # The first rowid from the time bounds alone: an index range, never a payload read.
         in_time = EventFilter(since_ms=event_filter.since_ms, until_ms=event_filter.until_ms)
@@ -167,8 +165,7 @@ class SqliteEvents:
                 start = upto if first is None else int(first) - 1
             end = min(start + limit, upto)  # a window of rowids holds at most `limit` events
             rows = conn.execute(sql, (*json_paths, *params, start, end))
-            page = [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
-            return page, (end if end < upto else None)
+            return _values_rows(rows), (end if end < upto else None)
 
         return await self._db.read(select)
 
@@ -229,3 +226,18 @@ class SqliteEvents:
             return int(cursor.rowcount)
 
         return await self._db.write(insert)
+
+
+def _values_selected(paths: Sequence[PropertyPath]) -> tuple[str, list[str]] | None:
+    """The columns of a values row (`ValuesRow`) and the JSON paths they bind, or None when
+    SQLite cannot name one of the paths. `->` gives a value's JSON text as stored (numbers as
+    written), so it reads back as the value Python would find in the parsed payload."""
+    json_paths = [json_path(path) for path in paths]
+    if sqlite3.sqlite_version_info < (3, 38) or None in json_paths:
+        return None
+    taken = "".join(", properties -> ?" for _ in json_paths)
+    return f"id, type, source_id, received_ms{taken}", [p for p in json_paths if p is not None]
+
+
+def _values_rows(rows: Iterable[tuple[Any, ...]]) -> list[ValuesRow]:
+    return [(r[0], r[1], r[2], r[3], r[4:]) for r in rows]
