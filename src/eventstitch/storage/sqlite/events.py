@@ -149,6 +149,9 @@ class SqliteEvents:
             " ORDER BY rowid"
         )
         # The first rowid from the time bounds alone: an index range, never a payload read.
+        # `+rowid`, not `rowid`: SQLite answers a bare min(rowid) by walking the table from its
+        # first row until one is in range, past every event older than the tail (0.28 s at a
+        # million events, on every first ask); `+` leaves it the id index's range.
         in_time = EventFilter(since_ms=event_filter.since_ms, until_ms=event_filter.until_ms)
         first_where, first_params = where_clause(SQLITE, in_time)
         after, upto = int(span[0]) if span[0] is not None else None, int(span[1])
@@ -160,7 +163,7 @@ class SqliteEvents:
                 start = after
             else:
                 (first,) = conn.execute(
-                    f"SELECT min(rowid) FROM events{first_where}", first_params
+                    f"SELECT min(+rowid) FROM events{first_where}", first_params
                 ).fetchone()
                 start = upto if first is None else int(first) - 1
             end = min(start + limit, upto)  # a window of rowids holds at most `limit` events
