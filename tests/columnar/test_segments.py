@@ -265,6 +265,52 @@ def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
     assert not list(where.glob("part-*"))
 
 
+def test_a_sealed_hour_is_put_together_from_its_parts_and_reads_only_the_rest(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The refresher reads each event from the store once: the hour that replaces its parts is
+    those parts and the minutes after them, not the whole hour read and shredded again."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    rng = random.Random(11)
+    times = sorted(hour + rng.randrange(2 * HOUR) for _ in range(240))
+    _import(
+        tmp_path, [past_event(at, n, rng.choice(TYPES), {"n": n}) for n, at in enumerate(times)]
+    )
+    read: list[int] = []
+    reading = segments.iter_events
+
+    async def counted(**kwargs: Any) -> Any:
+        async for event in reading(**kwargs):
+            read.append(event.received_ms)
+            yield event
+
+    monkeypatch.setattr(segments, "iter_events", counted)
+    seal = segments.SEAL_MS
+    first, second = hour + 40 * 60_000, hour + HOUR + 10 * 60_000
+    monkeypatch.setattr(segments, "now_ms", lambda: first + seal)
+    _rebuild()
+    assert sorted(read) == [at for at in times if at < first]
+    read.clear()
+    monkeypatch.setattr(segments, "now_ms", lambda: second + seal)
+    _rebuild()
+    assert sorted(read) == [at for at in times if first <= at < second]
+    listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
+    assert [p.name.split("-")[0] for p in listed] == ["hour", "part"]
+    stored = all_events(client, source_id="shop")
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    body = client.get(
+        "/api/insights", params={"metric": "sum:properties.n", "source_id": "shop"}
+    ).json()
+    assert body["engine"] == "columnar"
+    assert body["rows"][0]["value"] == sum(e["properties"]["n"] for e in stored)
+
+
 def test_erasing_a_profile_removes_its_events_from_the_segments(
     client: TestClient, config: Config, monkeypatch: Any
 ) -> None:
