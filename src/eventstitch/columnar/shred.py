@@ -172,35 +172,47 @@ class Collector:
         return out
 
     def _walk(self, node: dict[str, Any], prefix: tuple[str, ...], out: dict[str, Any]) -> None:
+        # Values come from decoded JSON: exact types, so `type(...) is` (a bool is no int).
         limit = self.max_paths * TRACKED_FACTOR
+        names, seen, all_kinds = self._names, self.seen, self.kinds
         for name, value in node.items():
             path = (*prefix, name)
-            named = self._names.get(path)
+            named = names.get(path)
             if named is None:
                 named = _names_of(orjson.dumps(path).decode())
-                if len(self._names) < limit:  # as bounded as the paths tracked
-                    self._names[path] = named
+                if len(names) < limit:  # as bounded as the paths tracked
+                    names[path] = named
             key, text, integer, number = named
-            if isinstance(value, dict):
+            kind = type(value)
+            if kind is dict:
                 self._note(self.inner, key)
                 self._walk(value, path, out)
                 continue
-            if isinstance(value, list):
+            if kind is list:
                 self._note(self.arrays, key)
-            if key not in self.seen and len(self.seen) >= limit:
+            if key not in seen and len(seen) >= limit:
                 self.overflowed = True
                 continue
-            self.seen[key] += 1
-            kinds = self.kinds.get(key)
+            seen[key] += 1
+            kinds = all_kinds.get(key)
             if kinds is None:
-                kinds = self.kinds[key] = set()
-            out[text] = canonical(value)
-            if isinstance(value, int) and not isinstance(value, bool):
+                kinds = all_kinds[key] = set()
+            if kind is str:
+                out[text] = orjson.dumps(value).decode()
+            elif kind is int:
+                out[text] = str(value)  # orjson's text of an integer, without the call
                 out[integer] = value
                 kinds.add("i")
-            elif isinstance(value, float):
+            elif kind is float:
+                out[text] = canonical(value)
                 out[number] = value
                 kinds.add("f")
+            elif kind is bool:
+                out[text] = "true" if value else "false"
+            elif value is None:
+                out[text] = "null"
+            else:  # an array
+                out[text] = canonical(value)
 
     def _note(self, where: set[str], key: str) -> None:
         if key in where:
