@@ -183,6 +183,21 @@ async def build(path: Path, events: int) -> bool:
     return True
 
 
+async def fill_span(path: Path, events: int, start: int, span: int) -> None:
+    """A new SQLite store at `path` holding `events` of these payloads within
+    [start, start + span), in one INSERT (for the benches of one segment or one hour)."""
+    storage = SqliteStorage(path)
+    await storage.start()
+    await storage.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("BEGIN")
+    window = {"first": 0, "last": events, "start": start, "span": span, "total": events}
+    conn.execute(fill_sql(SQLITE), window)
+    conn.execute("COMMIT")
+    conn.close()
+
+
 async def write_segments(ctx: AppContext, fresh: bool) -> None:
     """Write the columnar segments (all of them after a build, else those missing)."""
     started = time.perf_counter()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import sqlite3
 import sys
 import tempfile
 import time
@@ -48,17 +47,8 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="eventstitch-rounds-") as name:
         folder = Path(name)
         db = folder / "eventstitch.db"
-        storage = iq.SqliteStorage(db)
-        await storage.start()
-        await storage.close()
         hour = now_ms() // HOUR_MS * HOUR_MS - 3 * HOUR_MS
-        conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("BEGIN")
-        window = {"first": 0, "last": args.events, "start": hour, "span": HOUR_MS - 1}
-        conn.execute(iq.fill_sql(iq.SQLITE), {**window, "total": args.events})
-        conn.execute("COMMIT")
-        conn.close()
+        await iq.fill_span(db, args.events, hour, HOUR_MS - 1)
         ctx = iq.context(f"sqlite:///{db}", folder, 600)
         await ctx.storage.start()
         read = [0]

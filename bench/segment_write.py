@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
-import sqlite3
 import sys
 import tempfile
 import time
@@ -39,17 +38,8 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="eventstitch-segment-") as name:
         folder = Path(name)
         db = folder / "eventstitch.db"
-        storage = iq.SqliteStorage(db)
-        await storage.start()
-        await storage.close()
         start = (now_ms() - 180_000) // 60_000 * 60_000  # a minute sealed by now
-        conn = sqlite3.connect(db, isolation_level=None)
-        conn.execute("PRAGMA synchronous=OFF")
-        conn.execute("BEGIN")
-        window = {"first": 0, "last": args.events, "start": start, "span": 59_000}
-        conn.execute(iq.fill_sql(iq.SQLITE), {**window, "total": args.events})
-        conn.execute("COMMIT")
-        conn.close()
+        await iq.fill_span(db, args.events, start, 59_000)
         ctx = iq.context(f"sqlite:///{db}", folder, 600)
         await ctx.storage.start()
         wall, cpu = time.perf_counter(), time.process_time()
