@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 
 from eventstitch.app import EventstitchApp
 from eventstitch.cli.main import cli
-from eventstitch.columnar import segments, tail
+from eventstitch.columnar import manifests, segments, tail
 from eventstitch.config import Config
 from eventstitch.ids import iso_to_ms, ms_to_iso, now_ms
 from eventstitch.query.schemas import event_json
@@ -309,6 +310,96 @@ def test_a_sealed_hour_is_put_together_from_its_parts_and_reads_only_the_rest(
     ).json()
     assert body["engine"] == "columnar"
     assert body["rows"][0]["value"] == sum(e["properties"]["n"] for e in stored)
+
+
+def _rounds_reading(monkeypatch: Any) -> list[int]:
+    """The receipt times of the events rebuilds read from the store, from now on."""
+    read: list[int] = []
+    reading = segments.iter_events
+
+    async def counted(**kwargs: Any) -> Any:
+        async for event in reading(**kwargs):
+            read.append(event.received_ms)
+            yield event
+
+    monkeypatch.setattr(segments, "iter_events", counted)
+    return read
+
+
+def _round_at(monkeypatch: Any, at: int) -> None:
+    monkeypatch.setattr(segments, "now_ms", lambda: at + segments.SEAL_MS)
+    _rebuild()
+
+
+def test_an_event_committed_after_its_part_was_written_is_in_the_sealed_hour(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A commit later than SEAL_MS (a writer queue under load, another machine's clock on one
+    PostgreSQL) lands in a span a part already holds: the round sealing the hour sees that the
+    store holds more there than the parts, and reads the hour whole."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    rng = random.Random(3)
+    times = sorted(hour + rng.randrange(HOUR) for _ in range(120))
+    _import(
+        tmp_path, [past_event(at, n, rng.choice(TYPES), {"n": n}) for n, at in enumerate(times)]
+    )
+    where = config.data_dir / "insight-segments"
+    _round_at(monkeypatch, hour + 40 * 60_000)
+    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
+    late = hour + 30 * 60_000 + 7
+    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
+    for name, content in written.items():  # as if the late event had committed just now
+        (where / name).write_bytes(content)
+    tail.clear()
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + HOUR + 5 * 60_000)
+    assert sorted(read) == sorted([*times, late])  # the hour whole, and nothing after it
+    stored = all_events(client, source_id="shop")
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+
+
+@pytest.mark.parametrize("paths", [6, 7])
+def test_parts_holding_more_paths_together_than_a_segment_keeps_are_not_merged(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any, paths: int
+) -> None:
+    """Each part keeps its own most frequent paths; merging parts whose paths differ would make
+    an hour wider than EVENTSTITCH_COLUMNAR_MAX_PATHS (past the memory cap at the default 256).
+    At the limit the parts are merged; one past it the hour is read whole, keeping its most
+    frequent paths as any hour does."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    monkeypatch.setenv("EVENTSTITCH_COLUMNAR_MAX_PATHS", "6")
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    events, n = [], 0
+    rounds = ((5, ["a", "b"]), (25, ["a", "c", "d"]), (45, ["a", "e", "f", "g"][: paths - 3]))
+    for minute, keys in rounds:  # six paths together, or seven
+        for second in range(10):
+            at = hour + minute * 60_000 + second * 1000
+            events.append(past_event(at, n, "charge", dict.fromkeys(keys, second)))
+            n += 1
+    _import(tmp_path, events)
+    for minute in (10, 30, 50):
+        _round_at(monkeypatch, hour + minute * 60_000)
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + HOUR + 5 * 60_000)
+    assert len(read) == (30 if paths == 7 else 0)
+    sealed = config.data_dir / "insight-segments" / f"hour-{hour}.parquet"
+    manifest = manifests.read_manifest(sealed)
+    assert manifest is not None
+    assert len(manifest.columns) == 6
+    body = client.get("/api/insights", params={"by": "properties.a", "source_id": "shop"}).json()
+    assert body["engine"] == "columnar"
+    assert {row["properties.a"]: row["count"] for row in body["rows"]} == dict.fromkeys(
+        range(10), 3
+    )
 
 
 def test_erasing_a_profile_removes_its_events_from_the_segments(

@@ -182,21 +182,36 @@ SEGMENT_ROW_GROUP = 30_000
 """Rows per row group of a segment: DuckDB buffers a whole row group of every typed column
 before writing it; at its default (122 880) a day of realistic payloads (150 columns) did not
 fit in 256 MB, at 30 000 it does."""
+SEGMENT_OWN_COLUMNS = (
+    "id",
+    "type",
+    "source_id",
+    "received_at",
+    "profile_less",
+    "profile_id",
+    "session_id",
+    "received_ms",
+)
+"""The columns of every segment besides its typed ones."""
 _SEGMENT_COLUMNS = "COLUMNS(lambda c: c NOT IN ('properties', 'context'))"
 """A segment's columns: no raw JSON (queries read typed columns only), which also keeps a
 day's merge streaming within the memory cap (with the JSON it needed more than 256 MB)."""
 
 
-def merge(sources: list[Path], target: Path, limits: Limits) -> None:
+def merge(
+    sources: list[Path], target: Path, limits: Limits, columns: list[str] | None = None
+) -> None:
     """Segments put together into one Parquet file (owner-only, replaced atomically), their
-    columns united by name. The sources are given in time order, each newest first, so the
-    rows stay grouped by time without a sort: the copy streams."""
+    columns united by name, or only `columns` (ours: fixed names, or t_/i_/f_ and a hash; a
+    source without one gives NULL). The sources are given in time order, each newest first, so
+    the rows stay grouped by time without a sort: the copy streams."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     con = connect(limits)
     try:
         listed = ", ".join(quoted(s) for s in sources)
+        selected = _SEGMENT_COLUMNS if columns is None else ", ".join(columns)
         con.execute(
-            f"COPY (SELECT {_SEGMENT_COLUMNS} FROM read_parquet([{listed}], "
+            f"COPY (SELECT {selected} FROM read_parquet([{listed}], "
             f"union_by_name = true)) TO {quoted(partial)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {SEGMENT_ROW_GROUP})"
         )
@@ -206,6 +221,17 @@ def merge(sources: list[Path], target: Path, limits: Limits) -> None:
         con.close()
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+
+
+def row_count(sources: list[Path], limits: Limits) -> int:
+    """How many rows the Parquet files hold together (from their footers)."""
+    con = connect(limits)
+    try:
+        listed = ", ".join(quoted(s) for s in sources)
+        row = con.execute(f"SELECT count(*) FROM read_parquet([{listed}])").fetchone()
+        return int(row[0]) if row is not None else 0
+    finally:
+        con.close()
 
 
 def _empty_select() -> str:

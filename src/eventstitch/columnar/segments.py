@@ -24,7 +24,7 @@ from pathlib import Path
 
 from eventstitch.columnar import manifests, parquet, tail
 from eventstitch.columnar.lock import writer_lock
-from eventstitch.columnar.shred import Collector, Manifest, merged
+from eventstitch.columnar.shred import Collector, Manifest, column_types, merged
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
 from eventstitch.ids import now_ms
@@ -220,27 +220,65 @@ async def rebuild(
 
 
 async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int | None) -> int:
-    """The segment of a sealed hour; 1 when written, 0 when it had no events. When the
-    checkpoint is inside the hour, the hour's parts hold its events up to the checkpoint (a
-    span with no part had none), so the hour is those parts put together with a last part for
-    the rest of the hour: each event is read from the store and shredded once, instead of once
-    in its part and again in its hour (half the refresher's work at a steady rate)."""
+    """The segment of a sealed hour; 1 when written, 0 when it had no events.
+
+    When the checkpoint is inside the hour, the hour's parts hold its events up to the
+    checkpoint (a span with no part had none), so the hour is those parts put together with a
+    last part for the rest of the hour: each event is read from the store and shredded once,
+    instead of once in its part and again in its hour (half the refresher's work at a steady
+    rate). The hour is read whole from the store instead when the parts cannot stand for it:
+    the store holds more events before the checkpoint than they do (one committed later than
+    `SEAL_MS`, after its part was written), or a part kept only some of its paths, or together
+    they hold more than `EVENTSTITCH_COLUMNAR_MAX_PATHS` paths (a merge unites every part's
+    columns: wider than one hour's segment, and past the memory cap)."""
     target = where / f"hour-{hour}.parquet"
     end = hour + HOUR_MS
     if checkpoint is None or not hour < checkpoint < end:
         return await _write(ctx, target, hour, end)
-    rest = where / f"part-{checkpoint}-{end}.parquet"
-    await _write(ctx, rest, checkpoint, end)  # readers stop at the checkpoint: not counted twice
+    limits = parquet.Limits.of(ctx.config)
     parts = _parts_of(where, hour)
-    found = [manifests.read_manifest(part) for part in parts]
-    if not parts:
-        return 0
-    if any(manifest is None for manifest in found):  # a part from before manifests
+    if not await _stand_for(ctx, parts, hour, checkpoint, limits):
         return await _write(ctx, target, hour, end)
+    rest = where / f"part-{checkpoint}-{end}.parquet"
+    if await _write(ctx, rest, checkpoint, end):  # past the checkpoint: readers leave it out
+        parts.append(rest)
+        if not await _stand_for(ctx, parts, hour, end, limits, counted=False):
+            return await _write(ctx, target, hour, end)
+    found = [manifests.read_manifest(part) for part in parts]
+    manifest = merged([m for m in found if m is not None])
     ready = where / f".{target.name}.ready"
-    await asyncio.to_thread(parquet.merge, parts, ready, parquet.Limits.of(ctx.config))
-    _publish(ready, target, merged([m for m in found if m is not None]))
+    kept = [*parquet.SEGMENT_OWN_COLUMNS, *column_types(manifest)]
+    await asyncio.to_thread(parquet.merge, parts, ready, limits, kept)
+    _publish(ready, target, manifest)
     return 1
+
+
+async def _stand_for(
+    ctx: AppContext,
+    parts: list[Path],
+    since_ms: int,
+    until_ms: int,
+    limits: parquet.Limits,
+    *,
+    counted: bool = True,
+) -> bool:
+    """Whether `parts` can be put together as the segment of [since, until): each kept every
+    path it met, they hold at most `EVENTSTITCH_COLUMNAR_MAX_PATHS` paths together, and (when
+    `counted`) as many events as the store holds there."""
+    if not parts:
+        return False
+    found = [manifests.read_manifest(part) for part in parts]
+    if any(m is None or not (m.complete and m.shapes) for m in found):
+        return False
+    together = merged([m for m in found if m is not None])
+    if len(together.columns) > ctx.config.columnar_max_paths:
+        return False
+    if not counted:
+        return True
+    stored = await ctx.storage.events.count(
+        EventFilter(since_ms=since_ms, until_ms=until_ms), CountQuery(group_by=())
+    )
+    return stored.total == await asyncio.to_thread(parquet.row_count, parts, limits)
 
 
 def _parts_of(where: Path, hour: int) -> list[Path]:
