@@ -402,6 +402,37 @@ def test_parts_holding_more_paths_together_than_a_segment_keeps_are_not_merged(
     )
 
 
+@pytest.mark.parametrize("paths", [6, 7])
+def test_a_day_whose_hours_hold_more_paths_together_than_a_segment_keeps_stays_hours(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any, paths: int
+) -> None:
+    """Each hour keeps its own most frequent paths; a day merged from hours whose paths drift
+    would unite them all (past the memory cap at the default 256). At
+    EVENTSTITCH_COLUMNAR_MAX_PATHS paths together the day is made; one past it the hours stay,
+    and answers stay exact and columnar."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    monkeypatch.setenv("EVENTSTITCH_COLUMNAR_MAX_PATHS", "6")
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
+    events, n = [], 0
+    hours = ((1, ["a", "b"]), (5, ["a", "c", "d"]), (9, ["a", "e", "f", "g"][: paths - 3]))
+    for at_hour, keys in hours:  # six paths together, or seven
+        for second in range(10):
+            at = day + at_hour * HOUR + second * 1000
+            events.append(past_event(at, n, "charge", dict.fromkeys(keys, second)))
+            n += 1
+    _import(tmp_path, events)
+    _rebuild()
+    listed = [f.name.split("-")[0] for f in segments.files(client.app.ctx)]  # type: ignore[attr-defined]
+    assert listed == (["day"] if paths == 6 else ["hour"] * 3)
+    body = client.get("/api/insights", params={"by": "properties.a", "source_id": "shop"}).json()
+    assert body["engine"] == "columnar"
+    counts = {row["properties.a"]: row["count"] for row in body["rows"]}
+    assert counts == dict.fromkeys(range(10), 3)
+
+
 def test_erasing_a_profile_removes_its_events_from_the_segments(
     client: TestClient, config: Config, monkeypatch: Any
 ) -> None:

@@ -198,20 +198,18 @@ _SEGMENT_COLUMNS = "COLUMNS(lambda c: c NOT IN ('properties', 'context'))"
 day's merge streaming within the memory cap (with the JSON it needed more than 256 MB)."""
 
 
-def merge(
-    sources: list[Path], target: Path, limits: Limits, columns: list[str] | None = None
-) -> None:
-    """Segments put together into one Parquet file (owner-only, replaced atomically), their
-    columns united by name, or only `columns` (ours: fixed names, or t_/i_/f_ and a hash; a
-    source without one gives NULL). The sources are given in time order, each newest first, so
-    the rows stay grouped by time without a sort: the copy streams."""
+def merge(sources: list[Path], target: Path, limits: Limits, columns: list[str]) -> None:
+    """Segments put together into one Parquet file (owner-only, replaced atomically): their
+    `columns` (ours: fixed names, or t_/i_/f_ and a hash), united by name, NULL from a source
+    without one. Only the columns the merged manifest keeps: every source's, united, can be
+    wider than DuckDB's memory cap lets it write. The sources are given in time order, each
+    newest first, so the rows stay grouped by time without a sort: the copy streams."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     con = connect(limits)
     try:
         listed = ", ".join(quoted(s) for s in sources)
-        selected = _SEGMENT_COLUMNS if columns is None else ", ".join(columns)
         con.execute(
-            f"COPY (SELECT {selected} FROM read_parquet([{listed}], "
+            f"COPY (SELECT {', '.join(columns)} FROM read_parquet([{listed}], "
             f"union_by_name = true)) TO {quoted(partial)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {SEGMENT_ROW_GROUP})"
         )
