@@ -6,6 +6,7 @@ never disagree, and a time range maps onto a range of ids: filters by time use t
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import uuid_utils
@@ -23,6 +24,18 @@ def new_event_id() -> tuple[str, int]:
 def new_profile_id() -> str:
     """A fresh profile id (UUIDv7, so profiles sort by creation)."""
     return str(uuid_utils.uuid7())
+
+
+def ms_of_event_id(event_id: str) -> int | None:
+    """The Unix milliseconds a UUIDv7 event id was minted at; None for a string that is not one
+    in its canonical form (lowercase, hyphenated), which the store's id order relies on."""
+    try:
+        value = uuid.UUID(event_id)
+    except ValueError:
+        return None
+    if value.version != 7 or str(value) != event_id:
+        return None
+    return value.int >> 80
 
 
 def id_floor(ms: int) -> str:

@@ -240,3 +240,43 @@ def test_import_refuses_a_signature_rule_the_api_would_refuse(
     with TestClient(EventstitchApp(make_config(copy))) as http:
         http.headers["Authorization"] = f"Bearer {API_TOKEN}"
         assert http.get("/api/sources/gh").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda event: {**event, "received_at": "2026-01-01T00:00:00.000Z"},
+        lambda event: {**event, "id": event["id"].upper()},
+        lambda event: {**event, "id": "evt-1"},
+    ],
+    ids=["received_at moved", "id not canonical", "id not a UUIDv7"],
+)
+def test_import_refuses_an_event_whose_id_was_not_minted_at_its_received_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: object
+) -> None:
+    """Time ranges are id ranges (an event's time is read back from its UUIDv7): an event whose
+    id says another moment would be left out of every range and every insight segment."""
+    original = tmp_path / "original"
+    with TestClient(EventstitchApp(make_config(original))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        create_source(http, id="hooks")
+        for n in range(3):
+            assert http.post("/collect/order/hooks", json={"n": n}).status_code == 200
+    dump = tmp_path / "dump.jsonl"
+    runner = CliRunner()
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(original))
+    assert runner.invoke(cli, ["export", "-o", str(dump)]).exit_code == 0
+    lines = [orjson.loads(line) for line in dump.read_bytes().splitlines()]
+    at = next(i for i, line in enumerate(lines) if line["kind"] == "event")
+    lines[at] = {**lines[at], "event": change(lines[at]["event"])}  # type: ignore[operator]
+    edited = tmp_path / "edited.jsonl"
+    edited.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+
+    copy = tmp_path / "copy"
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(copy))
+    result = runner.invoke(cli, ["import", str(edited)])
+    assert result.exit_code == 1
+    assert f"line {at + 1}: bad event (id must be a UUIDv7 minted at received_at)" in result.output
+    with TestClient(EventstitchApp(make_config(copy))) as http:
+        http.headers["Authorization"] = f"Bearer {API_TOKEN}"
+        assert [e for e in all_events(http) if e["source_id"] == "hooks"] == []

@@ -20,7 +20,7 @@ import orjson
 from eventstitch.columnar import parquet
 from eventstitch.context import AppContext
 from eventstitch.errors import BadRequest, clip
-from eventstitch.ids import iso_to_ms
+from eventstitch.ids import iso_to_ms, ms_of_event_id
 from eventstitch.query.schemas import event_json
 from eventstitch.sources.schemas import SourceOut, checked_rate_limit, checked_signature
 from eventstitch.sources.shaping_schemas import checked_shaping
@@ -349,11 +349,16 @@ def _shaping_record(data: dict[str, Any]) -> Shaping | None:
 
 def _event_record(data: dict[str, Any], number: int) -> EventRecord:
     try:
+        received_ms = iso_to_ms(data["received_at"])
+        if not isinstance(data["id"], str) or ms_of_event_id(data["id"]) != received_ms:
+            # The store reads an event's time back from its id (time ranges are id ranges):
+            # an id minted at another moment than `received_at` is left out of them.
+            raise ValueError("id must be a UUIDv7 minted at received_at")
         return EventRecord(
             id=data["id"],
             type=data["type"],
             source_id=data["source_id"],
-            received_ms=iso_to_ms(data["received_at"]),
+            received_ms=received_ms,
             profile_less=bool(data["profile_less"]),
             profile_id=data.get("profile_id"),
             session_id=data.get("session_id"),
