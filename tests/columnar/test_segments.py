@@ -266,50 +266,12 @@ def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
     assert not list(where.glob("part-*"))
 
 
-def test_a_sealed_hour_is_put_together_from_its_parts_and_reads_only_the_rest(
-    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
-) -> None:
-    """The refresher reads each event from the store once: the hour that replaces its parts is
-    those parts and the minutes after them, not the whole hour read and shredded again."""
+def _shop(client: TestClient, config: Config, monkeypatch: Any) -> None:
+    """The CLI's settings pointed at this store, and the source `shop`."""
     monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
     if config.database_url:
         monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
     create_source(client, id="shop")
-    hour = now_ms() // HOUR * HOUR - 5 * HOUR
-    rng = random.Random(11)
-    times = sorted(hour + rng.randrange(2 * HOUR) for _ in range(240))
-    _import(
-        tmp_path, [past_event(at, n, rng.choice(TYPES), {"n": n}) for n, at in enumerate(times)]
-    )
-    read: list[int] = []
-    reading = segments.iter_events
-
-    async def counted(**kwargs: Any) -> Any:
-        async for event in reading(**kwargs):
-            read.append(event.received_ms)
-            yield event
-
-    monkeypatch.setattr(segments, "iter_events", counted)
-    seal = segments.SEAL_MS
-    first, second = hour + 40 * 60_000, hour + HOUR + 10 * 60_000
-    monkeypatch.setattr(segments, "now_ms", lambda: first + seal)
-    _rebuild()
-    assert sorted(read) == [at for at in times if at < first]
-    read.clear()
-    monkeypatch.setattr(segments, "now_ms", lambda: second + seal)
-    _rebuild()
-    assert sorted(read) == [at for at in times if first <= at < second]
-    listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
-    assert [p.name.split("-")[0] for p in listed] == ["hour", "part"]
-    stored = all_events(client, source_id="shop")
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
-    body = client.get(
-        "/api/insights", params={"metric": "sum:properties.n", "source_id": "shop"}
-    ).json()
-    assert body["engine"] == "columnar"
-    assert body["rows"][0]["value"] == sum(e["properties"]["n"] for e in stored)
 
 
 def _rounds_reading(monkeypatch: Any) -> list[int]:
@@ -331,16 +293,45 @@ def _round_at(monkeypatch: Any, at: int) -> None:
     _rebuild()
 
 
+def test_a_sealed_hour_is_put_together_from_its_parts_and_reads_only_the_rest(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The refresher reads each event from the store once: the hour that replaces its parts is
+    those parts and the minutes after them, not the whole hour read and shredded again."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    rng = random.Random(11)
+    times = sorted(hour + rng.randrange(2 * HOUR) for _ in range(240))
+    _import(
+        tmp_path, [past_event(at, n, rng.choice(TYPES), {"n": n}) for n, at in enumerate(times)]
+    )
+    read = _rounds_reading(monkeypatch)
+    first, second = hour + 40 * 60_000, hour + HOUR + 10 * 60_000
+    _round_at(monkeypatch, first)
+    assert sorted(read) == [at for at in times if at < first]
+    read.clear()
+    _round_at(monkeypatch, second)
+    assert sorted(read) == [at for at in times if first <= at < second]
+    listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
+    assert [p.name.split("-")[0] for p in listed] == ["hour", "part"]
+    stored = all_events(client, source_id="shop")
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    body = client.get(
+        "/api/insights", params={"metric": "sum:properties.n", "source_id": "shop"}
+    ).json()
+    assert body["engine"] == "columnar"
+    assert body["rows"][0]["value"] == sum(e["properties"]["n"] for e in stored)
+
+
 def test_an_event_committed_after_its_part_was_written_is_in_the_sealed_hour(
     client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """A commit later than SEAL_MS (a writer queue under load, another machine's clock on one
     PostgreSQL) lands in a span a part already holds: the round sealing the hour sees that the
     store holds more there than the parts, and reads the hour whole."""
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
-    if config.database_url:
-        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
-    create_source(client, id="shop")
+    _shop(client, config, monkeypatch)
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     rng = random.Random(3)
     times = sorted(hour + rng.randrange(HOUR) for _ in range(120))
@@ -372,11 +363,8 @@ def test_parts_holding_more_paths_together_than_a_segment_keeps_are_not_merged(
     an hour wider than EVENTSTITCH_COLUMNAR_MAX_PATHS (past the memory cap at the default 256).
     At the limit the parts are merged; one past it the hour is read whole, keeping its most
     frequent paths as any hour does."""
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    _shop(client, config, monkeypatch)
     monkeypatch.setenv("EVENTSTITCH_COLUMNAR_MAX_PATHS", "6")
-    if config.database_url:
-        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
-    create_source(client, id="shop")
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     events, n = [], 0
     rounds = ((5, ["a", "b"]), (25, ["a", "c", "d"]), (45, ["a", "e", "f", "g"][: paths - 3]))
@@ -410,11 +398,8 @@ def test_a_day_whose_hours_hold_more_paths_together_than_a_segment_keeps_stays_h
     would unite them all (past the memory cap at the default 256). At
     EVENTSTITCH_COLUMNAR_MAX_PATHS paths together the day is made; one past it the hours stay,
     and answers stay exact and columnar."""
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    _shop(client, config, monkeypatch)
     monkeypatch.setenv("EVENTSTITCH_COLUMNAR_MAX_PATHS", "6")
-    if config.database_url:
-        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
-    create_source(client, id="shop")
     day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
     events, n = [], 0
     hours = ((1, ["a", "b"]), (5, ["a", "c", "d"]), (9, ["a", "e", "f", "g"][: paths - 3]))

@@ -182,16 +182,7 @@ SEGMENT_ROW_GROUP = 30_000
 """Rows per row group of a segment: DuckDB buffers a whole row group of every typed column
 before writing it; at its default (122 880) a day of realistic payloads (150 columns) did not
 fit in 256 MB, at 30 000 it does."""
-SEGMENT_OWN_COLUMNS = (
-    "id",
-    "type",
-    "source_id",
-    "received_at",
-    "profile_less",
-    "profile_id",
-    "session_id",
-    "received_ms",
-)
+SEGMENT_OWN_COLUMNS = (*(c for c in COLUMNS if c not in ("properties", "context")), "received_ms")
 """The columns of every segment besides its typed ones."""
 _SEGMENT_COLUMNS = "COLUMNS(lambda c: c NOT IN ('properties', 'context'))"
 """A segment's columns: no raw JSON (queries read typed columns only), which also keeps a
