@@ -218,10 +218,14 @@ class PostgresEvents:
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)
         total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
+        alone = not query.group_by and query.distinct is None  # its one row is the total
 
         async def select(conn: Conn) -> CountResult:
             rows = await (await conn.execute(sql, params)).fetchall()
-            total = await (await conn.execute(total_sql, total_params)).fetchone()
+            if alone:
+                total = rows[0] if rows else None
+            else:
+                total = await (await conn.execute(total_sql, total_params)).fetchone()
             return count_result(
                 rows, query, from_rollup=from_rollup, total=total[0] if total else 0, key=key_value
             )

@@ -175,10 +175,14 @@ class SqliteEvents:
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)
         total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
+        alone = not query.group_by and query.distinct is None  # its one row is the total
 
         def select(conn: sqlite3.Connection) -> CountResult:
             rows = conn.execute(sql, params).fetchall()
-            total = conn.execute(total_sql, total_params).fetchone()[0]
+            if alone:
+                total = rows[0][0] if rows else 0
+            else:
+                total = conn.execute(total_sql, total_params).fetchone()[0]
             return count_result(rows, query, from_rollup=from_rollup, total=total)
 
         return await self._db.read(select)
