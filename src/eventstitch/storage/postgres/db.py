@@ -23,14 +23,15 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from eventstitch.storage.errors import QueryTimeout, StorageUnavailable
 from eventstitch.storage.postgres.rows import Conn
-from eventstitch.storage.postgres.writer import PostgresWriter, WriteCall
+from eventstitch.storage.postgres.writer import LOCK_IN_SCHEMA, PostgresWriter, WriteCall
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.migrations import discover, pending
 
 T = TypeVar("T")
 
-MIGRATION_LOCK = 4_157_226_371_301_652_000
-"""pg_advisory_xact_lock key held while migrations are checked and applied."""
+MIGRATION_LOCK = 1_163_067_392
+"""The advisory lock (`writer.LOCK_IN_SCHEMA`) held while migrations are checked and
+applied."""
 
 _CONNECTION_DEFAULTS = {
     "application_name": "eventstitch",
@@ -127,7 +128,7 @@ class PostgresDb:
         except psycopg.Error as exc:
             raise StorageUnavailable(f"cannot reach the database: {exc}") from exc
         async with conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            await conn.execute(LOCK_IN_SCHEMA, (MIGRATION_LOCK,))
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version"
                 " (version integer PRIMARY KEY, applied_ms bigint NOT NULL)"

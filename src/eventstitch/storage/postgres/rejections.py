@@ -16,6 +16,7 @@ from eventstitch.ids import id_floor
 from eventstitch.storage.postgres.db import PostgresDb
 from eventstitch.storage.postgres.queries import POSTGRES, pg_text
 from eventstitch.storage.postgres.rows import Conn
+from eventstitch.storage.postgres.writer import LOCK_IN_SCHEMA
 from eventstitch.storage.records import RejectionBounds, RejectionFilter, RejectionRecord
 from eventstitch.storage.shared.rejection_rows import (
     COLUMNS,
@@ -29,8 +30,9 @@ from eventstitch.storage.shared.rejection_rows import (
     rejection_row,
 )
 
-REJECTIONS_LOCK = 4_157_226_371_301_652_002
-"""pg_advisory_xact_lock key held by every write that adds or deletes rejections."""
+REJECTIONS_LOCK = 1_163_067_394
+"""The advisory lock (`writer.LOCK_IN_SCHEMA`) held by every write that adds or deletes
+rejections."""
 
 _INSERT = insert_sql(POSTGRES)
 _OVER_BYTES = over_bytes_sql(POSTGRES)
@@ -61,7 +63,7 @@ class PostgresRejections:
         oldest = id_floor(bounds.min_received_ms)
 
         async def apply(conn: Conn) -> dict[str, int]:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (REJECTIONS_LOCK,))
+            await conn.execute(LOCK_IN_SCHEMA, (REJECTIONS_LOCK,))
             if rows:
                 async with conn.cursor() as cursor:
                     await cursor.executemany(_INSERT, rows)

@@ -61,9 +61,13 @@ log = logging.getLogger(__name__)
 
 WriteCall = Callable[[Conn], Awaitable[Any]]
 
-IDENTITY_LOCK = 4_157_226_371_301_652_001
-"""pg_advisory_xact_lock key held by every transaction that reads or writes profiles."""
-LOCK_IDENTITY = "SELECT pg_advisory_xact_lock(%s)"
+LOCK_IN_SCHEMA = "SELECT pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))"
+"""A transaction-level advisory lock of this store: its key (an int4) with its schema's, as
+advisory locks belong to the whole database. Stores in other schemas of one database (tests
+running side by side, one database for several deployments) never wait on each other's."""
+IDENTITY_LOCK = 1_163_067_393
+"""The advisory lock (`LOCK_IN_SCHEMA`) held by every transaction that reads or writes
+profiles."""
 
 
 _RETRIES = 3  # a deadlock or serialisation failure rolled everything back: safe to retry
@@ -277,7 +281,7 @@ class PostgresWriter:
         async with conn.transaction():
             # Locks in one order everywhere: identity, delivery keys, sources, rollup rows.
             if any(job.claim is not None for _, job in events) or any(j.identity for _, j in calls):
-                await conn.execute(LOCK_IDENTITY, (IDENTITY_LOCK,))
+                await conn.execute(LOCK_IN_SCHEMA, (IDENTITY_LOCK,))
             keyed = [(i, job) for i, job in events if job.delivery_key is not None]
             if keyed:
                 events = await claim_deliveries(
