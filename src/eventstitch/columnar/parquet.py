@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from eventstitch.columnar.shred import Collector, column_types
+from eventstitch.columnar.shred import Collector, Manifest, column_types
 from eventstitch.config import Config
 from eventstitch.files import PRIVATE_FILE, open_private
 from eventstitch.storage.records import EventRecord
@@ -182,25 +182,26 @@ SEGMENT_ROW_GROUP = 30_000
 """Rows per row group of a segment: DuckDB buffers a whole row group of every typed column
 before writing it; at its default (122 880) a day of realistic payloads (150 columns) did not
 fit in 256 MB, at 30 000 it does."""
-SEGMENT_OWN_COLUMNS = (*(c for c in COLUMNS if c not in ("properties", "context")), "received_ms")
+_SEGMENT_OWN_COLUMNS = (*(c for c in COLUMNS if c not in ("properties", "context")), "received_ms")
 """The columns of every segment besides its typed ones."""
 _SEGMENT_COLUMNS = "COLUMNS(lambda c: c NOT IN ('properties', 'context'))"
-"""A segment's columns: no raw JSON (queries read typed columns only), which also keeps a
-day's merge streaming within the memory cap (with the JSON it needed more than 256 MB)."""
+"""A segment's columns: no raw JSON (queries read typed columns only)."""
 
 
-def merge(sources: list[Path], target: Path, limits: Limits, columns: list[str]) -> None:
-    """Segments put together into one Parquet file (owner-only, replaced atomically): their
-    `columns` (ours: fixed names, or t_/i_/f_ and a hash), united by name, NULL from a source
-    without one. Only the columns the merged manifest keeps: every source's, united, can be
-    wider than DuckDB's memory cap lets it write. The sources are given in time order, each
-    newest first, so the rows stay grouped by time without a sort: the copy streams."""
+def merge(sources: list[Path], target: Path, limits: Limits, manifest: Manifest) -> None:
+    """Segments put together into one Parquet file (owner-only, replaced atomically), with
+    the typed columns of the paths `manifest` (theirs, merged) keeps, united by name, NULL from
+    a source without one: every source's columns, united, can be wider than DuckDB's memory
+    cap lets it write. The sources are given in time order, each newest first, so the rows
+    stay grouped by time without a sort: the copy streams."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    # Column names are ours (fixed, or t_/i_/f_ and a hash): never client text.
+    columns = ", ".join([*_SEGMENT_OWN_COLUMNS, *column_types(manifest)])
     con = connect(limits)
     try:
         listed = ", ".join(quoted(s) for s in sources)
         con.execute(
-            f"COPY (SELECT {', '.join(columns)} FROM read_parquet([{listed}], "
+            f"COPY (SELECT {columns} FROM read_parquet([{listed}], "
             f"union_by_name = true)) TO {quoted(partial)} "
             f"(FORMAT parquet, ROW_GROUP_SIZE {SEGMENT_ROW_GROUP})"
         )

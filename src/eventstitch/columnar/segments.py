@@ -24,7 +24,7 @@ from pathlib import Path
 
 from eventstitch.columnar import manifests, parquet, tail
 from eventstitch.columnar.lock import writer_lock
-from eventstitch.columnar.shred import Collector, Manifest, column_types, merged
+from eventstitch.columnar.shred import Collector, Manifest, merged
 from eventstitch.context import AppContext
 from eventstitch.files import open_private
 from eventstitch.ids import now_ms
@@ -240,45 +240,39 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     if checkpoint is None or not hour < checkpoint < end:
         return await _write(ctx, target, hour, end)
     limits = parquet.Limits.of(ctx.config)
+    max_paths = ctx.config.columnar_max_paths
     parts = _parts_of(where, hour)
-    if not await _stand_for(ctx, parts, hour, checkpoint, limits):
+    manifest = _mergeable(parts, max_paths)
+    if manifest is None or not await _hold_all(ctx, parts, hour, checkpoint, limits):
         return await _write(ctx, target, hour, end)
     rest = where / f"part-{checkpoint}-{end}.parquet"
     if await _write(ctx, rest, checkpoint, end):  # past the checkpoint: readers leave it out
         parts.append(rest)
-        if not await _stand_for(ctx, parts, hour, end, limits, counted=False):
+        manifest = _mergeable(parts, max_paths)
+        if manifest is None:
             return await _write(ctx, target, hour, end)
-    found = [manifests.read_manifest(part) for part in parts]
-    manifest = merged([m for m in found if m is not None])
     ready = where / f".{target.name}.ready"
-    kept = [*parquet.SEGMENT_OWN_COLUMNS, *column_types(manifest)]
-    await asyncio.to_thread(parquet.merge, parts, ready, limits, kept)
+    await asyncio.to_thread(parquet.merge, parts, ready, limits, manifest)
     _publish(ready, target, manifest)
     return 1
 
 
-async def _stand_for(
-    ctx: AppContext,
-    parts: list[Path],
-    since_ms: int,
-    until_ms: int,
-    limits: parquet.Limits,
-    *,
-    counted: bool = True,
-) -> bool:
-    """Whether `parts` can be put together as the segment of [since, until): each kept every
-    path it met, they hold at most `EVENTSTITCH_COLUMNAR_MAX_PATHS` paths together, and (when
-    `counted`) as many events as the store holds there."""
-    if not parts:
-        return False
+def _mergeable(parts: list[Path], max_paths: int) -> Manifest | None:
+    """The manifest of `parts` put together, when they can stand for one segment: each kept
+    every path it met, and together they hold at most `max_paths` paths; else None."""
     found = [manifests.read_manifest(part) for part in parts]
-    if any(m is None or not (m.complete and m.shapes) for m in found):
-        return False
-    together = merged([m for m in found if m is not None])
-    if len(together.columns) > ctx.config.columnar_max_paths:
-        return False
-    if not counted:
-        return True
+    complete = [m for m in found if m is not None and m.complete and m.shapes]
+    if not parts or len(complete) < len(parts):
+        return None
+    together = merged(complete)
+    return together if len(together.columns) <= max_paths else None
+
+
+async def _hold_all(
+    ctx: AppContext, parts: list[Path], since_ms: int, until_ms: int, limits: parquet.Limits
+) -> bool:
+    """Whether `parts` hold as many events as the store has in [since, until): one committed
+    later than `SEAL_MS`, after its part was written, makes the store hold more."""
     stored = await ctx.storage.events.count(
         EventFilter(since_ms=since_ms, until_ms=until_ms), CountQuery(group_by=())
     )
@@ -348,8 +342,7 @@ def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits, max_path
             if len(manifest.columns) > max_paths:
                 continue
             ready = where / f".{target.name}.ready"
-            kept = [*parquet.SEGMENT_OWN_COLUMNS, *column_types(manifest)]
-            parquet.merge(sorted(hours), ready, limits, kept)
+            parquet.merge(sorted(hours), ready, limits, manifest)
             _publish(ready, target, manifest)
         for hour in hours:  # readers now take the day file; the hours go
             _delete(hour)
