@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ json_values = (
 property_parts = json_values.map(orjson.dumps) | st.just(OTHER)
 hour_parts = st.integers(0, 48).map(lambda n: 1_767_225_600_000 + n * HOUR)
 flag_parts = st.booleans()
+ZONES = ["UTC", "Europe/Warsaw", "America/St_Johns", "Asia/Kathmandu"]
 
 
 def rendered_row_by_row(query: Any, groups: dict[Key, Group], tz: Any) -> list[dict[str, Any]]:
@@ -52,25 +54,33 @@ def rendered_row_by_row(query: Any, groups: dict[Key, Group], tz: Any) -> list[d
     return rows
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    keys=st.lists(st.tuples(property_parts, hour_parts, flag_parts), max_size=40, unique=True),
-    counts=st.lists(st.integers(0, 5), min_size=40, max_size=40),
-    zone=st.sampled_from(["UTC", "Europe/Warsaw", "America/St_Johns", "Asia/Kathmandu"]),
+PARTS = {"properties.plan": property_parts, "hour": hour_parts, "profile_less": flag_parts}
+
+
+@pytest.mark.parametrize(
+    ("by", "metric"),
+    [
+        ("properties.plan,hour,profile_less", None),
+        ("hour,profile_less", None),  # two dimensions without a property: rendered apart
+        ("profile_less,hour", "count_distinct:properties.email"),
+        ("hour", None),
+    ],
 )
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), zone=st.sampled_from(ZONES))
 def test_rows_are_those_of_ranking_and_labelling_each_row(
-    keys: list[tuple[Any, int, bool]], counts: list[int], zone: str
+    by: str, metric: str | None, data: st.DataObject, zone: str
 ) -> None:
-    query = parse_query(
-        metric=None,
-        by="properties.plan,hour,profile_less",
-        tz=zone,
-        top=None,
-        comparisons=(),
-        max_groups=1000,
+    query = parse_query(metric=metric, by=by, tz=zone, top=None, comparisons=(), max_groups=1000)
+    keys = data.draw(
+        st.lists(st.tuples(*(PARTS[name] for name in by.split(","))), max_size=40, unique=True)
     )
+    counts = data.draw(st.lists(st.integers(0, 5), min_size=len(keys), max_size=len(keys)))
     tz = buckets.zone(query.tz)
-    groups = {key: Group(count=n) for key, n in zip(keys, counts, strict=False)}
+    groups = {
+        key: Group(count=n, distinct={str(i) for i in range(n * 3 % 4)} if metric else None)
+        for key, n in zip(keys, counts, strict=True)
+    }
     rendered, reference = render(query, groups, tz), rendered_row_by_row(query, groups, tz)
     assert [list(row.items()) for row in rendered] == [list(row.items()) for row in reference]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -26,11 +26,24 @@ class Group:
 
     count: int = 0
     skipped: int = 0
-    numbers: list[int | float] = dataclasses.field(default_factory=list)
-    distinct: set[Any] = dataclasses.field(default_factory=set)
+    numbers: list[int | float] | None = None
+    """The metric's numbers, from the first one on (a group of counts only makes none: an
+    answer may hold tens of thousands of groups)."""
+    distinct: set[Any] | None = None
+    """The distinct values, from the first one on."""
     fixed: bool = False
     """The metric was computed where the events are (by DuckDB): `value` holds it."""
     value: int | float | None = None
+
+    def add_numbers(self, numbers: list[int | float]) -> None:
+        if self.numbers is None:
+            self.numbers = []
+        self.numbers += numbers
+
+    def add_distinct(self, found: Iterable[Any]) -> None:
+        if self.distinct is None:
+            self.distinct = set()
+        self.distinct.update(found)
 
     def merge(self, other: Group) -> None:
         assert not (self.fixed or other.fixed) or not (self.count and other.count), "computed"
@@ -38,8 +51,10 @@ class Group:
             self.fixed, self.value = True, other.value
         self.count += other.count
         self.skipped += other.skipped
-        self.numbers += other.numbers
-        self.distinct |= other.distinct
+        if other.numbers:
+            self.add_numbers(other.numbers)
+        if other.distinct:
+            self.add_distinct(other.distinct)
 
 
 EMPTY = Group()
@@ -81,7 +96,7 @@ def metric_value(query: InsightQuery, group: Group) -> int | float | None:
     if group.fixed:
         return group.value
     if kind == "count_distinct":
-        return len(group.distinct)
+        return len(group.distinct or ())
     numbers = group.numbers
     if not numbers:
         return None
@@ -121,6 +136,21 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
     ]
     folded = any(OTHER in parts for parts in distinct)
     numeric = query.metric.kind not in ("count", "count_distinct")
+    if not folded and not numeric and len(names) == 2 and None not in labels:
+        # The common large answer (a series by type or source): one dict display per row.
+        (first, second), (labels_0, labels_1) = names, labels
+        assert labels_0 is not None
+        assert labels_1 is not None
+        if query.metric.kind == "count":
+            return [
+                {first: labels_0[k0], second: labels_1[k1], "count": g.count, "value": g.count}
+                for (k0, k1), g in ordered
+            ]
+        return [
+            {first: labels_0[k0], second: labels_1[k1], "count": g.count, "value": value}
+            for (k0, k1), g in ordered
+            for value in (metric_value(query, g),)
+        ]
     rows: list[dict[str, Any]] = []
     for key, group in ordered:
         answer = dict(zip(names, map(_label, labels, key), strict=True))
@@ -177,7 +207,8 @@ def _order_of(positions: list[dict[Any, int]]) -> Callable[[tuple[Key, Group]], 
         return lambda item: first[item[0][0]]
     if len(positions) == 2:
         first, second = positions
-        return lambda item: (first[item[0][0]], second[item[0][1]])
+        width = len(second)  # one integer per row sorts faster than a pair
+        return lambda item: first[item[0][0]] * width + second[item[0][1]]
     return lambda item: tuple(p[part] for p, part in zip(positions, item[0], strict=True))
 
 

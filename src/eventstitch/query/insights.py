@@ -125,6 +125,7 @@ async def _from_rollup(
     count_query = CountQuery(
         group_by=tuple(GroupBy(d.kind) for d in query.by),  # type: ignore[arg-type]
         max_rows=ctx.config.max_insight_groups,
+        ordered=False,  # render orders the rows; a truncated count is not used
     )
     try:
         result = await ctx.storage.events.count(event_filter, count_query)
@@ -132,7 +133,7 @@ async def _from_rollup(
         raise query_too_slow(ctx.config.query_timeout_ms) from None
     if not result.from_rollup or result.truncated:
         return None
-    groups = {tuple(row.keys): Group(count=row.count) for row in result.rows}
+    groups = {row.keys: Group(count=row.count) for row in result.rows}
     return _Gathered(groups=groups, total=result.total, engine="rollup")
 
 
@@ -508,10 +509,10 @@ def _add(
             group = gathered.groups[key] = Group()
         group.count += 1
         if metric.kind == "count_distinct":
-            group.distinct.update(found)
+            group.add_distinct(found)
             added += len(found)
         elif metric.kind != "count":
-            group.numbers += numbers
+            group.add_numbers(numbers)
             group.skipped += len(found) - len(numbers)
             added += len(numbers)
     return added
@@ -590,12 +591,18 @@ def _fill_series(
     else:
         return groups
     series = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-    others = {key[:at] + key[at + 1 :] for key in groups}
+    others: set[Key]
     if len(query.by) == 1:
         others = {()}  # a lone series is complete even with no events at all
+    elif len(query.by) == 2:
+        others = {(key[1 - at],) for key in groups}
+    else:
+        others = {key[:at] + key[at + 1 :] for key in groups}
     if len(others) * len(series) > ctx.config.max_insight_groups:
         gathered.truncated = True
         return groups
+    if len(groups) == len(others) * len(series) and set(found) <= set(series):
+        return groups  # every interval of every combination has events: nothing to fill
     filled = dict(groups)
     for rest in others:
         for bucket in series:

@@ -224,11 +224,15 @@ class CountQuery:
     group_by: tuple[GroupBy, ...]
     distinct: PropertyPath | None = None
     max_rows: int = 10_000
+    ordered: bool = True
+    """Rows in the order of `count_order`; without it, in any order (for a caller that orders
+    them itself and has no use for a truncated answer, whose rows are then any `max_rows`)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CountRow:
-    """One group: its key per dimension (time buckets as Unix ms), its count and distinct count."""
+    """One group: its key per dimension (time buckets as Unix ms), its count and distinct count.
+    Not frozen: an answer may hold tens of thousands, made twice as fast as frozen ones."""
 
     keys: tuple[Any, ...]
     count: int

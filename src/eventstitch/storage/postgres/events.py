@@ -37,7 +37,7 @@ from eventstitch.storage.records import (
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.jobs import group_outcomes
 from eventstitch.storage.shared.rows import event_from_row
-from eventstitch.storage.shared.sql import count_result, where_clause
+from eventstitch.storage.shared.sql import count_result, total_of_groups, where_clause
 
 _EVENT_COLUMNS = (
     "id, type, source_id, received_ms, profile_less, profile_id, session_id,"
@@ -217,18 +217,15 @@ class PostgresEvents:
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)
-        total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
-        alone = not query.group_by and query.distinct is None  # its one row is the total
 
         async def select(conn: Conn) -> CountResult:
             rows = await (await conn.execute(sql, params)).fetchall()
-            if alone:
-                total = rows[0] if rows else None
-            else:
-                total = await (await conn.execute(total_sql, total_params)).fetchone()
-            return count_result(
-                rows, query, from_rollup=from_rollup, total=total[0] if total else 0, key=key_value
-            )
+            total = total_of_groups(rows, query)
+            if total is None:  # counted apart: some events are in several groups
+                total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
+                counted = await (await conn.execute(total_sql, total_params)).fetchone()
+                total = counted[0] if counted else 0
+            return count_result(rows, query, from_rollup=from_rollup, total=total, key=key_value)
 
         return await self._db.read(select)
 

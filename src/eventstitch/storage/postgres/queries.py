@@ -186,13 +186,13 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
     params, keys = grouped.params, grouped.keys
     if not keys:
         return grouped.sql, params, grouped.from_rollup
-    order = count_order(keys, query, _order_keys)
+    order = f" ORDER BY {count_order(keys, query, _order_keys)}" if query.ordered else ""
     outputs = [
         f"{k}::text" if g.dimension == "property" else k
         for k, g in zip(keys, query.group_by, strict=True)
     ]
     outputs += ["n", "d"] if query.distinct is not None else ["n"]
-    sql = f"SELECT {', '.join(outputs)} FROM ({grouped.sql}) AS groups ORDER BY {order} LIMIT %s"
+    sql = f"SELECT {', '.join(outputs)} FROM ({grouped.sql}) AS groups{order} LIMIT %s"
     params.append(query.max_rows + 1)
     return sql, params, grouped.from_rollup
 

@@ -169,6 +169,18 @@ def grouped_count(d: Dialect, event_filter: EventFilter, query: CountQuery) -> G
     return GroupedCount(sql, params, keys, rollup)
 
 
+def total_of_groups(rows: Sequence[Sequence[Any]], query: CountQuery) -> int | None:
+    """The number of events as the sum of the groups' counts (the rows of a grouped count, one
+    more than `max_rows` asked for), where each event is in one group and none was left out;
+    None when it must be counted apart (a path under `[*]` puts an event in several groups)."""
+    if len(rows) > query.max_rows or any(
+        g.dimension == "property" and has_each(g.path) for g in query.group_by
+    ):
+        return None
+    width = len(query.group_by)
+    return sum(int(row[width] or 0) for row in rows)
+
+
 def count_order(
     keys: Sequence[str], query: CountQuery, order_key: Callable[[str, GroupBy], list[str]]
 ) -> str:

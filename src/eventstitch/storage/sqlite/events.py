@@ -23,7 +23,7 @@ from eventstitch.storage.records import (
 from eventstitch.storage.shared.backend import StoreSettings
 from eventstitch.storage.shared.jobs import group_outcomes
 from eventstitch.storage.shared.rows import event_from_row
-from eventstitch.storage.shared.sql import count_result, where_clause
+from eventstitch.storage.shared.sql import count_result, total_of_groups, where_clause
 from eventstitch.storage.sqlite.backfill import backfill_stored
 from eventstitch.storage.sqlite.db import SqliteDb
 from eventstitch.storage.sqlite.queries import SQLITE, count_sql, json_path
@@ -174,14 +174,12 @@ class SqliteEvents:
 
     async def count(self, event_filter: EventFilter, query: CountQuery) -> CountResult:
         sql, params, from_rollup = count_sql(event_filter, query)
-        total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
-        alone = not query.group_by and query.distinct is None  # its one row is the total
 
         def select(conn: sqlite3.Connection) -> CountResult:
             rows = conn.execute(sql, params).fetchall()
-            if alone:
-                total = rows[0][0] if rows else 0
-            else:
+            total = total_of_groups(rows, query)
+            if total is None:  # counted apart: some events are in several groups
+                total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
                 total = conn.execute(total_sql, total_params).fetchone()[0]
             return count_result(rows, query, from_rollup=from_rollup, total=total)
 

@@ -144,7 +144,8 @@ def count_sql(event_filter: EventFilter, query: CountQuery) -> tuple[str, list[A
     grouped = grouped_count(SQLITE, event_filter, query)
     sql, params = grouped.sql, grouped.params
     if grouped.keys:
-        order = count_order(grouped.keys, query, lambda key, _: [f"{key} ASC"])
-        sql += f" ORDER BY {order} LIMIT ?"
+        if query.ordered:
+            sql += f" ORDER BY {count_order(grouped.keys, query, lambda key, _: [f'{key} ASC'])}"
+        sql += " LIMIT ?"
         params.append(query.max_rows + 1)
     return sql, params, grouped.from_rollup
