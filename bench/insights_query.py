@@ -10,13 +10,14 @@ The store is built once through the real migrations (so the rollup triggers coun
 as in production) and reused when it holds enough events; the segments are written from
 scratch after a build and brought up to date otherwise. Each query calls
 `eventstitch.query.insights.get` in this process, with its parameters parsed exactly as
-`GET /api/insights` parses them (no HTTP): a first run with the per-process segment cache
-emptied (columnar/partials.py: every segment read), then `--repeats` timed runs, median and
-maximum, which find in the cache what the first run left there, as a dashboard asking again
-would. An answer served by the scan is timed once (it is the store-only path already). The
-store-only path runs each query once more with the segments out of reach (an empty data
-folder) and an `until` just after the newest event, which the rollup does not take (it needs
-whole hours) and which changes no number; it is stopped at `--scan-cap` seconds.
+`GET /api/insights` parses them (no HTTP): a first run with the per-process segment caches
+emptied (columnar/partials.py and value_parts.py: every segment read), then `--repeats` timed
+runs, median and maximum, which find in the caches what the first run left there, as a
+dashboard asking again would. An answer served by the scan is timed once (it is the
+store-only path already). The store-only path runs each query once more with the segments
+out of reach (an empty data folder) and an `until` just after the newest event, which the
+rollup does not take (it needs whole hours) and which changes no number; it is stopped at
+`--scan-cap` seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from urllib.parse import parse_qsl
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eventstitch.columnar import partials, segments
+from eventstitch.columnar import partials, segments, value_parts
 from eventstitch.config import load_config
 from eventstitch.context import AppContext
 from eventstitch.errors import EventstitchError
@@ -344,6 +345,7 @@ async def main() -> int:
         for label, qs in QUERIES:
             for window, since in (("7 days", week), ("30 days", None)):
                 partials.clear()  # the first run reads every segment: nothing is cached
+                value_parts.clear()
                 took, answer = await run(ctx, qs, since)  # the warm-up, or a scan's one run
                 times = [took]
                 engine = answer if isinstance(answer, str) else answer["engine"]

@@ -30,9 +30,48 @@ columnar/query.py selects them (present, integers, floats, then an integer and a
 minimum or maximum)."""
 
 
-_cache: OrderedDict[tuple[Hashable, ...], tuple[Partial, ...]] = OrderedDict()
-_held = 0
-_lock = threading.Lock()
+class SegmentCache:
+    """What segments gave questions, per (segment, question), least recently used out first,
+    holding at most a budget of units (groups here; bytes in columnar/value_parts.py)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Hashable, ...], tuple[Any, int]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def lookup(self, file: Hashable, shape: Hashable) -> Any | None:
+        with self._lock:
+            found = self._entries.get((file, shape))
+            if found is None:
+                return None
+            self._entries.move_to_end((file, shape))
+            return found[0]
+
+    def store(self, file: Hashable, shape: Hashable, entry: Any, size: int, budget: int) -> None:
+        """Keep an entry of `size` units, dropping the least recently used past `budget` in
+        all; an entry larger than the whole budget is not kept."""
+        if size > budget:
+            return
+        with self._lock:
+            old = self._entries.pop((file, shape), None)
+            if old is not None:
+                self._held -= old[1]
+            while self._entries and self._held + size > budget:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._held -= dropped
+            self._entries[(file, shape)] = (entry, size)
+            self._held += size
+
+    def held(self) -> int:
+        return self._held
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
+
+_groups = SegmentCache()
 
 
 def identity(segment: Path) -> tuple[str, int, int, int] | None:
@@ -45,12 +84,8 @@ def identity(segment: Path) -> tuple[str, int, int, int] | None:
 
 
 def lookup(file: Hashable, shape: Hashable) -> tuple[Partial, ...] | None:
-    with _lock:
-        found = _cache.get((file, shape))
-        if found is None:
-            return None
-        _cache.move_to_end((file, shape))
-        return found
+    found: tuple[Partial, ...] | None = _groups.lookup(file, shape)
+    return found
 
 
 MAX_KEY_CHARS = 256
@@ -58,26 +93,20 @@ MAX_KEY_CHARS = 256
 stays under about 1 KB (three parts at most, and six numbers)."""
 
 
+def long_key(rows: Sequence[tuple[Any, ...]]) -> bool:
+    """Whether a group's key has a part past MAX_KEY_CHARS (such a segment is not kept)."""
+    return any(isinstance(part, str) and len(part) > MAX_KEY_CHARS for row in rows for part in row)
+
+
 def store(file: Hashable, shape: Hashable, rows: tuple[Partial, ...], budget: int) -> None:
     """Keep a segment's groups, dropping the least recently used past `budget` rows in all; a
     segment with more groups than the whole budget, or with a long key, is not kept."""
-    global _held
-    if len(rows) > budget or any(
-        isinstance(part, str) and len(part) > MAX_KEY_CHARS for row in rows for part in row
-    ):
-        return
-    with _lock:
-        old = _cache.pop((file, shape), None)
-        if old is not None:
-            _held -= len(old)
-        while _cache and _held + len(rows) > budget:
-            _, dropped = _cache.popitem(last=False)
-            _held -= len(dropped)
-        _cache[(file, shape)] = rows
-        _held += len(rows)
+    if not long_key(rows):
+        _groups.store(file, shape, rows, len(rows), budget)
 
 
 MAX_OVERFLOWING = 1024
+_lock = threading.Lock()
 _overflowing: set[Hashable] = set()
 """Questions a segment or the tail gave more than EVENTSTITCH_MAX_INSIGHT_GROUPS groups: they
 are answered by one statement, without reading segment by segment first (a stated bound,
@@ -97,15 +126,13 @@ def mark_overflowing(shape: Hashable) -> None:
 
 def held_rows() -> int:
     """Partial groups held now (what the budget counts)."""
-    return _held
+    return _groups.held()
 
 
 def clear() -> None:
-    global _held
+    _groups.clear()
     with _lock:
-        _cache.clear()
         _overflowing.clear()
-        _held = 0
 
 
 def merge(

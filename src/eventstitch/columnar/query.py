@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 
 from eventstitch import paths
-from eventstitch.columnar import parquet, partials, tail
+from eventstitch.columnar import parquet, partials, tail, value_parts
 from eventstitch.columnar.manifests import read_manifest
-from eventstitch.columnar.partials import Partial
 from eventstitch.columnar.segments import end_of, start_of
 from eventstitch.columnar.shred import (
     MISSING,
@@ -174,6 +174,8 @@ class Asked:
     query: InsightQuery
     until_ms: int
     max_groups: int
+    max_values: int = 0
+    """Most numbers or distinct values one answer may bring into this process (0: none)."""
 
 
 def answer(
@@ -181,22 +183,23 @@ def answer(
     *,
     bounds: list[int] | None,
     cache_rows: int = 0,
+    cache_bytes: int = 0,
 ) -> Answered:
     """The groups, the number of events and whether groups were cut at `max_groups`.
     `bounds` are the starts of the time buckets when the time dimension is not a plain UTC
     width. A metric that merges reads the segments the range covers whole from the
     per-process cache where it can (columnar/partials.py), keeping at most `cache_rows`
-    groups there."""
+    groups there; a percentile or a distinct count reads them from the cache of values
+    (columnar/value_parts.py), keeping at most `cache_bytes` there."""
     query = asked.query
-    if (
-        cache_rows > 0
-        and bounds is None
-        and query.top is None
-        and query.metric.kind in partials.MERGEABLE
-    ):
-        answered = _answer_in_parts(asked, cache_rows)
-        if answered is not None:
-            return answered
+    answered = None
+    if bounds is None and query.top is None:
+        if cache_rows > 0 and query.metric.kind in partials.MERGEABLE:
+            answered = _answer_in_parts(asked, cache_rows)
+        elif cache_bytes > 0 and query.metric.kind in value_parts.PER_VALUE:
+            answered = _answer_in_value_parts(asked, cache_bytes)
+    if answered is not None:
+        return answered
     files, tail_rows, needed = asked.files, asked.tail_rows, asked.needed
     event_filter, until_ms, max_groups = asked.event_filter, asked.until_ms, asked.max_groups
     rows = _Sql()
@@ -253,68 +256,183 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
     segments not cached, those the range cuts, the hot tail) from one statement grouped by
     segment too, whose whole segments are then cached. None when a part has more groups
     than `max_groups` (then one statement answers, as without the cache)."""
-    query, event_filter, max_groups = asked.query, asked.event_filter, asked.max_groups
-    shape = (query, replace(event_filter, since_ms=None, until_ms=None))
+    query, max_groups = asked.query, asked.max_groups
+    shape = _shape(asked)
     if partials.overflows(shape):
         return None
     width = len(query.by)
     kind = query.metric.kind
     merged: dict[tuple[Any, ...], list[Any]] = {}
-    to_read: list[Path] = []
-    to_keep: dict[int, Any] = {}
-    cached = 0
-    since = asked.event_filter.since_ms
-    for segment in asked.files:
-        # Read in full: inside the range, and none past `until_ms`, where reading stops.
-        whole = (since is None or start_of(segment) >= since) and end_of(segment) <= asked.until_ms
-        known = partials.identity(segment) if whole else None
-        found = partials.lookup(known, shape) if known is not None else None
-        if found is not None:
-            partials.merge(kind, width, found, merged)
-            cached += 1
-            continue
-        if known is not None:
-            to_keep[len(to_read)] = known
-        to_read.append(segment)
+    cached, to_read, to_keep = _cached_and_unread(asked, partials.lookup, shape)
+    for found in cached:
+        partials.merge(kind, width, found, merged)
     if to_read or asked.tail_rows is not None:
-        rows = _Sql()
-        rows_text = _rows(
-            rows, to_read, asked.tail_rows, asked.needed, event_filter, asked.until_ms, part=True
-        )
-        where = _Sql()
-        where_text = _conditions(where, query, event_filter)
-        filtered = f" WHERE {where_text}" if where_text else ""
-        keys = _keys(_Sql(), query, None, None)
-        select = ", ".join(["part", *keys, "count(*)", *_aggregates(query)])
-        limit = (max_groups + 1) * (len(to_read) + 1)
-        text = (
-            f"WITH ev AS ({rows_text}) SELECT {select} FROM ev{filtered} GROUP BY ALL "
-            f"LIMIT {int(limit)}"
-        )
+        text, params, limit = _parts_statement(asked, to_read, _aggregates(query))
         cursor = parquet.connect(asked.limits)
         try:
-            found_rows = cursor.execute(text, rows.params + where.params).fetchall()
+            found_rows = cursor.execute(text, params).fetchall()
         finally:
             cursor.close()
-        per_part: dict[int | None, list[Partial]] = {}
-        for record in found_rows:
-            per_part.setdefault(record[0], []).append(record[1:])
-        if len(found_rows) >= limit or any(len(p) > max_groups for p in per_part.values()):
+        per_part = _per_part(found_rows, max_groups)
+        if len(found_rows) >= limit or per_part is None:
             partials.mark_overflowing(shape)  # asked again, it goes straight to one statement
             return None
         for part_rows in per_part.values():
             partials.merge(kind, width, part_rows, merged)
         for at, known in to_keep.items():
             partials.store(known, shape, tuple(per_part.get(at, ())), cache_rows)
+    return _merged_answer(asked, merged, len(cached), lambda acc: partials.values(kind, acc))
+
+
+def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
+    """A percentile or a distinct count merged from each segment's numbers or distinct values
+    (columnar/value_parts.py), as `_answer_in_parts` merges groups. None when a part has more
+    groups than `max_groups`, or more values than the cache could keep (then one statement
+    answers)."""
+    query, max_groups = asked.query, asked.max_groups
+    shape = _shape(asked)
+    if partials.overflows(shape):
+        return None
+    width = len(query.by)
+    kind = query.metric.kind
+    generation = value_parts.generation()
+    keyed = (generation, shape)  # kept ids are only read against their own texts' table
+    merged: dict[tuple[Any, ...], list[Any]] = {}
+    cached, to_read, to_keep = _cached_and_unread(asked, value_parts.CACHE.lookup, keyed)
+    for found in cached:
+        value_parts.merge(kind, width, found, merged)
+    if to_read or asked.tail_rows is not None:
+        text, params, limit = _parts_statement(asked, to_read, _value_aggregates(query))
+        # The lists come to this process only when they hold at most `max_values` values in
+        # all (EVENTSTITCH_MAX_INSIGHT_VALUES), else none do and one statement answers.
+        text = (
+            "SELECT * EXCLUDE (vals), CASE WHEN sum(len(vals)) OVER () <= ? THEN vals END AS vals,"
+            f" sum(len(vals)) OVER () AS size FROM ({text}) AS found"
+        )
+        params = [asked.max_values, *params]  # its mark comes first in the text
+        cursor = parquet.connect(asked.limits)
+        try:
+            columns = cursor.execute(text, params).fetchnumpy()
+        finally:
+            cursor.close()
+        found_rows = _value_rows(columns, kind, generation, cache_bytes)
+        per_part = None if found_rows is None else _per_part(found_rows, max_groups)
+        if found_rows is None or per_part is None or len(found_rows) >= limit:
+            partials.mark_overflowing(shape)
+            return None
+        for part_rows in per_part.values():
+            value_parts.merge(kind, width, part_rows, merged)
+        for at, known in to_keep.items():
+            value_parts.store(known, keyed, tuple(per_part.get(at, ())), cache_bytes)
+    flags = value_parts.Flags()
+    return _merged_answer(
+        asked, merged, len(cached), lambda acc: value_parts.values(kind, acc, flags)
+    )
+
+
+def _shape(asked: Asked) -> tuple[Any, ...]:
+    """The question less its time range: what a segment read whole gives it is kept under it."""
+    return (asked.query, replace(asked.event_filter, since_ms=None, until_ms=None))
+
+
+def _cached_and_unread(
+    asked: Asked, lookup: Callable[[Any, Any], Any], shape: Any
+) -> tuple[list[Any], list[Path], dict[int, Any]]:
+    """What a cache holds of the segments the range covers whole, the segments to read (the
+    rest), and which of those to keep once read (their place in that list, and their
+    identity)."""
+    cached: list[Any] = []
+    to_read: list[Path] = []
+    to_keep: dict[int, Any] = {}
+    since = asked.event_filter.since_ms
+    for segment in asked.files:
+        # Read in full: inside the range, and none past `until_ms`, where reading stops.
+        whole = (since is None or start_of(segment) >= since) and end_of(segment) <= asked.until_ms
+        known = partials.identity(segment) if whole else None
+        found = lookup(known, shape) if known is not None else None
+        if found is not None:
+            cached.append(found)
+            continue
+        if known is not None:
+            to_keep[len(to_read)] = known
+        to_read.append(segment)
+    return cached, to_read, to_keep
+
+
+def _parts_statement(
+    asked: Asked, to_read: list[Path], aggregates: list[str]
+) -> tuple[str, list[Any], int]:
+    """The statement grouping the segments to read and the hot tail by segment (`part`, NULL
+    for the tail) and by the question's keys, its parameters, and its limit of rows."""
+    rows = _Sql()
+    rows_text = _rows(
+        rows, to_read, asked.tail_rows, asked.needed, asked.event_filter, asked.until_ms, part=True
+    )
+    where = _Sql()
+    where_text = _conditions(where, asked.query, asked.event_filter)
+    filtered = f" WHERE {where_text}" if where_text else ""
+    keys = [f"{key} AS k{at}" for at, key in enumerate(_keys(_Sql(), asked.query, None, None))]
+    select = ", ".join(["part", *keys, "count(*) AS n", *aggregates])
+    limit = (asked.max_groups + 1) * (len(to_read) + 1)
+    text = (
+        f"WITH ev AS ({rows_text}) SELECT {select} FROM ev{filtered} GROUP BY ALL "
+        f"LIMIT {int(limit)}"
+    )
+    return text, rows.params + where.params, limit
+
+
+def _per_part(
+    found_rows: Sequence[Sequence[Any]], max_groups: int
+) -> dict[int | None, list[tuple[Any, ...]]] | None:
+    """The rows of a statement grouped by segment, without their `part`; None when a part has
+    more than `max_groups` groups."""
+    per_part: dict[int | None, list[tuple[Any, ...]]] = {}
+    for record in found_rows:
+        per_part.setdefault(record[0], []).append(tuple(record[1:]))
+    if any(len(rows) > max_groups for rows in per_part.values()):
+        return None
+    return per_part
+
+
+def _value_rows(
+    columns: dict[str, Any], kind: str, generation: int, cache_bytes: int
+) -> list[tuple[Any, ...]] | None:
+    """The rows of a value statement as Python values and numpy arrays (texts as ids); None
+    when they were more than the cache could keep, or the texts' table started afresh."""
+    names = list(columns)
+    lists = columns["vals"].tolist()
+    if any(listed is None for listed in lists):
+        return None  # more than fits: DuckDB sent none
+    plain = [columns[name].tolist() for name in names[:-2]]  # `part`, keys and counts
+    rows: list[tuple[Any, ...]] = []
+    for at, listed in enumerate(lists):
+        if kind == "count_distinct":
+            found = value_parts.intern(listed.tolist(), generation, cache_bytes)
+            if found is None:
+                return None
+        else:
+            found = np.asarray(listed, dtype=np.float64)
+        rows.append((*(column[at] for column in plain), found))
+    return rows
+
+
+def _merged_answer(
+    asked: Asked,
+    merged: dict[tuple[Any, ...], list[Any]],
+    cached: int,
+    aggregates: Callable[[list[Any]], tuple[Any, ...]],
+) -> Answered:
+    """The answer from merged groups: at most `max_groups` of them, every event counted."""
+    query = asked.query
     groups: dict[Key, Group] = {}
     total = 0
     for raw_key, acc in merged.items():
         total += acc[0]
-        if len(groups) == max_groups:
+        if len(groups) == asked.max_groups:
             continue
         key = tuple(_key_part(query, at, part) for at, part in enumerate(raw_key))
-        groups[key] = _group(query, acc[0], partials.values(kind, acc))
-    return Answered(groups, total, len(merged) > max_groups, cached)
+        groups[key] = _group(query, acc[0], aggregates(acc))
+    return Answered(groups, total, len(merged) > asked.max_groups, cached)
 
 
 def _rows(
@@ -459,6 +577,23 @@ def _top_values(
     ranked.sort(key=lambda item: (item[0], item[1]))
     assert query.top is not None
     return [raw for _, _, raw in ranked[: query.top]]
+
+
+def _value_aggregates(query: InsightQuery) -> list[str]:
+    """What each group gives a percentile (the values present, integers and floats, and the
+    numbers) or a distinct count (its distinct values), the list last, named `vals`."""
+    metric = query.metric
+    if metric.kind == "count_distinct":
+        if metric.field == "source_id":
+            return ["list(DISTINCT source_id) AS vals"]
+        cid = _cid(metric.path)
+        texts = f"list(DISTINCT t_{cid}) FILTER (WHERE t_{cid} <> 'null')"
+        return [f"coalesce({texts}, []::VARCHAR[]) AS vals"]
+    cid = _cid(metric.path)
+    number = _number(cid)
+    counted = [f"count(t_{cid}) AS present", f"count(i_{cid}) AS ints", f"count(f_{cid}) AS floats"]
+    numbers = f"list({number}) FILTER (WHERE {number} IS NOT NULL)"
+    return [*counted, f"coalesce({numbers}, []::DOUBLE[]) AS vals"]
 
 
 def _aggregates(query: InsightQuery) -> list[str]:

@@ -109,6 +109,7 @@ class Config:
     columnar_memory_mb: int
     columnar_max_paths: int
     columnar_cache_rows: int
+    columnar_cache_values_mb: int
     columnar_tail_rows: int
     columnar_spill_mb: int
     columnar_refresh_seconds: int

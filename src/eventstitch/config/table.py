@@ -368,6 +368,15 @@ SETTINGS: tuple[Setting, ...] = (
         "so asking again reads only newer segments and the hot tail; 0 keeps none.",
     ),
     Setting(
+        "columnar_cache_values_mb",
+        _non_negative_int,
+        "64",
+        "Most memory, in MB, each process keeps of what insight segments it has read gave a "
+        "percentile (their numbers, 8 bytes each) or a distinct count (their distinct values, "
+        "a table of the texts and 4 bytes an id), least recently used out first, so asking "
+        "again reads only newer segments and the hot tail; 0 keeps none.",
+    ),
+    Setting(
         "columnar_tail_rows",
         _non_negative_int,
         "4000000",

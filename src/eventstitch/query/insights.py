@@ -197,12 +197,14 @@ async def _segments_once(
             query=query,
             until_ms=until,
             max_groups=ctx.config.max_insight_groups,
+            max_values=ctx.config.max_insight_values,
         )
         answered = await asyncio.to_thread(
             columnar.answer,
             asked,
             bounds=bounds,
             cache_rows=ctx.config.columnar_cache_rows,
+            cache_bytes=ctx.config.columnar_cache_values_mb * 1_000_000,
         )
     return _Gathered(
         answered.groups,
