@@ -42,3 +42,40 @@ def test_a_flush_writes_what_waited_and_returns_while_refusals_keep_coming(
     stored = {r.id for r in listed(storage, run)}
     assert {r.id for r in waiting} <= stored
     assert buffer.depth() > 0  # the later arrivals wait for the next write
+
+
+def test_closing_lets_a_write_in_progress_finish_and_loses_no_refusal(
+    storage: Storage, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server stopping right after a refusal: its write is under way when the buffer closes.
+    Closing waits for it instead of cancelling it, so the refusal is stored (cancelled, its
+    batch was gone, and on PostgreSQL the cancelled transaction could hold the rejections lock
+    the closing flush then waited on)."""
+    config = load_config({}, data_dir=tmp_path / "unused", rejections_flush_ms=1)
+    buffer = RejectionBuffer(config, storage)
+    add = storage.rejections.add
+    writing = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_add(*args: Any, **kwargs: Any) -> dict[str, int]:
+        if args[0]:  # the write of the refusal (not the first pruning, with none)
+            writing.set()
+            await go_on.wait()
+        return await add(*args, **kwargs)
+
+    monkeypatch.setattr(storage.rejections, "add", slow_add)
+    start = now_ms() - 60_000
+    record = rejection(start, id=id_at(start))
+
+    async def refuse_then_close() -> None:
+        buffer.start()
+        assert buffer.offer(record)
+        await asyncio.wait_for(writing.wait(), timeout=10)
+        closing = asyncio.create_task(buffer.close())
+        await asyncio.sleep(0.2)
+        assert not closing.done()  # waiting for the write, not cancelling it
+        go_on.set()
+        await asyncio.wait_for(closing, timeout=30)
+
+    run(refuse_then_close())
+    assert record.id in {r.id for r in listed(storage, run)}

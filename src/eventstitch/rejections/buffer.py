@@ -110,12 +110,18 @@ class RejectionBuffer:
         self._task = asyncio.create_task(self._run(), name="eventstitch-rejections")
 
     async def close(self) -> None:
-        """Stop the task and write what is still waiting."""
+        """Stop the task and write what is still waiting. A write in progress is let finish:
+        the task is stopped only between writes (cancelled inside one, its batch was lost,
+        and on PostgreSQL its transaction could keep the rejections lock that the last flush
+        then waited on without end)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if self._writing is None:
+                self._writing = asyncio.Lock()
+            async with self._writing:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.flush()
 
     async def flush(self, *, unless_busy: bool = False) -> None:
