@@ -65,6 +65,13 @@ class SegmentCache:
     def held(self) -> int:
         return self._held
 
+    def trim(self, budget: int) -> None:
+        """Drop the least recently used entries until at most `budget` units are held."""
+        with self._lock:
+            while self._entries and self._held > budget:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._held -= dropped
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -9,6 +9,7 @@ only names in the SQL are ours (fixed columns, and t_/i_/f_ with a hash of the p
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -315,7 +316,10 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
             columns = cursor.execute(text, params).fetchnumpy()
         finally:
             cursor.close()
-        found_rows = _value_rows(columns, kind, generation, cache_bytes)
+        try:
+            found_rows = _value_rows(columns, kind, generation, cache_bytes)
+        except value_parts.Stale:
+            return None  # the texts' table started afresh meanwhile: one statement, this time
         per_part = None if found_rows is None else _per_part(found_rows, max_groups)
         if found_rows is None or per_part is None or len(found_rows) >= limit:
             partials.mark_overflowing(shape)
@@ -323,11 +327,55 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
         for part_rows in per_part.values():
             value_parts.merge(kind, width, part_rows, merged)
         for at, known in to_keep.items():
+            if value_parts.generation() != generation:
+                break  # ids of a table started afresh meanwhile: never read again
             value_parts.store(known, keyed, tuple(per_part.get(at, ())), cache_bytes)
     flags = value_parts.Flags()
+    if kind in PERCENTILES:
+        _percentiles(merged, PERCENTILES[kind], asked)
     return _merged_answer(
-        asked, merged, len(cached), lambda acc: value_parts.values(kind, acc, flags)
+        asked,
+        merged,
+        len(cached),
+        lambda acc: value_parts.values(kind, acc, flags, acc[5] if kind in PERCENTILES else None),
     )
+
+
+INTERPOLATED_AT_ONCE = 200
+"""Groups whose percentile one statement interpolates."""
+
+
+def _percentiles(merged: dict[tuple[Any, ...], list[Any]], fraction: float, asked: Asked) -> None:
+    """Each group's percentile appended to its merged numbers (the first `max_groups`, those
+    an answer shows): the two ranked numbers found by numpy, their interpolation by DuckDB's
+    own `quantile_cont` over the pair, so the number is the one a statement over all the
+    values gives (its build may round `lo * (1 - d) + hi * d` once, as a fused multiply-add,
+    and gives `lo` itself at a whole rank)."""
+    accs = list(itertools.islice(merged.values(), asked.max_groups))
+    pairs = [value_parts.ranked_pair(acc[4], fraction) for acc in accs]
+    between = [pair for pair in pairs if pair is not None and pair[2] > 0]
+    found: list[float] = []
+    if between:
+        cursor = parquet.connect(asked.limits)
+        try:
+            for at in range(0, len(between), INTERPOLATED_AT_ONCE):
+                chunk = between[at : at + INTERPOLATED_AT_ONCE]
+                # The fraction must be a constant for DuckDB: our own number, as text it reads
+                # back exactly.
+                select = ", ".join(
+                    f"list_aggregate(?::DOUBLE[], 'quantile_cont', '{d!r}'::DOUBLE)"
+                    for _, _, d in chunk
+                )
+                row = cursor.execute(f"SELECT {select}", [[lo, hi] for lo, hi, _ in chunk])
+                found += [float(v) for v in row.fetchone() or ()]
+        finally:
+            cursor.close()
+    interpolated = iter(found)
+    for acc, pair in zip(accs, pairs, strict=True):
+        if pair is None:
+            acc.append(None)
+        else:
+            acc.append(next(interpolated) if pair[2] > 0 else pair[0])
 
 
 def _shape(asked: Asked) -> tuple[Any, ...]:
@@ -364,9 +412,14 @@ def _parts_statement(
 ) -> tuple[str, list[Any], int]:
     """The statement grouping the segments to read and the hot tail by segment (`part`, NULL
     for the tail) and by the question's keys, its parameters, and its limit of rows."""
+    needed = asked.needed
+    if len(to_read) < len(asked.files):
+        # The typed columns of the segments read only: a kept one may hold a column (i_, f_)
+        # that none of these has, and DuckDB binds no column that no file read holds.
+        needed = columns_needed(to_read, asked.query, asked.event_filter) or needed
     rows = _Sql()
     rows_text = _rows(
-        rows, to_read, asked.tail_rows, asked.needed, asked.event_filter, asked.until_ms, part=True
+        rows, to_read, asked.tail_rows, needed, asked.event_filter, asked.until_ms, part=True
     )
     where = _Sql()
     where_text = _conditions(where, asked.query, asked.event_filter)
@@ -398,7 +451,8 @@ def _value_rows(
     columns: dict[str, Any], kind: str, generation: int, cache_bytes: int
 ) -> list[tuple[Any, ...]] | None:
     """The rows of a value statement as Python values and numpy arrays (texts as ids); None
-    when they were more than the cache could keep, or the texts' table started afresh."""
+    when they were more than one answer may bring over, or more texts than the cache keeps;
+    value_parts.Stale when the texts' table started afresh since `generation`."""
     names = list(columns)
     lists = columns["vals"].tolist()
     if any(listed is None for listed in lists):

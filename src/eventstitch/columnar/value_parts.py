@@ -2,9 +2,9 @@
 groups of partials.py: a percentile needs every number and a distinct count every value, so
 what is kept per segment and group is its numbers (as DuckDB's `quantile_cont` reads them,
 doubles) or its distinct values (as ids in this process's table of the texts seen), and an
-answer merges them with numpy: a partition finds the two ranks a percentile interpolates
-between, and a table of flags counts each id once. The numbers are the same as one statement
-over all the events gives.
+answer merges them with numpy: a partition finds the two numbers a percentile lies between
+(DuckDB interpolates, columnar/query.py), and a table of flags counts each id once. The
+numbers are the same as one statement over all the events gives.
 
 Everything kept here (the arrays and the texts' table, each text its length plus
 TEXT_OVERHEAD bytes) stays under EVENTSTITCH_COLUMNAR_CACHE_VALUES_MB: arrays are dropped least
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from eventstitch.columnar.partials import SegmentCache
+from eventstitch.columnar.partials import SegmentCache, long_key
 from eventstitch.query.insight_params import PERCENTILES
 
 PER_VALUE = (*PERCENTILES, "count_distinct")
@@ -56,17 +56,23 @@ _texts = _Texts()
 _lock = threading.Lock()
 
 
+class Stale(Exception):
+    """The texts' table started afresh since an answer read its generation (the question is
+    not too large for the cache: asked again, it is kept)."""
+
+
 def generation() -> int:
     return _texts.generation
 
 
 def intern(texts: Sequence[str], expected: int, budget: int) -> Ids | None:
-    """The ids of `texts` in the table of generation `expected`; None when the table is of
-    another generation by now, or when these texts take it past half of `budget` bytes (then
-    it starts afresh, and what was kept goes with it)."""
+    """The ids of `texts` in the table of generation `expected`; None when these texts take
+    it past half of `budget` bytes (then it starts afresh, and what was kept goes with it);
+    Stale when the table is of another generation by now. The arrays kept are trimmed to
+    what the table leaves of the budget."""
     with _lock:
         if _texts.generation != expected:
-            return None
+            raise Stale
         ids = _texts.ids
         new = set(texts).difference(ids)
         if new:
@@ -75,6 +81,7 @@ def intern(texts: Sequence[str], expected: int, budget: int) -> Ids | None:
         if _texts.bytes > budget // 2:
             _start_afresh()
             return None
+        CACHE.trim(budget - _texts.bytes)
         return np.fromiter(map(ids.__getitem__, texts), dtype=np.int32, count=len(texts))
 
 
@@ -86,8 +93,14 @@ def _start_afresh() -> None:
 
 
 def store(file: Any, shape: Any, rows: tuple[ValuePart, ...], budget: int) -> None:
-    """Keep a segment's groups within what the texts' table leaves of `budget` bytes."""
-    size = sum(row[-1].nbytes + GROUP_OVERHEAD for row in rows)
+    """Keep a segment's groups within what the texts' table leaves of `budget` bytes; not a
+    segment with a key part past partials.MAX_KEY_CHARS."""
+    if long_key(rows):
+        return
+    size = sum(
+        row[-1].nbytes + GROUP_OVERHEAD + sum(len(part) for part in row if isinstance(part, str))
+        for row in rows
+    )
     CACHE.store(file, shape, rows, size, budget - _texts.bytes)
 
 
@@ -145,23 +158,23 @@ class Flags:
         return count
 
 
-def values(kind: str, acc: list[Any], flags: Flags) -> tuple[Any, ...]:
-    """A merged group's aggregates in the order columnar/query.py reads them from DuckDB."""
+def values(kind: str, acc: list[Any], flags: Flags, percentile: float | None) -> tuple[Any, ...]:
+    """A merged group's aggregates in the order columnar/query.py reads them from DuckDB (a
+    percentile comes computed from its `ranked_pair`)."""
     if kind == "count_distinct":
         return (flags.distinct(acc[4]),)
-    return (acc[1], acc[2], acc[3], percentile(acc[4], PERCENTILES[kind]))
+    return (acc[1], acc[2], acc[3], percentile)
 
 
-def percentile(parts: list[Numbers], fraction: float) -> float | None:
-    """The value at rank fraction * (n - 1) of all the parts' numbers together, interpolated
-    linearly between the closest ranks, as `quantile_cont` and insight_rows.percentile do;
-    None without numbers."""
+def ranked_pair(parts: list[Numbers], fraction: float) -> tuple[float, float, float] | None:
+    """The two numbers a percentile of all the parts' numbers lies between, and how far
+    between them, found as DuckDB's `quantile_cont` finds them (the rank fraction * (n - 1),
+    its floor and its ceiling); None without numbers. The interpolation itself is left to
+    DuckDB (columnar/query.py), whose build may fuse it into one rounding."""
     if not parts:
         return None
     numbers = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    rank = fraction * (len(numbers) - 1)
-    low = math.floor(rank)
-    high = min(low + 1, len(numbers) - 1)
+    rank = float(len(numbers) - 1) * fraction
+    low, high = math.floor(rank), math.ceil(rank)
     ranked = np.partition(numbers, sorted({low, high}))
-    lowest, highest = float(ranked[low]), float(ranked[high])
-    return lowest + (highest - lowest) * (rank - low)
+    return float(ranked[low]), float(ranked[high]), rank - low
