@@ -189,9 +189,11 @@ class EventstitchApp:
             log.debug("froze %d start-up objects out of the collector's full collections", frozen)
 
     async def shutdown(self) -> None:
-        await self.refresher.close()
-        await self.ctx.rejections.close()  # writes what waits, so storage must still be open
-        await self.ctx.storage.close()
+        try:
+            await self.refresher.close()
+            await self.ctx.rejections.close()  # writes what waits, so storage must still be open
+        finally:
+            await self.ctx.storage.close()  # whatever failed before, connections are closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(COLLECT_PREFIX):

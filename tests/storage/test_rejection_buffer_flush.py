@@ -10,6 +10,8 @@ import pytest
 
 from eventstitch.config import load_config
 from eventstitch.ids import now_ms
+from eventstitch.metrics import REJECTIONS_DROPPED
+from eventstitch.rejections import buffer as buffer_module
 from eventstitch.rejections.buffer import RejectionBuffer
 from eventstitch.storage.interfaces import Storage
 from tests.storage.conftest import Run
@@ -79,3 +81,36 @@ def test_closing_lets_a_write_in_progress_finish_and_loses_no_refusal(
 
     run(refuse_then_close())
     assert record.id in {r.id for r in listed(storage, run)}
+
+
+def test_closing_gives_up_after_its_time_and_counts_what_is_lost(
+    storage: Storage, run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that never answers cannot hold the shutdown: past CLOSE_SECONDS closing
+    returns, and the refusals not written are counted as lost (two test runs hung 120 s in a
+    closing flush on PostgreSQL)."""
+    config = load_config({}, data_dir=tmp_path / "unused", rejections_flush_ms=1)
+    buffer = RejectionBuffer(config, storage)
+    never = asyncio.Event()
+
+    async def stuck_add(*args: Any, **kwargs: Any) -> dict[str, int]:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(storage.rejections, "add", stuck_add)
+    monkeypatch.setattr(buffer_module, "CLOSE_SECONDS", 0.5)
+    start = now_ms() - 60_000
+    lost_before = metrics_value("error")
+
+    async def refuse_then_close() -> None:
+        for n in range(3):
+            assert buffer.offer(rejection(start + n, id=id_at(start + n)))
+        await asyncio.wait_for(buffer.close(), timeout=10)
+
+    run(refuse_then_close())
+    assert buffer.depth() == 0
+    assert metrics_value("error") - lost_before == 3
+
+
+def metrics_value(cause: str) -> float:
+    return REJECTIONS_DROPPED.labels(cause)._value.get()

@@ -30,6 +30,9 @@ BATCH_BYTES = 1 << 20
 is queued), so it is kept small enough not to hold up events that arrive meanwhile."""
 PRUNE_SECONDS = 60.0
 """How often the age bound is applied when no refusal arrives to trigger a write."""
+CLOSE_SECONDS = 20.0
+"""Longest a closing server waits for its refused requests to be written (a query's own
+limit is 10 s by default, a connection's 10 s more)."""
 _OVERHEAD = 256  # bytes a record costs besides its variable parts (an estimate)
 
 
@@ -60,6 +63,8 @@ class RejectionBuffer:
         self._wake: asyncio.Event | None = None
         self._writing: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        """Records of the write under way (lost if a closing gives up on it)."""
         self.peak = 0
 
     def depth(self) -> int:
@@ -110,10 +115,29 @@ class RejectionBuffer:
         self._task = asyncio.create_task(self._run(), name="eventstitch-rejections")
 
     async def close(self) -> None:
-        """Stop the task and write what is still waiting. A write in progress is let finish:
-        the task is stopped only between writes (cancelled inside one, its batch was lost,
-        and on PostgreSQL its transaction could keep the rejections lock that the last flush
-        then waited on without end)."""
+        """Stop the task and write what is still waiting, within CLOSE_SECONDS. A write in
+        progress is let finish: the task is stopped only between writes (cancelled inside one,
+        its batch was lost, and on PostgreSQL its transaction could keep the rejections lock
+        that the last flush then waited on). Past CLOSE_SECONDS the rest is given up, logged
+        and counted as lost, so that a database that does not answer cannot hold a server's
+        shutdown for ever (two test runs hung there, 120 s)."""
+        try:
+            await asyncio.wait_for(self._stop_and_flush(), CLOSE_SECONDS)
+        except TimeoutError:
+            with self._lock:
+                left = len(self._pending) + self._in_flight  # the batch being written too
+                self._pending.clear()
+                self._bytes = 0
+                self._in_flight = 0
+            log.warning(
+                "closing: refused requests not written within %s s; %d waiting are lost",
+                CLOSE_SECONDS,
+                left,
+            )
+            if left:
+                metrics.REJECTIONS_DROPPED.labels("error").inc(left)
+
+    async def _stop_and_flush(self) -> None:
         task, self._task = self._task, None
         if task is not None:
             if self._writing is None:
@@ -203,10 +227,12 @@ class RejectionBuffer:
             max_bytes=self._config.rejections_max_bytes,
             min_received_ms=now_ms() - self._config.rejections_max_age_seconds * 1000,
         )
+        self._in_flight = len(batch)
         try:
             batch = await self._scrub(batch)
             deleted = await self._storage.rejections.add(batch, bounds=bounds, lost=lost)
         except Exception as exc:  # never raised to a request: the refusal was answered already
+            self._in_flight = 0
             log.warning(
                 "could not write %d refused requests (or apply the bounds): %s", len(batch), exc
             )
@@ -217,6 +243,7 @@ class RejectionBuffer:
             if batch:
                 metrics.REJECTIONS_DROPPED.labels("error").inc(len(batch))
             return
+        self._in_flight = 0  # (left as it is when cancelled: a closing that gave up counts it)
         if batch:
             metrics.REJECTIONS_RECORDED.inc(len(batch))
         for cause, n in deleted.items():

@@ -114,11 +114,16 @@ class PostgresDb:
         self._loop = asyncio.get_running_loop()
 
     async def close(self) -> None:
-        await self.writer.stop()
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-        self._loop = None
+        try:
+            await self.writer.stop()
+        finally:
+            # Whatever stopped the writer's stop, the pool is closed: its worker tasks left
+            # running swallow the cancellation an event loop's end sends them (psycopg_pool
+            # catches CancelledError around its tasks) and that loop never ends.
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            self._loop = None
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations in one transaction under an advisory lock: processes that
