@@ -257,12 +257,11 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
     segments not cached, those the range cuts, the hot tail) from one statement grouped by
     segment too, whose whole segments are then cached. None when a part has more groups
     than `max_groups` (then one statement answers, as without the cache)."""
-    query, max_groups = asked.query, asked.max_groups
     shape = _shape(asked)
-    if partials.overflows(shape):
+    if shape is None:
         return None
-    width = len(query.by)
-    kind = query.metric.kind
+    query = asked.query
+    kind, width = query.metric.kind, len(query.by)
     merged: dict[tuple[Any, ...], list[Any]] = {}
     cached, to_read, to_keep = _cached_and_unread(asked, partials.lookup, shape)
     for found in cached:
@@ -274,7 +273,7 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
             found_rows = cursor.execute(text, params).fetchall()
         finally:
             cursor.close()
-        per_part = _per_part(found_rows, max_groups)
+        per_part = _per_part(found_rows, asked.max_groups)
         if len(found_rows) >= limit or per_part is None:
             partials.mark_overflowing(shape)  # asked again, it goes straight to one statement
             return None
@@ -290,12 +289,11 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
     (columnar/value_parts.py), as `_answer_in_parts` merges groups. None when a part has more
     groups than `max_groups`, or more values than the cache could keep (then one statement
     answers)."""
-    query, max_groups = asked.query, asked.max_groups
     shape = _shape(asked)
-    if partials.overflows(shape):
+    if shape is None:
         return None
-    width = len(query.by)
-    kind = query.metric.kind
+    query = asked.query
+    kind, width = query.metric.kind, len(query.by)
     generation = value_parts.generation()
     keyed = (generation, shape)  # kept ids are only read against their own texts' table
     merged: dict[tuple[Any, ...], list[Any]] = {}
@@ -320,7 +318,7 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
             found_rows = _value_rows(columns, kind, generation, cache_bytes)
         except value_parts.Stale:
             return None  # the texts' table started afresh meanwhile: one statement, this time
-        per_part = None if found_rows is None else _per_part(found_rows, max_groups)
+        per_part = None if found_rows is None else _per_part(found_rows, asked.max_groups)
         if found_rows is None or per_part is None or len(found_rows) >= limit:
             partials.mark_overflowing(shape)
             return None
@@ -378,9 +376,11 @@ def _percentiles(merged: dict[tuple[Any, ...], list[Any]], fraction: float, aske
             acc.append(next(interpolated) if pair[2] > 0 else pair[0])
 
 
-def _shape(asked: Asked) -> tuple[Any, ...]:
-    """The question less its time range: what a segment read whole gives it is kept under it."""
-    return (asked.query, replace(asked.event_filter, since_ms=None, until_ms=None))
+def _shape(asked: Asked) -> tuple[Any, ...] | None:
+    """The question less its time range: what a segment read whole gives it is kept under it;
+    None for a question marked as overflowing (one statement answers it)."""
+    shape = (asked.query, replace(asked.event_filter, since_ms=None, until_ms=None))
+    return None if partials.overflows(shape) else shape
 
 
 def _cached_and_unread(
