@@ -56,9 +56,7 @@ class SegmentCache:
             old = self._entries.pop((file, shape), None)
             if old is not None:
                 self._held -= old[1]
-            while self._entries and self._held + size > budget:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._held -= dropped
+            self._drop_past(budget - size)
             self._entries[(file, shape)] = (entry, size)
             self._held += size
 
@@ -68,9 +66,14 @@ class SegmentCache:
     def trim(self, budget: int) -> None:
         """Drop the least recently used entries until at most `budget` units are held."""
         with self._lock:
-            while self._entries and self._held > budget:
-                _, (_, dropped) = self._entries.popitem(last=False)
-                self._held -= dropped
+            self._drop_past(budget)
+
+    def _drop_past(self, budget: int) -> None:
+        """The least recently used entries out until at most `budget` units are held (the
+        lock held)."""
+        while self._entries and self._held > budget:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self._held -= dropped
 
     def clear(self) -> None:
         with self._lock:

@@ -332,10 +332,7 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
     if kind in PERCENTILES:
         _percentiles(merged, PERCENTILES[kind], asked)
     return _merged_answer(
-        asked,
-        merged,
-        len(cached),
-        lambda acc: value_parts.values(kind, acc, flags, acc[5] if kind in PERCENTILES else None),
+        asked, merged, len(cached), lambda acc: value_parts.values(kind, acc, flags)
     )
 
 

@@ -118,7 +118,8 @@ def clear() -> None:
 def merge(
     kind: str, width: int, rows: Sequence[ValuePart], into: dict[tuple[Any, ...], list[Any]]
 ) -> None:
-    """Add a part's groups to `into`, by key: counts add, arrays are gathered."""
+    """Add a part's groups to `into`, by key: counts add, arrays are gathered. An accumulator
+    is [events, present, integers, floats, arrays], and a percentile once computed."""
     for row in rows:
         key = row[:width]
         acc = into.get(key)
@@ -159,12 +160,12 @@ class Flags:
         return count
 
 
-def values(kind: str, acc: list[Any], flags: Flags, percentile: float | None) -> tuple[Any, ...]:
+def values(kind: str, acc: list[Any], flags: Flags) -> tuple[Any, ...]:
     """A merged group's aggregates in the order columnar/query.py reads them from DuckDB (a
-    percentile comes computed from its `ranked_pair`)."""
+    percentile computed from its `ranked_pair` and appended to `acc` already)."""
     if kind == "count_distinct":
         return (flags.distinct(acc[4]),)
-    return (acc[1], acc[2], acc[3], percentile)
+    return (acc[1], acc[2], acc[3], acc[5])
 
 
 def ranked_pair(parts: list[Numbers], fraction: float) -> tuple[float, float, float] | None:

@@ -140,9 +140,7 @@ class RejectionBuffer:
     async def _stop_and_flush(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            if self._writing is None:
-                self._writing = asyncio.Lock()
-            async with self._writing:
+            async with self._writing_lock():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -154,9 +152,7 @@ class RejectionBuffer:
         keep the listing waiting). Failures are logged and counted, never raised."""
         if unless_busy and self._writer_busy():
             return
-        if self._writing is None:
-            self._writing = asyncio.Lock()
-        async with self._writing:
+        async with self._writing_lock():
             # What waits now, and no more: refusals arriving meanwhile must not keep the
             # caller (a listing, a replay) waiting without end.
             with self._lock:
@@ -169,6 +165,12 @@ class RejectionBuffer:
                 await self._write(batch)
                 if not batch or left <= 0 or (unless_busy and self._writer_busy()):
                     return
+
+    def _writing_lock(self) -> asyncio.Lock:
+        """The lock every write holds (made on first use when the task was never started)."""
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        return self._writing
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -193,8 +195,7 @@ class RejectionBuffer:
         return self._storage.queue_depth() > self._config.queue_size // 2
 
     async def _prune(self) -> None:
-        assert self._writing is not None
-        async with self._writing:
+        async with self._writing_lock():
             await self._write([])
 
     def _take(self, limit: int = BATCH_ROWS) -> list[RejectionRecord]:
