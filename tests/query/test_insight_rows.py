@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 
 from eventstitch.query import buckets
 from eventstitch.query.insight_params import parse_query
-from eventstitch.query.insight_rows import OTHER, Group, Key, metric_value, render, row_order
+from eventstitch.query.insight_rows import (
+    OTHER,
+    Group,
+    Key,
+    metric_value,
+    render,
+    render_counts,
+    row_order,
+)
 
 HOUR = 3_600_000
 
@@ -29,6 +37,8 @@ json_values = (
 )
 property_parts = json_values.map(orjson.dumps) | st.just(OTHER)
 hour_parts = st.integers(0, 48).map(lambda n: 1_767_225_600_000 + n * HOUR)
+day_parts = st.integers(0, 40).map(lambda n: 1_767_225_600_000 + n * 24 * HOUR)
+names = st.text(max_size=4)  # types and sources: any text, astral and combining marks too
 flag_parts = st.booleans()
 ZONES = ["UTC", "Europe/Warsaw", "America/St_Johns", "Asia/Kathmandu"]
 
@@ -111,3 +121,29 @@ def test_values_that_rank_the_same_come_in_one_order_whatever_order_they_were_fo
     assert [repr(row["properties.plan"]) for row in first] == [
         repr(row["properties.plan"]) for row in again
     ]
+
+
+ROLLUP_PARTS = {"hour": hour_parts, "day": day_parts, "type": names, "source": names}
+
+
+@pytest.mark.parametrize("by", ["hour,type", "type,hour", "source,day", "type", "day", ""])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_bare_counts_come_in_the_rows_and_order_of_groups(by: str, data: st.DataObject) -> None:
+    """The rollup's counts are rendered without an object per group, sorted as plain tuples:
+    the same rows, in the same order, as ranking and labelling each row of those groups."""
+    query = parse_query(metric=None, by=by, tz="UTC", top=None, comparisons=(), max_groups=1000)
+    dims = by.split(",") if by else []
+    keys = data.draw(
+        st.lists(
+            st.tuples(*(ROLLUP_PARTS[name] for name in dims)),
+            min_size=0 if dims else 1,
+            max_size=40 if dims else 1,
+            unique=True,
+        )
+    )
+    counts = {key: data.draw(st.integers(0, 10**12)) for key in keys}
+    tz = buckets.zone("UTC")
+    rendered = render_counts(query, counts, tz)
+    reference = rendered_row_by_row(query, {k: Group(count=n) for k, n in counts.items()}, tz)
+    assert [list(row.items()) for row in rendered] == [list(row.items()) for row in reference]

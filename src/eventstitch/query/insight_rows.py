@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, tzinfo
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -16,6 +17,8 @@ from eventstitch.query import buckets
 from eventstitch.query.insight_params import PERCENTILES, Dimension, InsightQuery, is_number
 
 Key = tuple[Any, ...]
+ROLLUP_DIMENSIONS = ("type", "source", "hour", "day")
+"""What the hourly rollup counts by (in UTC): the dimensions a count can be answered from it."""
 OTHER = ("other",)
 """The key of the groups `top` folds together (no JSON key encodes to a tuple)."""
 
@@ -123,36 +126,23 @@ def percentile(ordered: list[int | float], fraction: float) -> float:
 
 def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[dict[str, Any]]:
     """The groups as the rows of the answer, in their order: each row its dimensions, count and
-    metric. Each distinct value of a dimension is ranked and labelled once, not once a row: 30
-    days by hour and type is 14 400 rows over 720 hours and 20 types (docs/benchmarks.md).
-    A dimension's values are of one kind (time ints, flags, names, JSON), so a value is its
-    own key here (True == 1 never meets 1 in one dimension)."""
-    distinct = [{key[at] for key in groups} for at in range(len(query.by))]
-    ordered = sorted(groups.items(), key=_order_of([_positions(parts) for parts in distinct]))
-    names = [dim.label for dim in query.by]
-    labels = [
-        _labels(dim, parts, tz) if dim.kind != "property" else None
-        for dim, parts in zip(query.by, distinct, strict=True)
-    ]
-    folded = any(OTHER in parts for parts in distinct)
+    metric."""
+    ordered, names, labels, folded = _arranged(query, groups, tz)
     numeric = query.metric.kind not in ("count", "count_distinct")
     if not folded and not numeric and len(names) == 2 and None not in labels:
         # The common large answer (a series by type or source): one dict display per row.
         (first, second), (labels_0, labels_1) = names, labels
         assert labels_0 is not None
         assert labels_1 is not None
-        if query.metric.kind == "count":
-            return [
-                {first: labels_0[k0], second: labels_1[k1], "count": g.count, "value": g.count}
-                for (k0, k1), g in ordered
-            ]
         return [
             {first: labels_0[k0], second: labels_1[k1], "count": g.count, "value": value}
-            for (k0, k1), g in ordered
+            for k0, k1 in ordered
+            for g in (groups[k0, k1],)
             for value in (metric_value(query, g),)
         ]
     rows: list[dict[str, Any]] = []
-    for key, group in ordered:
+    for key in ordered:
+        group = groups[key]
         answer = dict(zip(names, map(_label, labels, key), strict=True))
         if folded and OTHER in key:  # `other` right after the dimension folded, as it reads
             at = key.index(OTHER)
@@ -164,6 +154,58 @@ def render(query: InsightQuery, groups: dict[Key, Group], tz: tzinfo) -> list[di
             answer["skipped"] = group.skipped
         rows.append(answer)
     return rows
+
+
+def render_counts(query: InsightQuery, counts: dict[Key, int], tz: tzinfo) -> list[dict[str, Any]]:
+    """Bare counts as the rows of a count answer, in `render`'s order and shape: for the
+    rollup's dimensions (type, source, time buckets), whose long series are counted without an
+    object per group (storage.records.CountResult). Their values are names (text, never null)
+    and bucket starts (ints), already in `row_order` by themselves, so the keys sort as tuples
+    with no key function. Not for properties, nor for `top`'s `other`."""
+    assert all(dim.kind in ROLLUP_DIMENSIONS for dim in query.by), query.by
+    names = [dim.label for dim in query.by]
+    labels = [
+        _labels(dim, parts, tz)
+        for dim, parts in zip(query.by, _values_of(query, counts), strict=True)
+    ]
+    ordered = sorted(counts)
+    if len(names) == 2:
+        (first, second), (labels_0, labels_1) = names, labels
+        return [
+            {first: labels_0[k0], second: labels_1[k1], "count": n, "value": n}
+            for k0, k1 in ordered
+            for n in (counts[k0, k1],)
+        ]
+    rows: list[dict[str, Any]] = []
+    for key in ordered:
+        answer = dict(zip(names, map(_label, labels, key), strict=True))
+        answer["count"] = answer["value"] = counts[key]
+        rows.append(answer)
+    return rows
+
+
+def _arranged(
+    query: InsightQuery, keys: Collection[Key], tz: tzinfo
+) -> tuple[list[Key], list[str], list[dict[Any, Any] | None], bool]:
+    """The keys in the order of the rows, each dimension's name, how each of its values reads
+    (None for a property: loaded for each row), and whether `top` folded some into `other`.
+    Each distinct value of a dimension is ranked and labelled once, not once a row: 30 days by
+    hour and type is 14 400 rows over 720 hours and 20 types (docs/benchmarks.md). A
+    dimension's values are of one kind (time ints, flags, names, JSON), so a value is its own
+    key here (True == 1 never meets 1 in one dimension)."""
+    distinct = _values_of(query, keys)
+    ordered = sorted(keys, key=_order_of([_positions(parts) for parts in distinct]))
+    names = [dim.label for dim in query.by]
+    labels = [
+        _labels(dim, parts, tz) if dim.kind != "property" else None
+        for dim, parts in zip(query.by, distinct, strict=True)
+    ]
+    return ordered, names, labels, any(OTHER in parts for parts in distinct)
+
+
+def _values_of(query: InsightQuery, keys: Collection[Key]) -> list[set[Any]]:
+    """Each dimension's distinct values among the keys."""
+    return [set(map(itemgetter(at), keys)) for at in range(len(query.by))]
 
 
 def _label(labels: dict[Any, Any] | None, part: Any) -> Any:
@@ -200,16 +242,16 @@ def row_order(part: Any) -> tuple[tuple[int, Any], bytes]:
     return sort_value(part), part if isinstance(part, bytes) else b""
 
 
-def _order_of(positions: list[dict[Any, int]]) -> Callable[[tuple[Key, Group]], Any]:
-    """The sort key of a row from its dimensions' places."""
+def _order_of(positions: list[dict[Any, int]]) -> Callable[[Key], Any]:
+    """The sort key of a row's key from its dimensions' places."""
     if len(positions) == 1:
         (first,) = positions
-        return lambda item: first[item[0][0]]
+        return lambda key: first[key[0]]
     if len(positions) == 2:
         first, second = positions
         width = len(second)  # one integer per row sorts faster than a pair
-        return lambda item: first[item[0][0]] * width + second[item[0][1]]
-    return lambda item: tuple(p[part] for p, part in zip(positions, item[0], strict=True))
+        return lambda key: first[key[0]] * width + second[key[1]]
+    return lambda key: tuple(p[part] for p, part in zip(positions, key, strict=True))
 
 
 def sort_value(part: Any) -> tuple[int, Any]:

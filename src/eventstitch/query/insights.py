@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import functools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, tzinfo
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +34,15 @@ from eventstitch.query.insight_params import (
     is_number,
     matches,
 )
-from eventstitch.query.insight_rows import EMPTY, Group, Key, fold_top, render
+from eventstitch.query.insight_rows import (
+    EMPTY,
+    ROLLUP_DIMENSIONS,
+    Group,
+    Key,
+    fold_top,
+    render,
+    render_counts,
+)
 from eventstitch.storage.errors import QueryTimeout
 from eventstitch.storage.records import (
     CommitPosition,
@@ -44,12 +54,12 @@ from eventstitch.storage.records import (
 )
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 SCAN_PAGE = 1000
 TAIL_PAGE = 5000
 """Events a page of the hot tail holds when read as values (a few small columns each)."""
 HOUR_MS = 3_600_000
-_ROLLUP_DIMENSIONS = ("type", "source", "hour", "day")
 
 
 @dataclasses.dataclass(slots=True)
@@ -64,6 +74,8 @@ class _Gathered:
     """For the columnar engine: segments read, and answered from the per-process cache."""
     tail: dict[str, int] | None = None
     """For the columnar engine: events after the segments, and those read from the store."""
+    counts: dict[Key, int] | None = None
+    """Bare counts instead of groups (the rollup: a long series makes no object per group)."""
 
 
 async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery) -> dict[str, Any]:
@@ -78,14 +90,24 @@ async def get(*, ctx: AppContext, event_filter: EventFilter, query: InsightQuery
         gathered = await _from_segments(ctx, event_filter, query, tz)
     if gathered is None:
         gathered = await _scan(ctx, event_filter, query, tz)
-    groups = gathered.groups
-    if not query.by and not groups:
-        groups = {(): Group()}  # without dimensions there is always the one answer
-    if time_dim is not None:
-        groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered)
-    if query.top is not None and not gathered.folded:
-        groups = fold_top(query, groups)
-    rows = render(query, groups, tz)
+    counts = gathered.counts
+    if counts is not None and query.top is None:
+        if not query.by and not counts:
+            counts = {(): 0}
+        if time_dim is not None:
+            counts = _fill_series(ctx, event_filter, query, time_dim, tz, gathered, counts, 0)
+        rows = render_counts(query, counts, tz)
+    else:
+        groups = gathered.groups
+        if counts is not None:  # `top` folds groups
+            groups = {key: Group(count=n) for key, n in counts.items()}
+        if not query.by and not groups:
+            groups = {(): Group()}  # without dimensions there is always the one answer
+        if time_dim is not None:
+            groups = _fill_series(ctx, event_filter, query, time_dim, tz, gathered, groups, EMPTY)
+        if query.top is not None and not gathered.folded:
+            groups = fold_top(query, groups)
+        rows = render(query, groups, tz)
     numeric = query.metric.kind not in ("count", "count_distinct")
     return {
         "metric": query.metric.label,
@@ -113,7 +135,7 @@ async def _from_rollup(
         and query.tz == "UTC"
         and not query.comparisons
         and len(query.by) <= 2
-        and all(d.kind in _ROLLUP_DIMENSIONS for d in query.by)
+        and all(d.kind in ROLLUP_DIMENSIONS for d in query.by)
         and event_filter.profile_id is None
         and event_filter.converted is None
         and not event_filter.properties
@@ -133,8 +155,8 @@ async def _from_rollup(
         raise query_too_slow(ctx.config.query_timeout_ms) from None
     if not result.from_rollup or result.truncated:
         return None
-    groups = {row.keys: Group(count=row.count) for row in result.rows}
-    return _Gathered(groups=groups, total=result.total, engine="rollup")
+    counts = dict(zip(result.keys, result.counts, strict=True))
+    return _Gathered(groups={}, counts=counts, total=result.total, engine="rollup")
 
 
 async def _from_segments(
@@ -579,12 +601,13 @@ def _fill_series(
     time_dim: Dimension,
     tz: tzinfo,
     gathered: _Gathered,
-) -> dict[Key, Group]:
-    """The groups with an empty group for every interval of the range without events, for each
+    groups: dict[Key, V],
+    empty: V,
+) -> dict[Key, V]:
+    """The groups with `empty` for every interval of the range without events, for each
     combination of the other dimensions; the range is since/until, else the intervals found."""
-    groups = gathered.groups
     at = query.by.index(time_dim)
-    found = [key[at] for key in groups]
+    found = set(map(itemgetter(at), groups))
     if event_filter.since_ms is not None:
         start = event_filter.since_ms
         end = event_filter.until_ms or now_ms()
@@ -593,22 +616,30 @@ def _fill_series(
     else:
         return groups
     series = [buckets.to_ms(b) for b in _bucket_range(ctx, time_dim, tz, start, end)]
-    others: set[Key]
+    rest_of: Callable[[Key], Any]  # a key without its time: what else it is grouped by
     if len(query.by) == 1:
-        others = {()}  # a lone series is complete even with no events at all
+        rest_of = lambda key: ()  # noqa: E731
     elif len(query.by) == 2:
-        others = {(key[1 - at],) for key in groups}
+        rest_of = itemgetter(1 - at)
     else:
-        others = {key[:at] + key[at + 1 :] for key in groups}
-    if len(others) * len(series) > ctx.config.max_insight_groups:
+        rest_of = lambda key: key[:at] + key[at + 1 :]  # noqa: E731
+    present = Counter(map(rest_of, groups))
+    if len(query.by) == 1:
+        present[()] += 0  # a lone series is complete even with no events at all
+    if len(present) * len(series) > ctx.config.max_insight_groups:
         gathered.truncated = True
         return groups
-    if len(groups) == len(others) * len(series) and set(found) <= set(series):
-        return groups  # every interval of every combination has events: nothing to fill
-    filled = dict(groups)
-    for rest in others:
+    complete = found.issubset(series)
+    filled = groups
+    for rest, holds in present.items():
+        if complete and holds == len(series):
+            continue  # every interval of this combination has events
+        if filled is groups:
+            filled = dict(groups)
+        parts = (rest,) if len(query.by) == 2 else rest
+        before, after = parts[:at], parts[at:]
         for bucket in series:
-            key = (*rest[:at], bucket, *rest[at:])
+            key = (*before, bucket, *after)
             if key not in filled:
-                filled[key] = EMPTY
+                filled[key] = empty
     return filled

@@ -220,12 +220,14 @@ class PostgresEvents:
 
         async def select(conn: Conn) -> CountResult:
             rows = await (await conn.execute(sql, params)).fetchall()
-            total = total_of_groups(rows, query)
+            result = count_result(rows, query, from_rollup=from_rollup, key=key_value)
+            total = total_of_groups(result, query)
             if total is None:  # counted apart: some events are in several groups
                 total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
                 counted = await (await conn.execute(total_sql, total_params)).fetchone()
                 total = counted[0] if counted else 0
-            return count_result(rows, query, from_rollup=from_rollup, total=total, key=key_value)
+            result.total = int(total or 0)
+            return result
 
         return await self._db.read(select)
 

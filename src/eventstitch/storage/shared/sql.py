@@ -13,7 +13,6 @@ from eventstitch.paths import has_each
 from eventstitch.storage.records import (
     CountQuery,
     CountResult,
-    CountRow,
     EventFilter,
     GroupBy,
     PropertyPath,
@@ -169,16 +168,15 @@ def grouped_count(d: Dialect, event_filter: EventFilter, query: CountQuery) -> G
     return GroupedCount(sql, params, keys, rollup)
 
 
-def total_of_groups(rows: Sequence[Sequence[Any]], query: CountQuery) -> int | None:
-    """The number of events as the sum of the groups' counts (the rows of a grouped count, one
-    more than `max_rows` asked for), where each event is in one group and none was left out;
-    None when it must be counted apart (a path under `[*]` puts an event in several groups)."""
-    if len(rows) > query.max_rows or any(
+def total_of_groups(result: CountResult, query: CountQuery) -> int | None:
+    """The number of events as the sum of the groups' counts, where each event is in one group
+    and none was left out; None when it must be counted apart (a path under `[*]` puts an
+    event in several groups)."""
+    if result.truncated or any(
         g.dimension == "property" and has_each(g.path) for g in query.group_by
     ):
         return None
-    width = len(query.group_by)
-    return sum(int(row[width] or 0) for row in rows)
+    return sum(result.counts)
 
 
 def count_order(
@@ -196,26 +194,29 @@ def count_result(
     query: CountQuery,
     *,
     from_rollup: bool,
-    total: Any,
     key: Callable[[GroupBy, Any], Any] | None = None,
 ) -> CountResult:
-    """The rows of a grouped count (one more than `max_rows` asked for) as the answer; `key`
-    turns a backend's value into the key part (none: the value is the key)."""
+    """The rows of a grouped count (one more than `max_rows` asked for) as the answer, its total
+    still to be set; `key` turns a backend's value into the key part (none: the value is the
+    key)."""
     width = len(query.group_by)
-    with_distinct = query.distinct is not None
-    result = CountResult(from_rollup=from_rollup, total=int(total or 0))
-    append = result.rows.append
-    for row in rows:
-        if width == 0 and row[0] is None:
-            break  # SUM over no rollup rows
-        if key is None:
-            keys = tuple(row[:width])
-        else:
-            keys = tuple(key(g, v) for g, v in zip(query.group_by, row[:width], strict=True))
-        append(CountRow(keys, int(row[width]), int(row[width + 1]) if with_distinct else None))
-    if len(result.rows) > query.max_rows:
-        result.rows = result.rows[: query.max_rows]
+    result = CountResult(from_rollup=from_rollup)
+    rows = list(rows)
+    if width == 0 and rows and rows[0][0] is None:
+        rows = []  # SUM over no rollup rows
+    if len(rows) > query.max_rows:
+        rows = rows[: query.max_rows]
         result.truncated = True
+    if key is None:
+        result.keys = [tuple(row[:width]) for row in rows]
+    else:
+        group_by = query.group_by
+        result.keys = [
+            tuple(key(g, v) for g, v in zip(group_by, row[:width], strict=True)) for row in rows
+        ]
+    result.counts = [int(row[width]) for row in rows]
+    if query.distinct is not None:
+        result.distincts = [int(row[width + 1]) for row in rows]
     return result
 
 

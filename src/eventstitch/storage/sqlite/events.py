@@ -177,11 +177,13 @@ class SqliteEvents:
 
         def select(conn: sqlite3.Connection) -> CountResult:
             rows = conn.execute(sql, params).fetchall()
-            total = total_of_groups(rows, query)
+            result = count_result(rows, query, from_rollup=from_rollup)
+            total = total_of_groups(result, query)
             if total is None:  # counted apart: some events are in several groups
                 total_sql, total_params, _ = count_sql(event_filter, CountQuery(group_by=()))
                 total = conn.execute(total_sql, total_params).fetchone()[0]
-            return count_result(rows, query, from_rollup=from_rollup, total=total)
+            result.total = int(total or 0)
+            return result
 
         return await self._db.read(select)
 
