@@ -23,6 +23,7 @@ import orjson
 
 from eventstitch import paths
 from eventstitch.columnar import parquet, partials, tail, value_parts
+from eventstitch.columnar.behind import BEHIND
 from eventstitch.columnar.manifests import read_manifest
 from eventstitch.columnar.segments import end_of, start_of
 from eventstitch.columnar.shred import (
@@ -284,11 +285,17 @@ def _answer_in_parts(asked: Asked, cache_rows: int) -> Answered | None:
     return _merged_answer(asked, merged, len(cached), lambda acc: partials.values(kind, acc))
 
 
+FILL_BEHIND_BYTES = 8_000_000
+"""Segment bytes to read whole past which a percentile or distinct count is answered by one
+statement, and its segments are read into the cache behind the answer (columnar/behind.py)."""
+
+
 def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
     """A percentile or a distinct count merged from each segment's numbers or distinct values
     (columnar/value_parts.py), as `_answer_in_parts` merges groups. None when a part has more
-    groups than `max_groups`, or more values than the cache could keep (then one statement
-    answers)."""
+    groups than `max_groups`, or more values than the cache could keep, and when most of the
+    segments are still to be kept: then one statement answers, and those segments are read
+    into the cache behind the answer."""
     shape = _shape(asked)
     if shape is None:
         return None
@@ -298,42 +305,90 @@ def _answer_in_value_parts(asked: Asked, cache_bytes: int) -> Answered | None:
     keyed = (generation, shape)  # kept ids are only read against their own texts' table
     merged: dict[tuple[Any, ...], list[Any]] = {}
     cached, to_read, to_keep = _cached_and_unread(asked, value_parts.CACHE.lookup, keyed)
+    if sum(known[3] for known in to_keep.values()) > FILL_BEHIND_BYTES:
+        whole = [to_read[at] for at in to_keep]
+        later = replace(asked, tail_rows=None)  # the tail's files are the answer's own
+        BEHIND.offer(
+            keyed, lambda: _keep_value_parts(later, whole, list(to_keep.values()), cache_bytes)
+        )
+        return None
     for found in cached:
         value_parts.merge(kind, width, found, merged)
     if to_read or asked.tail_rows is not None:
-        text, params, limit = _parts_statement(asked, to_read, _value_aggregates(query))
-        # The lists come to this process only when they hold at most `max_values` values in
-        # all (EVENTSTITCH_MAX_INSIGHT_VALUES), else none do and one statement answers.
-        text = (
-            "SELECT * EXCLUDE (vals), CASE WHEN sum(len(vals)) OVER () <= ? THEN vals END AS vals,"
-            f" sum(len(vals)) OVER () AS size FROM ({text}) AS found"
-        )
-        params = [asked.max_values, *params]  # its mark comes first in the text
-        cursor = parquet.connect(asked.limits)
         try:
-            columns = cursor.execute(text, params).fetchnumpy()
-        finally:
-            cursor.close()
-        try:
-            found_rows = _value_rows(columns, kind, generation, cache_bytes)
+            per_part = _value_parts(asked, to_read, generation, cache_bytes)
         except value_parts.Stale:
             return None  # the texts' table started afresh meanwhile: one statement, this time
-        per_part = None if found_rows is None else _per_part(found_rows, asked.max_groups)
-        if found_rows is None or per_part is None or len(found_rows) >= limit:
-            partials.mark_overflowing(shape)
+        if per_part is None:
             return None
         for part_rows in per_part.values():
             value_parts.merge(kind, width, part_rows, merged)
-        for at, known in to_keep.items():
-            if value_parts.generation() != generation:
-                break  # ids of a table started afresh meanwhile: never read again
-            value_parts.store(known, keyed, tuple(per_part.get(at, ())), cache_bytes)
+        _store_value_parts(per_part, to_keep, keyed, cache_bytes)
     flags = value_parts.Flags()
     if kind in PERCENTILES:
         _percentiles(merged, PERCENTILES[kind], asked)
     return _merged_answer(
         asked, merged, len(cached), lambda acc: value_parts.values(kind, acc, flags)
     )
+
+
+def _value_parts(
+    asked: Asked, to_read: list[Path], generation: int, cache_bytes: int
+) -> dict[int | None, list[tuple[Any, ...]]] | None:
+    """The numbers or distinct values of each group of each segment to read and of the hot
+    tail, by their place in `to_read` (None: the tail); None, with the question marked as
+    overflowing, when a part has more than `max_groups` groups or they hold more values than
+    one answer may bring over or the cache may keep; value_parts.Stale when the texts' table
+    started afresh since `generation`."""
+    text, params, limit = _parts_statement(asked, to_read, _value_aggregates(asked.query))
+    # The lists come to this process only when they hold at most `max_values` values in all
+    # (EVENTSTITCH_MAX_INSIGHT_VALUES), else none do and one statement answers.
+    text = (
+        "SELECT * EXCLUDE (vals), CASE WHEN sum(len(vals)) OVER () <= ? THEN vals END AS vals,"
+        f" sum(len(vals)) OVER () AS size FROM ({text}) AS found"
+    )
+    params = [asked.max_values, *params]  # its mark comes first in the text
+    cursor = parquet.connect(asked.limits)
+    try:
+        columns = cursor.execute(text, params).fetchnumpy()
+    finally:
+        cursor.close()
+    found_rows = _value_rows(columns, asked.query.metric.kind, generation, cache_bytes)
+    per_part = None if found_rows is None else _per_part(found_rows, asked.max_groups)
+    if found_rows is None or per_part is None or len(found_rows) >= limit:
+        shape = _shape(asked)
+        if shape is not None:
+            partials.mark_overflowing(shape)
+        return None
+    return per_part
+
+
+def _store_value_parts(
+    per_part: dict[int | None, list[tuple[Any, ...]]],
+    to_keep: dict[int, Any],
+    keyed: tuple[int, Any],
+    cache_bytes: int,
+) -> None:
+    for at, known in to_keep.items():
+        if value_parts.generation() != keyed[0]:
+            break  # ids of a table started afresh meanwhile: never read again
+        value_parts.store(known, keyed, tuple(per_part.get(at, ())), cache_bytes)
+
+
+def _keep_value_parts(asked: Asked, whole: list[Path], knowns: list[Any], cache_bytes: int) -> None:
+    """Read segments whole into the cache of values, behind an answer (columnar/behind.py):
+    their identities as the answer found them, so that a segment changed since is not kept
+    under its old one."""
+    shape = _shape(asked)
+    if shape is None:
+        return
+    generation = value_parts.generation()
+    try:
+        per_part = _value_parts(asked, whole, generation, cache_bytes)
+    except value_parts.Stale:
+        return
+    if per_part is not None:
+        _store_value_parts(per_part, dict(enumerate(knowns)), (generation, shape), cache_bytes)
 
 
 INTERPOLATED_AT_ONCE = 200
