@@ -109,23 +109,21 @@ def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
 
 
 def _staged_line(event: EventRecord, shredder: Collector | None) -> bytes:
-    return (
-        orjson.dumps(
-            {
-                **(shredder.columns(event.properties) if shredder is not None else {}),
-                "id": event.id,
-                "type": event.type,
-                "source_id": event.source_id,
-                "received_ms": event.received_ms,
-                "profile_less": event.profile_less,
-                "profile_id": event.profile_id,
-                "session_id": event.session_id,
-                "properties": orjson.dumps(event.properties).decode(),
-                "context": orjson.dumps(event.context).decode(),
-            }
-        )
-        + b"\n"
-    )
+    line = {
+        "id": event.id,
+        "type": event.type,
+        "source_id": event.source_id,
+        "received_ms": event.received_ms,
+        "profile_less": event.profile_less,
+        "profile_id": event.profile_id,
+        "session_id": event.session_id,
+    }
+    if shredder is None:
+        line["properties"] = orjson.dumps(event.properties).decode()
+        line["context"] = orjson.dumps(event.context).decode()
+    else:  # a segment keeps typed columns, not the raw JSON: staged, it was read and dropped
+        line |= shredder.columns(event.properties)
+    return orjson.dumps(line) + b"\n"
 
 
 async def write(
