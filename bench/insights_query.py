@@ -340,6 +340,7 @@ async def main() -> int:
         # What `serve` does once its start-up is over (src/eventstitch/heap.py): without it
         # the collector walks this process's whole heap while an answer's rows are built.
         freeze_startup_objects()
+        BEHIND.open()  # as `serve`'s start does: answers may leave segments to read behind them
         newest = await ctx.storage.events.list_page(EventFilter(), limit=1, before_id=None)
         last = newest[0].received_ms if newest else now_ms()
         week = last // HOUR_MS * HOUR_MS + HOUR_MS - 7 * DAY_MS

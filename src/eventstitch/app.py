@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eventstitch import __version__
 from eventstitch.auth import ensure_api_token, require_token
+from eventstitch.columnar.behind import BEHIND
 from eventstitch.columnar.refresher import Refresher
 from eventstitch.config import PREFIX, Config, load_config
 from eventstitch.console.routes import install as install_console
@@ -183,6 +184,7 @@ class EventstitchApp:
         await self.ctx.storage.start()
         self.ctx.rejections.start()
         self.refresher.start()
+        BEHIND.open()  # insights may leave segments to be read behind their answers
         if self.server_process:  # not in a test or a tool that hosts the app in its own heap
             frozen = freeze_startup_objects()
             PAUSES.install()  # the pauses of serving, not the start-up's own full collection
@@ -190,6 +192,7 @@ class EventstitchApp:
 
     async def shutdown(self) -> None:
         try:
+            BEHIND.close()
             await self.refresher.close()
             await self.ctx.rejections.close()  # writes what waits, so storage must still be open
         finally:

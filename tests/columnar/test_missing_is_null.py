@@ -17,6 +17,7 @@ from eventstitch.columnar import partials, value_parts
 from eventstitch.config import Config
 from eventstitch.ids import now_ms
 from tests.columnar.test_segments import _import, _rebuild, past_event
+from tests.columnar.test_value_parts import _client
 from tests.conftest import create_source
 
 pytestmark = pytest.mark.postgres
@@ -83,3 +84,42 @@ def test_missing_and_null_are_one_group_however_the_segments_answer(
         got = {row["properties.plan"]: row["value"] for row in body["rows"]}
         assert got == expected, (metric, body["segments"])
     assert answers[2]["segments"]["read"] == 0  # the last from what was kept
+
+
+@pytest.mark.parametrize(("max_groups", "kept"), [(3, True), (2, False)])
+def test_missing_and_null_count_once_against_the_group_limit(
+    client: TestClient,
+    config: Config,
+    tmp_path: Path,
+    monkeypatch: Any,
+    max_groups: int,
+    kept: bool,
+) -> None:
+    """pro, null (missing and null in every segment) and free: 3 groups. At a limit of 3 each
+    segment's groups are kept, one past it (2) the answer is cut and one statement answers."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    start = now_ms() // HOUR * HOUR - 5 * HOUR
+    events = []
+    for hour in range(3):
+        for place, plan in enumerate(PLANS, start=1):
+            properties: dict[str, Any] = {"n": place}
+            if plan != "missing":
+                properties["plan"] = plan
+            events.append(
+                past_event(start + hour * HOUR + place, hour * 100 + place, "o", properties)
+            )
+    _import(tmp_path, events)
+    _rebuild()
+    params = {"metric": "count", "by": "properties.plan", "source_id": "shop"}
+    with _client(config, max_insight_groups=max_groups) as limited:
+        first = limited.get("/api/insights", params=params).json()
+        again = limited.get("/api/insights", params=params).json()
+    assert first["engine"] == again["engine"] == "columnar"
+    assert first["truncated"] is (not kept)
+    assert again["segments"]["read"] == (0 if kept else first["segments"]["read"])
+    if kept:
+        got = {row["properties.plan"]: row["count"] for row in again["rows"]}
+        assert got == {"pro": 6, None: 15, "free": 3}

@@ -321,7 +321,11 @@ def _answer_in_value_parts(
         whole = [to_read[at] for at in to_keep]
         segments_only = replace(asked, tail_rows=None)  # the tail's files are the answer's own
         knowns = list(to_keep.values())
-        later.append((keyed, lambda: _keep_value_parts(segments_only, whole, knowns, cache_bytes)))
+        job = (  # keyed by the folder too: two stores in one process ask apart
+            (whole[0].parent, keyed),
+            lambda: _keep_value_parts(segments_only, whole, knowns, cache_bytes),
+        )
+        later.append(job)
         return None
     for found in cached:
         value_parts.merge(kind, width, found, merged)
@@ -398,8 +402,17 @@ def _keep_value_parts(asked: Asked, whole: list[Path], knowns: list[Any], cache_
         per_part = _value_parts(asked, whole, generation, cache_bytes)
     except value_parts.Stale:
         return
-    if per_part is not None:
-        _store_value_parts(per_part, dict(enumerate(knowns)), (generation, shape), cache_bytes)
+    if per_part is None:
+        return
+    keyed = (generation, shape)
+    _store_value_parts(per_part, dict(enumerate(knowns)), keyed, cache_bytes)
+    if value_parts.generation() == generation and any(
+        value_parts.CACHE.lookup(known, keyed) is None for known in knowns
+    ):
+        # The cache cannot hold them all: asked again, this would be one statement and this
+        # work again, every time. One statement answers it from now on, as a question too
+        # large to keep.
+        partials.mark_overflowing(shape)
 
 
 INTERPOLATED_AT_ONCE = 200
@@ -490,7 +503,9 @@ def _parts_statement(
     keyed = _keys(_Sql(), asked.query, None, None, raw=True)
     keys = [f"{key} AS k{at}" for at, key in enumerate(keyed)]
     select = ", ".join(["part", *keys, "count(*) AS n", *aggregates])
-    limit = (asked.max_groups + 1) * (len(to_read) + 1)
+    # A group keyed by a property's null may come as two rows, missing and null (`_per_part`).
+    rows_per_group = 2 ** sum(dim.kind == "property" for dim in asked.query.by)
+    limit = (asked.max_groups + 1) * rows_per_group * (len(to_read) + 1)
     text = (
         f"WITH ev AS ({rows_text}) SELECT {select} FROM ev{filtered} GROUP BY ALL "
         f"LIMIT {int(limit)}"
@@ -513,8 +528,10 @@ def _per_part(
             if row[at] is None:
                 row[at] = "null"
         per_part.setdefault(row[0], []).append(tuple(row[1:]))
-    if any(len(rows) > max_groups for rows in per_part.values()):
-        return None
+    width = len(query.by)
+    for rows in per_part.values():
+        if len(rows) > max_groups and len({row[:width] for row in rows}) > max_groups:
+            return None
     return per_part
 
 
