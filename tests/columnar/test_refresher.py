@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx2 as httpx
@@ -421,3 +422,35 @@ def test_forgetting_segments_waits_for_the_writer_so_a_round_cannot_bring_them_b
     assert not forget.is_alive()
     assert not (where / "checkpoint").exists()
     assert not _segment_files(where)
+
+
+def test_rounds_start_an_interval_apart_or_at_once_after_a_long_one(monkeypatch: Any) -> None:
+    """Rounds on a clock of their own: the wait after a round is the interval less what the
+    round took, none after a round longer than the interval (a round that then waited a whole
+    interval fell behind at 10 000 events a second, docs/benchmarks.md)."""
+    import asyncio
+
+    from eventstitch.columnar import refresher
+
+    clock = [0.0]
+    waits: list[float] = []
+    took = iter([10.0, 75.0, 60.0, 0.0])  # what each round takes, on the clock
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+        if len(waits) > 4:
+            raise asyncio.CancelledError
+
+    async def refresh(self: Any) -> int:
+        clock[0] += next(took)
+        return 1
+
+    monkeypatch.setattr(refresher, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(refresher, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(refresher.Refresher, "refresh", refresh)
+    rounds = refresher.Refresher.__new__(refresher.Refresher)
+    rounds.interval = 60
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(rounds._rounds())
+    assert waits == [60, 50.0, 0.0, 0.0, 60.0]
