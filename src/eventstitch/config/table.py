@@ -397,7 +397,8 @@ SETTINGS: tuple[Setting, ...] = (
         "columnar_refresh_seconds",
         _non_negative_int,
         "60",
-        "Seconds between two rounds of `serve`'s segment refresher, which writes the insight "
+        "Seconds from the start of one round of `serve`'s segment refresher to the start of "
+        "the next (the next starts at once after a longer round), which writes the insight "
         "segments of newly sealed hours (one process per segments folder, elected by a file "
         "lock). 0 turns the columnar read side off: no segments are written or read, and "
         "/api/insights answers from the rollup or a scan of the store.",
