@@ -6,33 +6,43 @@ both kinds of rows for the same key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from eventstitch.columnar import partials, value_parts
+from eventstitch.columnar import partials
 from eventstitch.config import Config
 from eventstitch.ids import now_ms
 from tests.columnar.test_segments import _import, _rebuild, past_event
-from tests.columnar.test_value_parts import _client
+from tests.columnar.test_value_parts import _client, _empty_caches
 from tests.conftest import create_source
 
 pytestmark = pytest.mark.postgres
+__all__ = ["_empty_caches"]  # the autouse fixture that empties the caches, shared
 
 HOUR = 3_600_000
 PLANS: list[Any] = ["pro", None, "missing", "pro", "free", None, "missing", "missing"]
 
 
-@pytest.fixture(autouse=True)
-def _empty_caches() -> Iterator[None]:
-    partials.clear()
-    value_parts.clear()
-    yield
-    partials.clear()
-    value_parts.clear()
+def _store_plans(client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any) -> None:
+    """Three past hours of the events of PLANS (`n` their place, 1-8), written into segments."""
+    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
+    if config.database_url:
+        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
+    create_source(client, id="shop")
+    start = now_ms() // HOUR * HOUR - 5 * HOUR
+    events = []
+    for hour in range(3):
+        for place, plan in enumerate(PLANS, start=1):
+            properties: dict[str, Any] = {"n": place}
+            if plan != "missing":
+                properties["plan"] = plan
+            at = start + hour * HOUR + place * 1000
+            events.append(past_event(at, hour * 100 + place, "order", properties))
+    _import(tmp_path, events)
+    _rebuild()
 
 
 @pytest.mark.parametrize(
@@ -54,21 +64,7 @@ def test_missing_and_null_are_one_group_however_the_segments_answer(
     metric: str,
     expected: dict[Any, Any],
 ) -> None:
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
-    if config.database_url:
-        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
-    create_source(client, id="shop")
-    start = now_ms() // HOUR * HOUR - 5 * HOUR
-    events = []
-    for hour in range(3):
-        for place, plan in enumerate(PLANS, start=1):
-            properties: dict[str, Any] = {"n": place}
-            if plan != "missing":
-                properties["plan"] = plan
-            at = start + hour * HOUR + place * 1000
-            events.append(past_event(at, hour * 100 + place, "order", properties))
-    _import(tmp_path, events)
-    _rebuild()
+    _store_plans(client, config, tmp_path, monkeypatch)
     params = {"metric": metric, "by": "properties.plan", "source_id": "shop"}
     answers = []
     for way in ("one statement", "each segment", "each segment kept"):
@@ -97,22 +93,7 @@ def test_missing_and_null_count_once_against_the_group_limit(
 ) -> None:
     """pro, null (missing and null in every segment) and free: 3 groups. At a limit of 3 each
     segment's groups are kept, one past it (2) the answer is cut and one statement answers."""
-    monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
-    if config.database_url:
-        monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
-    create_source(client, id="shop")
-    start = now_ms() // HOUR * HOUR - 5 * HOUR
-    events = []
-    for hour in range(3):
-        for place, plan in enumerate(PLANS, start=1):
-            properties: dict[str, Any] = {"n": place}
-            if plan != "missing":
-                properties["plan"] = plan
-            events.append(
-                past_event(start + hour * HOUR + place, hour * 100 + place, "o", properties)
-            )
-    _import(tmp_path, events)
-    _rebuild()
+    _store_plans(client, config, tmp_path, monkeypatch)
     params = {"metric": "count", "by": "properties.plan", "source_id": "shop"}
     with _client(config, max_insight_groups=max_groups) as limited:
         first = limited.get("/api/insights", params=params).json()
