@@ -331,7 +331,7 @@ def _answer_in_value_parts(
         value_parts.merge(kind, width, found, merged)
     if to_read or asked.tail_rows is not None:
         try:
-            per_part = _value_parts(asked, to_read, generation, cache_bytes)
+            per_part = _value_parts(asked, shape, to_read, generation, cache_bytes)
         except value_parts.Stale:
             return None  # the texts' table started afresh meanwhile: one statement, this time
         if per_part is None:
@@ -348,11 +348,11 @@ def _answer_in_value_parts(
 
 
 def _value_parts(
-    asked: Asked, to_read: list[Path], generation: int, cache_bytes: int
+    asked: Asked, shape: tuple[Any, ...], to_read: list[Path], generation: int, cache_bytes: int
 ) -> dict[int | None, list[tuple[Any, ...]]] | None:
     """The numbers or distinct values of each group of each segment to read and of the hot
-    tail, by their place in `to_read` (None: the tail); None, with the question marked as
-    overflowing, when a part has more than `max_groups` groups or they hold more values than
+    tail, by their place in `to_read` (None: the tail); None, with the question (`shape`) marked
+    as overflowing, when a part has more than `max_groups` groups or they hold more values than
     one answer may bring over or the cache may keep; value_parts.Stale when the texts' table
     started afresh since `generation`."""
     text, params, limit = _parts_statement(asked, to_read, _value_aggregates(asked.query))
@@ -371,9 +371,7 @@ def _value_parts(
     found_rows = _value_rows(columns, asked.query.metric.kind, generation, cache_bytes)
     per_part = None if found_rows is None else _per_part(found_rows, asked.query, asked.max_groups)
     if found_rows is None or per_part is None or len(found_rows) >= limit:
-        shape = _shape(asked)
-        if shape is not None:
-            partials.mark_overflowing(shape)
+        partials.mark_overflowing(shape)
         return None
     return per_part
 
@@ -399,7 +397,7 @@ def _keep_value_parts(asked: Asked, whole: list[Path], knowns: list[Any], cache_
         return
     generation = value_parts.generation()
     try:
-        per_part = _value_parts(asked, whole, generation, cache_bytes)
+        per_part = _value_parts(asked, shape, whole, generation, cache_bytes)
     except value_parts.Stale:
         return
     if per_part is None:
