@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,26 @@ def busy_ticks() -> int:
     return sum(fields) - fields[3] - fields[4]
 
 
-def process_ticks(pid: int) -> int:
-    """User and system ticks of a process and its direct children (uvicorn's workers)."""
-    total = 0
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """Each process's id and the fields of its /proc/<pid>/stat after its name (state, parent,
+    ...: utime and stime at 11 and 12, its reaped children's at 13 and 14)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if int(entry.name) == pid or int(fields[1]) == pid:
-            total += int(fields[11]) + int(fields[12])
-    return total
+            continue  # ended meanwhile
+        yield int(entry.name), fields
+
+
+def process_ticks(pid: int) -> int:
+    """User and system ticks of a process and its direct children (uvicorn's workers)."""
+    return sum(
+        int(fields[11]) + int(fields[12])
+        for found, fields in process_stats()
+        if found == pid or int(fields[1]) == pid
+    )
 
 
 def children_cpu_seconds() -> float:

@@ -35,9 +35,11 @@ import httpx2 as httpx
 from collect_throughput import (
     TOKEN,
     api,
+    busy_ticks,
     free_port,
     machine,
     peak_rss_mb,
+    process_stats,
     server_env,
     start,
     stop,
@@ -57,21 +59,14 @@ def cpu_seconds(server: int) -> dict[str, float]:
     refresher round under way) and those it has reaped (refresher rounds done), this process
     (the load), and the whole machine busy."""
     used = {"server": 0.0, "children": 0.0, "load": sum(os.times()[:2])}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
+    for pid, fields in process_stats():
         own = (int(fields[11]) + int(fields[12])) / TICKS
-        if int(entry.name) == server:
+        if pid == server:
             used["server"] += own
             used["children"] += (int(fields[13]) + int(fields[14])) / TICKS  # reaped
         elif int(fields[1]) == server:
             used["children"] += own
-    cpu = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    used["machine"] = (sum(cpu) - cpu[3] - cpu[4]) / TICKS
+    used["machine"] = busy_ticks() / TICKS
     return used
 
 
