@@ -33,6 +33,7 @@ from typing import Any
 import httpx2 as httpx
 
 from collect_throughput import (
+    TICKS,
     TOKEN,
     api,
     busy_ticks,
@@ -47,8 +48,6 @@ from collect_throughput import (
     write_result,
 )
 from insights_query import fill_span
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 PROBE = {"metric": "count", "by": "properties.status"}
 """A question the segments answer (a count by a top-level property, no `until`)."""
