@@ -2,16 +2,16 @@
 realistic webhook events at a steady rate for a bounded time.
 
     .venv/bin/python bench/refresher_sustained.py [--rate 10000] [--seconds 300] [--batch 100]
-        [--refresh-seconds 60]
+        [--refresh-seconds 10] [--probe-seconds 10]
 
 Starts one server on a free 127.0.0.1 port (SQLite, a temporary data folder, the refresher as
 `serve` runs it: a child process at nice 19 every `--refresh-seconds`) and stops it by its PID
 at the end. A webhook source splits a JSON array into events (`shaping.split = "$"`), and the
 load posts arrays of `--batch` events to `/collect/<type>/hooks`, one type an array, paced so
 that `--rate` events a second are sent (the payloads of bench/insights_query.py: Stripe-,
-GitHub-, Shopify- and Alertmanager-shaped). Every 10 s it asks `GET /api/insights` a question
-the segments answer and records how many events it read past them (`tail.events`: what the
-refresher has not written yet) and how long it took. At the end it checks that every
+GitHub-, Shopify- and Alertmanager-shaped). Every `--probe-seconds` it asks `GET /api/insights`
+a question the segments answer and records how many events it read past them (`tail.events`:
+what the refresher has not written yet) and how long it took. At the end it checks that every
 acknowledged event is stored. Prints the timeline and a summary; writes JSON to bench/results/.
 """
 
@@ -21,8 +21,10 @@ import argparse
 import asyncio
 import itertools
 import os
+import re
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -49,6 +51,8 @@ from collect_throughput import (
 )
 from insights_query import fill_span
 
+ROUND = re.compile(r"from ([\d.]+) to ([\d.]+), checkpoint (\d+)")
+"""A refresher round's INFO line: when it held the folder, and the checkpoint after it."""
 PROBE = {"metric": "count", "by": "properties.status"}
 """A question the segments answer (a count by a top-level property, no `until`)."""
 
@@ -93,8 +97,9 @@ async def load(
     planned: list[tuple[str, bytes]],
     batch: int,
     probes: list[dict[str, Any]],
+    probe_seconds: float,
 ) -> dict[str, Any]:
-    """Send `rate` events a second for `seconds`; probe the tail every 10 s meanwhile."""
+    """Send `rate` events a second for `seconds`; probe the tail every `probe_seconds`."""
     interval = batch / rate
     started = time.monotonic()
     tickets = itertools.count()
@@ -129,7 +134,7 @@ async def load(
         async def prober() -> None:
             auth = {"Authorization": f"Bearer {TOKEN}"}
             while time.monotonic() - started < seconds:
-                await asyncio.sleep(10)
+                await asyncio.sleep(probe_seconds)
                 asked = time.monotonic()
                 answer = await client.get("/api/insights", params=PROBE, headers=auth)
                 body = answer.json()
@@ -163,15 +168,29 @@ async def load(
     }
 
 
+def round_spans(rounds: list[str]) -> list[tuple[float, float, float]]:
+    """Each round's start, end and checkpoint (Unix seconds), from its INFO line."""
+    found = []
+    for line in rounds:
+        match = ROUND.search(line)
+        if match:
+            begin, end, checkpoint = match.groups()
+            found.append((float(begin), float(end), int(checkpoint) / 1000))
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=300)
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--refresh-seconds", type=int, default=60)
+    parser.add_argument("--refresh-seconds", type=int, default=10)
+    parser.add_argument("--probe-seconds", type=float, default=10)
     args = parser.parse_args()
     if not (0 < args.rate <= 50_000 and 0 < args.seconds <= 1800 and 0 < args.batch <= 500):
         parser.error("--rate 1..50000, --seconds 1..1800, --batch 1..500")
+    if not 1 <= args.probe_seconds <= 60:
+        parser.error("--probe-seconds 1..60")
     planned = bodies(args.batch)
     work = Path(tempfile.mkdtemp(prefix="eventstitch-sustained-"))
     port = free_port()
@@ -194,7 +213,9 @@ def main() -> int:
         )
         print(f"loading {base} at {args.rate} events/s for {args.seconds:.0f} s", flush=True)
         before = cpu_seconds(server.pid)
-        result = asyncio.run(load(base, args.rate, args.seconds, planned, args.batch, probes))
+        result = asyncio.run(
+            load(base, args.rate, args.seconds, planned, args.batch, probes, args.probe_seconds)
+        )
         after = cpu_seconds(server.pid)
         result["cores"] = {
             name: round((after[name] - before[name]) / result["seconds"], 2) for name in before
@@ -230,6 +251,20 @@ def main() -> int:
         print(
             f"events past the segments: at most {max(tails)}, in the first half at most "
             f"{max(tails[:half] or [0])}, in the second half at most {max(tails[half:])}"
+        )
+        took = sorted(p["took_ms"] for p in probes if p["tail_events"] is not None)
+        print(
+            f"answers from the segments: median {statistics.median(took):.0f} ms, "
+            f"max {took[-1]:.0f} ms ({len(took)} asked)"
+        )
+    spans = round_spans(rounds)
+    if spans:
+        lasted = [end - begin for begin, end, _ in spans]
+        behind = [end - checkpoint for _, end, checkpoint in spans]
+        print(
+            f"rounds that wrote took {min(lasted):.1f}-{max(lasted):.1f} s (median "
+            f"{statistics.median(lasted):.1f}); the checkpoint as each ended was "
+            f"{min(behind):.1f}-{max(behind):.1f} s behind the clock"
         )
     write_result(
         "refresher_sustained",

@@ -355,6 +355,162 @@ def test_an_event_committed_after_its_part_was_written_is_in_the_sealed_hour(
     assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
 
 
+def _events_of_the_first_minutes(tmp_path: Path, hour: int, minutes: int, seed: int) -> list[int]:
+    """About one event a second over the first `minutes` of `hour`, imported; their times."""
+    rng = random.Random(seed)
+    times = sorted(hour + rng.randrange(minutes * 60_000) for _ in range(minutes * 60))
+    _import(
+        tmp_path, [past_event(at, n, rng.choice(TYPES), {"n": n}) for n, at in enumerate(times)]
+    )
+    return times
+
+
+def _part_spans(client: TestClient) -> list[tuple[int, int]]:
+    """The spans of the parts a question reads, oldest first."""
+    listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
+    return [(segments.start_of(p), segments.end_of(p)) for p in listed if p.name[:4] == "part"]
+
+
+def test_rounds_every_part_ms_put_each_minute_then_ten_minutes_into_one_part(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Rounds PART_MS apart write a part each; a whole minute's parts become one part, and a
+    whole ten minutes' one more: a question over the open hour opens a few files, and counts
+    stay exact at every step."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    _events_of_the_first_minutes(tmp_path, hour, 11, seed=9)
+    stored = all_events(client, source_id="shop")
+    step = segments.PART_MS
+    for at in range(hour + step, hour + 2 * 60_000 + 1, step):
+        _round_at(monkeypatch, at)
+        engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+        assert engine == "columnar"
+        assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    minute = 60_000
+    assert _part_spans(client) == [(hour, hour + minute), (hour + minute, hour + 2 * minute)]
+    for at in range(hour + 3 * minute, hour + 11 * minute + 1, minute):  # rounds that came late
+        _round_at(monkeypatch, at)
+    assert _part_spans(client) == [
+        (hour, hour + 10 * minute),
+        (hour + 10 * minute, hour + 11 * minute),
+    ]
+    where = config.data_dir / "insight-segments"
+    assert len(list(where.glob("part-*.parquet"))) == 2  # the parts put in are deleted
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+
+
+def test_segments_are_not_put_together_past_merge_max_rows(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Parts, hours and days are put together only into files of at most MERGE_MAX_ROWS rows
+    (a high rate's hour would hold up the refresher for minutes): past it the parts stand for
+    their ten minutes, their hour and their day, and counts stay exact."""
+    monkeypatch.setattr(segments, "MERGE_MAX_ROWS", 200)
+    _shop(client, config, monkeypatch)
+    day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
+    hour = day + 5 * HOUR
+    _events_of_the_first_minutes(tmp_path, hour, 11, seed=2)  # about 60 a minute
+    stored = all_events(client, source_id="shop")
+    expected = _expected(stored, ["minute", "type"], {"since_ms": day})
+    minute = 60_000
+    for at in range(hour + segments.PART_MS, hour + 11 * minute + 1, segments.PART_MS):
+        _round_at(monkeypatch, at)
+    minutes = [(hour + m * minute, hour + (m + 1) * minute) for m in range(11)]
+    assert _part_spans(client) == minutes  # ten minutes would hold about 600
+    for at in (hour + HOUR + segments.PART_MS, day + 3 * 24 * HOUR):
+        _round_at(monkeypatch, at)
+        assert _part_spans(client) == minutes  # nor the hour, nor the day
+        engine, counts = _answer(client, ["minute", "type"], {"since_ms": day})
+        assert engine == "columnar"
+        assert counts == expected
+
+
+def test_a_round_starts_only_once_an_event_came_past_the_checkpoint(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any, caplog: Any
+) -> None:
+    """Each round is a child process (about 0.4 s of CPU): an idle server starts none, and one
+    event received past the checkpoint is enough for the next to start."""
+    from eventstitch.columnar.refresher import Refresher
+
+    _shop(client, config, monkeypatch)
+    _events_of_the_first_minutes(tmp_path, now_ms() // HOUR * HOUR - 5 * HOUR, 1, seed=1)
+    checkpoint = (now_ms() // segments.PART_MS + 2) * segments.PART_MS
+    _round_at(monkeypatch, checkpoint)  # past every event stored, system events too
+    assert segments.checkpoint(client.app.ctx) == checkpoint  # type: ignore[attr-defined]
+    ctx = client.app.ctx  # type: ignore[attr-defined]
+    portal = client.portal
+    assert portal is not None
+    caplog.set_level("DEBUG", logger="eventstitch.columnar.refresher")
+    assert portal.call(Refresher(ctx).refresh) == 0
+    assert "no event past the checkpoint; no round" in caplog.text
+    assert not portal.call(segments.pending, ctx)
+    arrived = past_event(checkpoint + 1, 1, "charge", {"n": 1})  # received past it
+    assert portal.call(ctx.storage.events.import_batch, [arrived]) == 1
+    assert portal.call(segments.pending, ctx)
+
+
+def test_parts_left_beside_the_part_they_were_put_into_are_not_counted_twice(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A crash after a merged part was written and before the parts put into it were deleted:
+    questions leave them out, and the next round deletes them."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    _events_of_the_first_minutes(tmp_path, hour, 2, seed=4)
+    stored = all_events(client, source_id="shop")
+    where = config.data_dir / "insight-segments"
+    for at in range(hour + segments.PART_MS, hour + 60_000, segments.PART_MS):
+        _round_at(monkeypatch, at)
+    small = {f: f.read_bytes() for f in where.glob("part-*")}  # with their manifests
+    assert len(small) > 2
+    _round_at(monkeypatch, hour + 60_000)
+    for leftover, content in small.items():
+        leftover.write_bytes(content)
+    assert _part_spans(client) == [(hour, hour + 60_000)]
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _round_at(monkeypatch, hour + 70_000)
+    assert sorted(p.name for p in where.glob("part-*.parquet")) == [
+        f"part-{hour}-{hour + 60_000}.parquet",
+        f"part-{hour + 60_000}-{hour + 70_000}.parquet",
+    ]
+
+
+def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A commit later than SEAL_MS lands in a span a part already holds: the next round counts
+    the store over the parts of the last RECHECK_MS, finds more there than the parts hold, and
+    writes the parts again from the one that misses it, not the whole hour."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    times = _events_of_the_first_minutes(tmp_path, hour, 2, seed=5)
+    where = config.data_dir / "insight-segments"
+    for at in range(hour + segments.PART_MS, hour + 2 * 60_000 + 1, segments.PART_MS):
+        _round_at(monkeypatch, at)
+    assert _part_spans(client) == [(hour, hour + 60_000), (hour + 60_000, hour + 120_000)]
+    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
+    late = hour + 95_000 + 7
+    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
+    for name, content in written.items():  # as if the late event had committed just now
+        (where / name).write_bytes(content)
+    tail.clear()
+    stored = all_events(client, source_id="shop")
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts != _expected(stored, ["minute", "type"], {"since_ms": hour})  # missed, so far
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + 130_000)
+    assert sorted(read) == sorted([at for at in times if at >= hour + 60_000] + [late])
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+
+
 @pytest.mark.parametrize("paths", [6, 7])
 def test_parts_holding_more_paths_together_than_a_segment_keeps_are_not_merged(
     client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any, paths: int

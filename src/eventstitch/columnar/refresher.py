@@ -1,6 +1,6 @@
 """Keeps the insight segments fresh from inside `serve`: every
-EVENTSTITCH_COLUMNAR_REFRESH_SECONDS, one process per segments folder writes the hours sealed
-since the last round (`segments.rebuild`).
+EVENTSTITCH_COLUMNAR_REFRESH_SECONDS, one process per segments folder writes the events sealed
+since the last round (`segments.rebuild`): the hours sealed, then a part of the open hour.
 
 **One writer per folder, elected per round.** Each round takes an exclusive, non-blocking
 `flock` on `<segments folder>/writer.lock`; a process that finds it taken skips the round
@@ -138,10 +138,14 @@ class Refresher:
             await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - began)))
 
     async def refresh(self) -> int | None:
-        """One round: segments written, or None when another process holds the folder or the
-        round failed (logged; the next round tries again)."""
+        """One round: segments written (0 without a round when no event came past the
+        checkpoint), or None when another process holds the folder or the round failed
+        (logged; the next round tries again)."""
         where = segments.folder(self.ctx)
         try:
+            if not await segments.pending(self.ctx):
+                log.debug("insight segments: no event past the checkpoint; no round")
+                return 0
             with writer_lock(where, wait=False) as fd:
                 if fd is None:
                     log.debug("insight segments: process %s is writing; skipped", holder(where))

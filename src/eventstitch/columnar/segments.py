@@ -1,25 +1,29 @@
 """Insight segments: immutable Parquet files of sealed events, written from the store.
 
 `rebuild` writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
-checkpoint, oldest first, then one part for the sealed minutes of the open hour, then puts
-each whole sealed day into one day file. Each segment is written under a temporary name and
-renamed into place with its manifest, and only then does the checkpoint (the end of what is
-written, a small file replaced atomically too) move on; a crash leaves at most a temporary
-file or a part past the checkpoint, both removed by the next rebuild, which resumes after the
-checkpoint. Readers never read past the checkpoint, and leave out a segment a larger one
-covers (hour over parts, day over hours), so nothing is counted twice while the smaller ones
-are deleted. Segments never change once written, so any number of processes read them while
-one writes the next.
+checkpoint, oldest first, then one part for the sealed seconds of the open hour, puts the parts
+of each whole minute, then of each whole ten minutes, into one (`PART_MERGES`), and puts each
+whole sealed day into one day file. First it checks the parts of the last `RECHECK_MS` against
+the store, and writes them again from the first that misses an event committed late. Each
+segment is written under a temporary name and renamed into place with its manifest, and only
+then does the checkpoint (the end of what is written, a small file replaced atomically too)
+move on; a crash leaves at most a temporary file or a part past the checkpoint, both removed by
+the next rebuild, which resumes after the checkpoint. Readers never read past the checkpoint,
+and leave out a segment a larger one covers (hour over parts, day over hours, a part over the
+parts put into it), so nothing is counted twice while the smaller ones are deleted. Segments
+never change once written, so any number of processes read them while one writes the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from eventstitch.columnar import manifests, parquet, tail
@@ -31,13 +35,35 @@ from eventstitch.ids import now_ms
 from eventstitch.storage.records import CountQuery, EventFilter, GroupBy
 from eventstitch.transfer.service import iter_events
 
+log = logging.getLogger(__name__)
+
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-SEAL_MS = 60_000
-"""How long after a span ends it counts as sealed: writes in flight have committed by then."""
-PART_MS = 60_000
-"""The open hour is written in parts of whole sealed minutes, so the hot tail read from the
-store is short (about `SEAL_MS` plus the time between rebuilds)."""
+SEAL_MS = 10_000
+"""How long after a span ends it counts as sealed: writes in flight have committed by then (a
+commit waits for the writer's queue, at most EVENTSTITCH_QUEUE_SIZE events: about 1 s at
+10 000 a second). A later commit is caught by `RECHECK_MS`, or when its hour is sealed."""
+PART_MS = 10_000
+"""The open hour is written in parts of whole sealed 10-second spans, so the hot tail read
+from the store is short (about `SEAL_MS` plus `PART_MS` plus the time between rounds: 20-30 s
+of events with the default 10 s). Measured at a sustained 10 000 events a second
+(docs/benchmarks.md): a round wrote 10 s of events in 4-5 s, where one of 60 s took 46-54 s
+(the cost of an event read from the store grows with the span a round reads)."""
+RECHECK_MS = 120_000
+"""Each round counts the store's events in the span of the parts written this long before the
+checkpoint and compares them with the parts' rows; from the first part that holds fewer (an
+event committed later than `SEAL_MS`), the parts are written again. One counting query a
+round; a commit later still is caught when its hour is sealed (`_hold_all`)."""
+PART_MERGES = (60_000, 600_000)
+"""The parts of each whole minute, then of each whole ten minutes, are put together into one:
+a question over the open hour opens at most about 20 parts, not 360 (each file opened costs
+its footer's read, about 0.2 ms measured with DuckDB's footer cache)."""
+MERGE_MAX_ROWS = 1_000_000
+"""Segments are put together (parts into a larger part, an hour's parts into the hour, a day's
+hours into the day) only into a file of at most this many rows; past it the smaller files
+stay. Each file opened then stands for enough rows that opening it costs little beside
+reading them, and no merge holds up a round for long: at 10 000 events a second an hour is
+36 million events, whose merge would take the refresher minutes, while the hot tail grows."""
 FOLDER = "insight-segments"
 CHECKPOINT = "checkpoint"
 GENERATION = "generation"
@@ -58,7 +84,7 @@ def files(ctx: AppContext) -> list[Path]:
     hour_starts = {start_of(f) for f in hours}
     parts = [
         f
-        for f in where.glob("part-*.parquet")
+        for f in _uncovered(where.glob("part-*.parquet"))
         if _floor(f, DAY_MS) not in days and _floor(f, HOUR_MS) not in hour_starts
     ]
     listed = [*(where / f"day-{d}.parquet" for d in days), *hours, *parts]
@@ -82,6 +108,18 @@ def end_of(segment: Path) -> int:
     return start_of(segment) + (DAY_MS if kind == "day" else HOUR_MS)
 
 
+def _uncovered(parts: Iterable[Path]) -> list[Path]:
+    """The parts no other part covers, oldest first: the parts put into a larger one are
+    deleted after it is written, and are left out meanwhile."""
+    kept: list[Path] = []
+    reach = -1
+    for part in sorted(parts, key=lambda f: (start_of(f), -_end_of(f))):
+        if _end_of(part) > reach:
+            kept.append(part)
+            reach = _end_of(part)
+    return kept
+
+
 def overlapping(listed: list[Path], since_ms: int | None, until_ms: int | None) -> list[Path]:
     """The segments whose span meets [since, until): a query over a week opens a week's files
     (measured 63 → 41 ms for 7 days of 30 at 10 million events)."""
@@ -103,6 +141,20 @@ def checkpoint(ctx: AppContext) -> int | None:
     if ctx.config.columnar_refresh_seconds == 0:
         return None
     return _read_checkpoint(folder(ctx))
+
+
+async def pending(ctx: AppContext) -> bool:
+    """Whether a refresher round has anything to write: no checkpoint yet, or an event received
+    at or after it. An idle server then starts no round (a child process, about 0.4 s of CPU
+    each: 5 % of a core every 10 s). Sealing an hour, merging parts, compacting a day and
+    checking for late commits wait for the next event meanwhile; answers are exact either way."""
+    boundary = checkpoint(ctx)
+    if boundary is None:
+        return True
+    newest = await ctx.storage.events.list_page(
+        EventFilter(since_ms=boundary), limit=1, before_id=None
+    )
+    return bool(newest)
 
 
 def _read_checkpoint(where: Path) -> int | None:
@@ -190,7 +242,7 @@ async def rebuild(
     tail.delete_orphans(where)
     if from_scratch:
         _forget(where)  # the checkpoint first, so readers ask the store meanwhile
-    start = _read_checkpoint(where)
+    start = await _recheck(ctx, where, _read_checkpoint(where))
     for part in where.glob("part-*.parquet"):
         if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
             _delete(part)
@@ -202,9 +254,10 @@ async def rebuild(
     for done, hour in enumerate(hours, start=1):
         written += await _write_hour(ctx, where, hour, _read_checkpoint(where))
         _write_checkpoint(where, hour + HOUR_MS)
-        for part in where.glob("part-*.parquet"):
-            if _floor(part, HOUR_MS) == hour:
-                _delete(part)  # readers take the hour now
+        if (where / f"hour-{hour}.parquet").exists():  # else its parts stand for it
+            for part in where.glob("part-*.parquet"):
+                if _floor(part, HOUR_MS) == hour:
+                    _delete(part)  # readers take the hour now
         if progress is not None:
             progress(done, len(hours))
     if start is None or sealed_hours > start:
@@ -213,6 +266,13 @@ async def rebuild(
     if sealed > begin:
         written += await _write(ctx, where / f"part-{begin}-{sealed}.parquet", begin, sealed)
         _write_checkpoint(where, sealed)
+    await asyncio.to_thread(
+        _merge_parts,
+        where,
+        _read_checkpoint(where) or 0,
+        parquet.Limits.of(ctx.config),
+        ctx.config.columnar_max_paths,
+    )
     await asyncio.to_thread(
         _compact_days,
         where,
@@ -234,7 +294,8 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     the store holds more events before the checkpoint than they do (one committed later than
     `SEAL_MS`, after its part was written), or a part kept only some of its paths, or together
     they hold more than `EVENTSTITCH_COLUMNAR_MAX_PATHS` paths (a merge unites every part's
-    columns: wider than one hour's segment, and past the memory cap)."""
+    columns: wider than one hour's segment, and past the memory cap). Parts holding more than
+    `MERGE_MAX_ROWS` events together stay, and stand for the hour."""
     target = where / f"hour-{hour}.parquet"
     end = hour + HOUR_MS
     if checkpoint is None or not hour < checkpoint < end:
@@ -242,15 +303,17 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     limits = parquet.Limits.of(ctx.config)
     max_paths = ctx.config.columnar_max_paths
     parts = _parts_of(where, hour)
-    manifest = _mergeable(parts, max_paths)
-    if manifest is None or not await _hold_all(ctx, parts, hour, checkpoint, limits):
+    if not await _hold_all(ctx, parts, hour, checkpoint, limits):
         return await _write(ctx, target, hour, end)
     rest = where / f"part-{checkpoint}-{end}.parquet"
-    if await _write(ctx, rest, checkpoint, end):  # past the checkpoint: readers leave it out
+    written = await _write(ctx, rest, checkpoint, end)  # past the checkpoint: left out
+    if written:
         parts.append(rest)
-        manifest = _mergeable(parts, max_paths)
-        if manifest is None:
-            return await _write(ctx, target, hour, end)
+    if await asyncio.to_thread(parquet.row_count, parts, limits) > MERGE_MAX_ROWS:
+        return written  # the parts stand for the hour
+    manifest = _mergeable(parts, max_paths)
+    if manifest is None:
+        return await _write(ctx, target, hour, end)
     ready = where / f".{target.name}.ready"
     await asyncio.to_thread(parquet.merge, parts, ready, limits, manifest)
     _publish(ready, target, manifest)
@@ -273,17 +336,60 @@ async def _hold_all(
 ) -> bool:
     """Whether `parts` hold as many events as the store has in [since, until): one committed
     later than `SEAL_MS`, after its part was written, makes the store hold more."""
-    stored = await ctx.storage.events.count(
-        EventFilter(since_ms=since_ms, until_ms=until_ms), CountQuery(group_by=())
-    )
-    return stored.total == await asyncio.to_thread(parquet.row_count, parts, limits)
+    stored = await _stored(ctx, since_ms, until_ms)
+    return stored == await asyncio.to_thread(parquet.row_count, parts, limits)
 
 
 def _parts_of(where: Path, hour: int) -> list[Path]:
     """The parts of an hour, oldest first."""
-    return sorted(
-        (f for f in where.glob("part-*.parquet") if _floor(f, HOUR_MS) == hour), key=start_of
+    return [f for f in _uncovered(where.glob("part-*.parquet")) if _floor(f, HOUR_MS) == hour]
+
+
+async def _recheck(ctx: AppContext, where: Path, checkpoint: int | None) -> int | None:
+    """The checkpoint, moved back to the start of the first span of the last `RECHECK_MS`
+    before it (a part, or a gap between parts, where the store then held no event) that now
+    holds fewer events than the store has there: an event committed later than `SEAL_MS`.
+    The store is counted once over the whole span, and span by span only when that differs.
+    The checkpoint is written back before the parts after it are deleted, so readers read
+    those events from the store meanwhile."""
+    if checkpoint is None:
+        return None
+    recent = _recent_parts(where, checkpoint)
+    if not recent:
+        return checkpoint
+    limits = parquet.Limits.of(ctx.config)
+    rows = {start_of(f): await asyncio.to_thread(parquet.row_count, [f], limits) for f in recent}
+    if await _stored(ctx, start_of(recent[0]), checkpoint) == sum(rows.values()):
+        return checkpoint
+    edges = sorted({checkpoint, *(start_of(f) for f in recent), *(_end_of(f) for f in recent)})
+    for since, until in itertools.pairwise(edges):
+        if await _stored(ctx, since, until) != rows.get(since, 0):
+            log.warning(
+                "insight segments: an event committed later than %d s is in the part from %d; "
+                "writing the parts from there again",
+                SEAL_MS // 1000,
+                since,
+            )
+            _write_checkpoint(where, since)
+            return since
+    return checkpoint  # the late event was deleted meanwhile
+
+
+def _recent_parts(where: Path, checkpoint: int) -> list[Path]:
+    """The parts that end in the last `RECHECK_MS` before the checkpoint, oldest first."""
+    return [
+        f
+        for f in _uncovered(where.glob("part-*.parquet"))
+        if checkpoint - RECHECK_MS < _end_of(f) <= checkpoint
+    ]
+
+
+async def _stored(ctx: AppContext, since_ms: int, until_ms: int) -> int:
+    """How many events the store holds received in [since, until)."""
+    found = await ctx.storage.events.count(
+        EventFilter(since_ms=since_ms, until_ms=until_ms), CountQuery(group_by=())
     )
+    return found.total
 
 
 async def _write(ctx: AppContext, target: Path, since_ms: int, until_ms: int) -> int:
@@ -321,25 +427,58 @@ def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
     os.replace(ready, target)
 
 
+def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) -> None:
+    """Put the parts of each whole minute before `end` into one, then those of each whole ten
+    minutes (`PART_MERGES`), and delete the parts put in (and any a larger part covers: a
+    crash between the two). Parts that cannot stand for one segment together (`_mergeable`),
+    or hold more than `MERGE_MAX_ROWS` events together, stay as they are, as do parts across a
+    window's edge (a round that came late)."""
+    for width in PART_MERGES:
+        windows: dict[int, list[Path]] = {}
+        for part in _uncovered(where.glob("part-*.parquet")):
+            window = start_of(part) // width * width
+            if _end_of(part) <= min(window + width, end):
+                windows.setdefault(window, []).append(part)
+        for window, parts in windows.items():
+            if window + width > end or len(parts) < 2:
+                continue  # the window is not whole yet, or already one part
+            manifest = _mergeable(parts, max_paths)
+            if manifest is None or parquet.row_count(parts, limits) > MERGE_MAX_ROWS:
+                continue
+            target = where / f"part-{start_of(parts[0])}-{_end_of(parts[-1])}.parquet"
+            ready = where / f".{target.name}.ready"
+            parquet.merge(parts, ready, limits, manifest)
+            _publish(ready, target, manifest)
+            for part in parts:
+                _delete(part)
+    listed = set(where.glob("part-*.parquet"))
+    for covered in listed - set(_uncovered(listed)):
+        _delete(covered)
+
+
 def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits, max_paths: int) -> None:
     """Put the hours of each whole day before `sealed_end` into one day segment, then delete
     them: a query over 30 days opens 30 files, not 720 (measured 2-7x faster). The day holds
     the columns of the paths its merged manifest keeps; hours that would keep more than
     `max_paths` together stay hours (a day of every hour's columns united, with keys that
-    drift from hour to hour, is wider than DuckDB's memory cap lets it write)."""
+    drift from hour to hour, is wider than DuckDB's memory cap lets it write). A day of more
+    than `MERGE_MAX_ROWS` events, or with hours its parts stand for, stays hours."""
     by_day: dict[int, list[Path]] = {}
     for hour in where.glob("hour-*.parquet"):
         by_day.setdefault(start_of(hour) // DAY_MS * DAY_MS, []).append(hour)
+    parted = {_floor(part, DAY_MS) for part in where.glob("part-*.parquet")}
     for day, hours in sorted(by_day.items()):
         target = where / f"day-{day}.parquet"
-        if day + DAY_MS > sealed_end:
-            continue
+        if day + DAY_MS > sealed_end or (day in parted and not target.exists()):
+            continue  # not sealed, or parts stand for some of its hours: those stay
         if not target.exists():
             found = [manifests.read_manifest(h) for h in hours]
             if any(m is None for m in found):
                 continue  # an hour from before manifests: left as it is
             manifest = merged([m for m in found if m is not None])
             if len(manifest.columns) > max_paths:
+                continue
+            if parquet.row_count(hours, limits) > MERGE_MAX_ROWS:
                 continue
             ready = where / f".{target.name}.ready"
             parquet.merge(sorted(hours), ready, limits, manifest)

@@ -1,8 +1,9 @@
 """The hot tail kept per process, in commit order.
 
-Every answer from the segments also reads the events after them from the store: 60-180 s of
-events (columnar/segments.py), each value parsed out of its payload by the database, about
-5 µs an event (docs/benchmarks.md); at 10 000 events a second, 3 to 12 s a question. The store
+Every answer from the segments also reads the events after them from the store: 20-30 s of
+events with rounds 10 s apart (columnar/segments.py), each value parsed out of its payload by
+the database, about 5 µs an event (docs/benchmarks.md); at 10 000 events a second, 1 to 1.5 s
+a question. The store
 gives a commit order (`EventStore.commit_span`: on SQLite a rowid, since SQLite appends each
 commit past the largest; on PostgreSQL a snapshot, since ids are minted before commits that
 land out of their order, and the events committed since are those whose inserting transaction

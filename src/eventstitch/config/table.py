@@ -396,12 +396,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "columnar_refresh_seconds",
         _non_negative_int,
-        "60",
+        "10",
         "Seconds from the start of one round of `serve`'s segment refresher to the start of "
         "the next (the next starts at once after a longer round), which writes the insight "
-        "segments of newly sealed hours (one process per segments folder, elected by a file "
-        "lock). 0 turns the columnar read side off: no segments are written or read, and "
-        "/api/insights answers from the rollup or a scan of the store.",
+        "segments of the events sealed since (one process per segments folder, elected by a "
+        "file lock): the events past the segments, read from the store by each answer, are "
+        "about 20 s plus this many seconds' worth. 0 turns the columnar read side off: no "
+        "segments are written or read, and /api/insights answers from the rollup or a scan of "
+        "the store.",
     ),
     Setting(
         "columnar_refresh_in",
