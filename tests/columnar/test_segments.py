@@ -5,7 +5,9 @@ interrupted rebuild resumes and counts stay exact."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,7 @@ def test_the_open_hour_is_written_in_parts_then_as_an_hour_then_as_a_day(
 ) -> None:
     """As the clock moves: sealed minutes of the open hour become parts, a sealed hour replaces
     its parts, a sealed day replaces its hours; counts stay exact at every step."""
+    monkeypatch.setattr(segments, "COVERED_GRACE_S", 0)  # what is covered goes at once
     monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
     if config.database_url:
         monkeypatch.setenv("EVENTSTITCH_DATABASE_URL", config.database_url)
@@ -377,6 +380,7 @@ def test_rounds_every_part_ms_put_each_minute_then_ten_minutes_into_one_part(
     """Rounds PART_MS apart write a part each; a whole minute's parts become one part, and a
     whole ten minutes' one more: a question over the open hour opens a few files, and counts
     stay exact at every step."""
+    monkeypatch.setattr(segments, "COVERED_GRACE_S", 0)  # what is covered goes at once
     _shop(client, config, monkeypatch)
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     _events_of_the_first_minutes(tmp_path, hour, 11, seed=9)
@@ -407,11 +411,16 @@ def test_segments_are_not_put_together_past_merge_max_rows(
 ) -> None:
     """Parts, hours and days are put together only into files of at most MERGE_MAX_ROWS rows
     (a high rate's hour would hold up the refresher for minutes): past it the parts stand for
-    their ten minutes, their hour and their day, and counts stay exact."""
+    their ten minutes, their hour and their day (a day with an hour segment too is not made
+    of that hour alone), and counts stay exact."""
     monkeypatch.setattr(segments, "MERGE_MAX_ROWS", 200)
     _shop(client, config, monkeypatch)
     day = now_ms() // (24 * HOUR) * (24 * HOUR) - 3 * 24 * HOUR
     hour = day + 5 * HOUR
+    quiet = [
+        past_event(day + 2 * HOUR + n * 60_000, 5_000 + n, "alert", {"n": n}) for n in range(30)
+    ]
+    _import(tmp_path, quiet)  # an hour of the same day small enough to be one segment
     _events_of_the_first_minutes(tmp_path, hour, 11, seed=2)  # about 60 a minute
     stored = all_events(client, source_id="shop")
     expected = _expected(stored, ["minute", "type"], {"since_ms": day})
@@ -423,9 +432,58 @@ def test_segments_are_not_put_together_past_merge_max_rows(
     for at in (hour + HOUR + segments.PART_MS, day + 3 * 24 * HOUR):
         _round_at(monkeypatch, at)
         assert _part_spans(client) == minutes  # nor the hour, nor the day
+        listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
+        assert [p.name for p in listed if not p.name.startswith("part")] == [
+            f"hour-{day + 2 * HOUR}.parquet"
+        ]
         engine, counts = _answer(client, ["minute", "type"], {"since_ms": day})
         assert engine == "columnar"
         assert counts == expected
+
+
+def test_an_hour_whose_only_events_came_in_its_last_seconds_is_sealed(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A quiet hour's checkpoint moves inside it with no part written before it: sealing the
+    hour then has no parts to count or put together, and the round still writes it."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    late_in_it = [hour + HOUR - 8_000 + n for n in range(3)]
+    _import(tmp_path, [past_event(at, n, "charge", {"n": n}) for n, at in enumerate(late_in_it)])
+    for at in (hour + HOUR - 10_000, hour + HOUR + 10_000):
+        _round_at(monkeypatch, at)
+    stored = all_events(client, source_id="shop")
+    assert segments.checkpoint(client.app.ctx) == hour + HOUR + 10_000  # type: ignore[attr-defined]
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+
+
+def test_an_event_committed_late_into_a_span_with_no_part_is_counted_from_the_next_round(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A late commit where no part was written (the store held nothing there) is found too: the
+    round counts the store over the whole of the last RECHECK_MS, gaps included."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    times = _events_of_the_first_minutes(tmp_path, hour, 1, seed=6)
+    where = config.data_dir / "insight-segments"
+    for at in range(hour + segments.PART_MS, hour + 3 * 60_000 + 1, segments.PART_MS):
+        _round_at(monkeypatch, at)
+    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
+    late = hour + 150_000 + 3
+    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
+    for name, content in written.items():  # as if the late event had committed just now
+        (where / name).write_bytes(content)
+    tail.clear()
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + 3 * 60_000 + segments.PART_MS)
+    assert late in read
+    assert not [at for at in read if at in times]  # the first minute is not read again
+    stored = all_events(client, source_id="shop")
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
 
 
 def test_a_round_starts_only_once_an_event_came_past_the_checkpoint(
@@ -452,32 +510,37 @@ def test_a_round_starts_only_once_an_event_came_past_the_checkpoint(
     assert portal.call(segments.pending, ctx)
 
 
-def test_parts_left_beside_the_part_they_were_put_into_are_not_counted_twice(
+def test_parts_put_into_a_larger_one_stay_for_a_grace_and_are_not_counted_twice(
     client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """A crash after a merged part was written and before the parts put into it were deleted:
-    questions leave them out, and the next round deletes them."""
+    """The parts put into a larger part stay until it is COVERED_GRACE_S old (a reader listing
+    the folder as one file is renamed in and others deleted could see neither): questions
+    leave them out meanwhile, and the first round after the grace deletes them."""
     _shop(client, config, monkeypatch)
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     _events_of_the_first_minutes(tmp_path, hour, 2, seed=4)
     stored = all_events(client, source_id="shop")
     where = config.data_dir / "insight-segments"
-    for at in range(hour + segments.PART_MS, hour + 60_000, segments.PART_MS):
+    for at in range(hour + segments.PART_MS, hour + 60_000 + 1, segments.PART_MS):
         _round_at(monkeypatch, at)
-    small = {f: f.read_bytes() for f in where.glob("part-*")}  # with their manifests
-    assert len(small) > 2
-    _round_at(monkeypatch, hour + 60_000)
-    for leftover, content in small.items():
-        leftover.write_bytes(content)
+    merged = where / f"part-{hour}-{hour + 60_000}.parquet"
+    assert len(list(where.glob("part-*.parquet"))) > 2  # the merged one and those put in
     assert _part_spans(client) == [(hour, hour + 60_000)]
     engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
     assert engine == "columnar"
     assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
     _round_at(monkeypatch, hour + 70_000)
+    assert len(list(where.glob("part-*.parquet"))) > 2  # not yet
+    aged = time.time() - segments.COVERED_GRACE_S - 1
+    os.utime(merged, (aged, aged))
+    _round_at(monkeypatch, hour + 80_000)
     assert sorted(p.name for p in where.glob("part-*.parquet")) == [
-        f"part-{hour}-{hour + 60_000}.parquet",
+        merged.name,
         f"part-{hour + 60_000}-{hour + 70_000}.parquet",
+        f"part-{hour + 70_000}-{hour + 80_000}.parquet",
     ]
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
 
 
 def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(

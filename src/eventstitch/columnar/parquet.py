@@ -212,7 +212,9 @@ def merge(sources: list[Path], target: Path, limits: Limits, manifest: Manifest)
 
 
 def row_count(sources: list[Path], limits: Limits) -> int:
-    """How many rows the Parquet files hold together (from their footers)."""
+    """How many rows the Parquet files hold together (from their footers); 0 for none."""
+    if not sources:
+        return 0  # DuckDB's read_parquet refuses an empty list
     con = connect(limits)
     try:
         listed = ", ".join(quoted(s) for s in sources)

@@ -66,6 +66,12 @@ docs/benchmarks.md during a from-scratch rewrite under load. A first build or `-
 round takes four times as long; the CLI does not pause."""
 
 
+IDLE_ROUND_SECONDS = 60.0
+"""With no event received past the checkpoint a round is skipped (`segments.pending`), but one
+still runs this long after the last: it checks the last parts against the store for a commit
+that came late behind the checkpoint (segments.RECHECK_MS), and seals what is left to seal."""
+
+
 class Stopped(Exception):
     """A round in a thread told to stop (the server is shutting down); raised between hours."""
 
@@ -106,6 +112,7 @@ class Refresher:
         self._task: asyncio.Task[None] | None = None
         self._child: asyncio.subprocess.Process | None = None
         self._stop = threading.Event()
+        self._last_round = time.monotonic()
 
     def start(self) -> None:
         """Start the rounds, the first one interval from now (so starting stays light, and a
@@ -139,13 +146,15 @@ class Refresher:
 
     async def refresh(self) -> int | None:
         """One round: segments written (0 without a round when no event came past the
-        checkpoint), or None when another process holds the folder or the round failed
-        (logged; the next round tries again)."""
+        checkpoint within `IDLE_ROUND_SECONDS` of the last round), or None when another
+        process holds the folder or the round failed (logged; the next round tries again)."""
         where = segments.folder(self.ctx)
         try:
-            if not await segments.pending(self.ctx):
+            idle = time.monotonic() - self._last_round < IDLE_ROUND_SECONDS
+            if idle and not await segments.pending(self.ctx):
                 log.debug("insight segments: no event past the checkpoint; no round")
                 return 0
+            self._last_round = time.monotonic()
             with writer_lock(where, wait=False) as fd:
                 if fd is None:
                     log.debug("insight segments: process %s is writing; skipped", holder(where))

@@ -50,10 +50,19 @@ of events with the default 10 s). Measured at a sustained 10 000 events a second
 (docs/benchmarks.md): a round wrote 10 s of events in 4-5 s, where one of 60 s took 46-54 s
 (the cost of an event read from the store grows with the span a round reads)."""
 RECHECK_MS = 120_000
-"""Each round counts the store's events in the span of the parts written this long before the
-checkpoint and compares them with the parts' rows; from the first part that holds fewer (an
-event committed later than `SEAL_MS`), the parts are written again. One counting query a
-round; a commit later still is caught when its hour is sealed (`_hold_all`)."""
+"""Each round counts the store's events over this long before the checkpoint (back to the last
+hour or day segment at most) and compares them with the rows of the parts there; from the
+first part or gap between parts that holds fewer (an event committed later than `SEAL_MS`),
+one part read again from the store takes their place. One counting query a round; a commit
+later still is caught when its hour is sealed (`_hold_all`)."""
+COVERED_GRACE_S = 30.0
+"""A segment that a larger one covers (parts put into a part, an hour or a day; hours into a
+day) is deleted once the larger one is this old, not at once: a reader listing the folder
+while one file is renamed in and others deleted could otherwise see neither."""
+MERGE_LOOKBACK_MS = 2 * HOUR_MS
+"""Parts are put together in the windows that end this close to the checkpoint; older ones
+were judged by earlier rounds (at a high rate the parts of every older hour stand, and
+judging them all each round would grow with the days kept)."""
 PART_MERGES = (60_000, 600_000)
 """The parts of each whole minute, then of each whole ten minutes, are put together into one:
 a question over the open hour opens at most about 20 parts, not 360 (each file opened costs
@@ -81,14 +90,24 @@ def files(ctx: AppContext) -> list[Path]:
     where = folder(ctx)
     days = {start_of(f) for f in where.glob("day-*.parquet")}
     hours = [f for f in where.glob("hour-*.parquet") if _floor(f, DAY_MS) not in days]
-    hour_starts = {start_of(f) for f in hours}
-    parts = [
-        f
-        for f in _uncovered(where.glob("part-*.parquet"))
-        if _floor(f, DAY_MS) not in days and _floor(f, HOUR_MS) not in hour_starts
-    ]
+    parts = _standing_parts(where, days, {start_of(f) for f in hours})
     listed = [*(where / f"day-{d}.parquet" for d in days), *hours, *parts]
     return sorted(listed, key=start_of)
+
+
+def _standing_parts(where: Path, days: set[int], hours: set[int]) -> list[Path]:
+    """The parts no day, hour (by their starts) or other part covers, oldest first."""
+    return [
+        f
+        for f in _uncovered(where.glob("part-*.parquet"))
+        if _floor(f, DAY_MS) not in days and _floor(f, HOUR_MS) not in hours
+    ]
+
+
+def _segment_starts(where: Path) -> tuple[set[int], set[int]]:
+    """The starts of the day segments and of the hour segments in the folder."""
+    days = {start_of(f) for f in where.glob("day-*.parquet")}
+    return days, {start_of(f) for f in where.glob("hour-*.parquet")}
 
 
 def start_of(segment: Path) -> int:
@@ -145,9 +164,9 @@ def checkpoint(ctx: AppContext) -> int | None:
 
 async def pending(ctx: AppContext) -> bool:
     """Whether a refresher round has anything to write: no checkpoint yet, or an event received
-    at or after it. An idle server then starts no round (a child process, about 0.4 s of CPU
-    each: 5 % of a core every 10 s). Sealing an hour, merging parts, compacting a day and
-    checking for late commits wait for the next event meanwhile; answers are exact either way."""
+    at or after it. An idle server then starts a round only once a minute
+    (refresher.IDLE_ROUND_SECONDS; each is a child process of about 0.4 s of CPU, 5 % of a
+    core every 10 s), which checks for late commits and seals what is left to seal."""
     boundary = checkpoint(ctx)
     if boundary is None:
         return True
@@ -227,9 +246,10 @@ async def rebuild(
     from_scratch: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write a segment for each sealed hour past the checkpoint, then one part for the sealed
-    minutes of the open hour, and compact whole days; how many segments were written.
-    `progress(done, total)` is told after each hour."""
+    """Check the last parts against the store, write a segment for each sealed hour past the
+    checkpoint, then one part for the sealed seconds of the open hour, put parts and whole days
+    together, and delete what larger segments have covered for `COVERED_GRACE_S`; how many
+    segments were written. `progress(done, total)` is told after each hour."""
     where = folder(ctx)
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
     for pattern in (".*.partial", ".*.ready", ".*.staging.jsonl"):
@@ -242,10 +262,12 @@ async def rebuild(
     tail.delete_orphans(where)
     if from_scratch:
         _forget(where)  # the checkpoint first, so readers ask the store meanwhile
-    start = await _recheck(ctx, where, _read_checkpoint(where))
+    start = _read_checkpoint(where)
     for part in where.glob("part-*.parquet"):
         if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
             _delete(part)
+    if start is not None:
+        await _recheck(ctx, where, start)
     sealed = (now_ms() - SEAL_MS) // PART_MS * PART_MS
     sealed_hours = sealed // HOUR_MS * HOUR_MS
     first = None if start is None else start // HOUR_MS * HOUR_MS
@@ -253,11 +275,7 @@ async def rebuild(
     written = 0
     for done, hour in enumerate(hours, start=1):
         written += await _write_hour(ctx, where, hour, _read_checkpoint(where))
-        _write_checkpoint(where, hour + HOUR_MS)
-        if (where / f"hour-{hour}.parquet").exists():  # else its parts stand for it
-            for part in where.glob("part-*.parquet"):
-                if _floor(part, HOUR_MS) == hour:
-                    _delete(part)  # readers take the hour now
+        _write_checkpoint(where, hour + HOUR_MS)  # readers take the hour, or its parts, now
         if progress is not None:
             progress(done, len(hours))
     if start is None or sealed_hours > start:
@@ -280,6 +298,7 @@ async def rebuild(
         parquet.Limits.of(ctx.config),
         ctx.config.columnar_max_paths,
     )
+    _delete_covered(where, time.time() - COVERED_GRACE_S)
     return written
 
 
@@ -342,46 +361,58 @@ async def _hold_all(
 
 def _parts_of(where: Path, hour: int) -> list[Path]:
     """The parts of an hour, oldest first."""
-    return [f for f in _uncovered(where.glob("part-*.parquet")) if _floor(f, HOUR_MS) == hour]
+    return [
+        f for f in _standing_parts(where, *_segment_starts(where)) if _floor(f, HOUR_MS) == hour
+    ]
 
 
-async def _recheck(ctx: AppContext, where: Path, checkpoint: int | None) -> int | None:
-    """The checkpoint, moved back to the start of the first span of the last `RECHECK_MS`
-    before it (a part, or a gap between parts, where the store then held no event) that now
-    holds fewer events than the store has there: an event committed later than `SEAL_MS`.
-    The store is counted once over the whole span, and span by span only when that differs.
-    The checkpoint is written back before the parts after it are deleted, so readers read
-    those events from the store meanwhile."""
-    if checkpoint is None:
-        return None
-    recent = _recent_parts(where, checkpoint)
-    if not recent:
-        return checkpoint
+async def _recheck(ctx: AppContext, where: Path, checkpoint: int) -> None:
+    """Put right the parts of the last `RECHECK_MS` before the checkpoint that miss an event
+    committed later than `SEAL_MS`: the store is counted once over that span (from the end of
+    the last hour or day segment at least, and from the start of a part across its edge), and
+    span by span only when that differs from the parts' rows. From the first span short of the
+    store (a part, or a gap between parts where the store then held nothing) to the
+    checkpoint, the events are read again into one part per hour, which covers the parts there
+    (they go with `_delete_covered`): readers see the old parts or the new, never neither, and
+    the checkpoint does not move."""
+    days, hours = _segment_starts(where)
+    sealed = [start + DAY_MS for start in days] + [start + HOUR_MS for start in hours]
+    low = max([checkpoint - RECHECK_MS, *(end for end in sealed if end <= checkpoint)])
+    recent = [f for f in _standing_parts(where, days, hours) if low < _end_of(f) <= checkpoint]
+    since = min([low, *(start_of(f) for f in recent)])
+    if since >= checkpoint:
+        return
     limits = parquet.Limits.of(ctx.config)
     rows = {start_of(f): await asyncio.to_thread(parquet.row_count, [f], limits) for f in recent}
-    if await _stored(ctx, start_of(recent[0]), checkpoint) == sum(rows.values()):
-        return checkpoint
-    edges = sorted({checkpoint, *(start_of(f) for f in recent), *(_end_of(f) for f in recent)})
-    for since, until in itertools.pairwise(edges):
-        if await _stored(ctx, since, until) != rows.get(since, 0):
+    if await _stored(ctx, since, checkpoint) == sum(rows.values()):
+        return
+    edges = sorted({since, checkpoint, *rows, *(_end_of(f) for f in recent)})
+    for begin, end in itertools.pairwise(edges):
+        if await _stored(ctx, begin, end) != rows.get(begin, 0):
             log.warning(
-                "insight segments: an event committed later than %d s is in the part from %d; "
-                "writing the parts from there again",
+                "insight segments: an event committed later than %d s after its receipt is "
+                "in the span from %d; reading the events from there to the checkpoint again",
                 SEAL_MS // 1000,
-                since,
+                begin,
             )
-            _write_checkpoint(where, since)
-            return since
-    return checkpoint  # the late event was deleted meanwhile
+            await _rewrite(ctx, where, begin, checkpoint)
+            return
 
 
-def _recent_parts(where: Path, checkpoint: int) -> list[Path]:
-    """The parts that end in the last `RECHECK_MS` before the checkpoint, oldest first."""
-    return [
-        f
-        for f in _uncovered(where.glob("part-*.parquet"))
-        if checkpoint - RECHECK_MS < _end_of(f) <= checkpoint
-    ]
+async def _rewrite(ctx: AppContext, where: Path, since_ms: int, until_ms: int) -> None:
+    """The events of [since, until) read again from the store as parts, one per hour."""
+    while since_ms < until_ms:
+        end = min(until_ms, since_ms // HOUR_MS * HOUR_MS + HOUR_MS)
+        target = where / f"part-{since_ms}-{end}.parquet"
+        if not await _write(ctx, target, since_ms, end):
+            _delete_within(where, since_ms, end)  # none left there: nothing to cover them
+        since_ms = end
+
+
+def _delete_within(where: Path, since_ms: int, until_ms: int) -> None:
+    for part in where.glob("part-*.parquet"):
+        if since_ms <= start_of(part) and _end_of(part) <= until_ms:
+            _delete(part)
 
 
 async def _stored(ctx: AppContext, since_ms: int, until_ms: int) -> int:
@@ -429,15 +460,18 @@ def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
 
 def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) -> None:
     """Put the parts of each whole minute before `end` into one, then those of each whole ten
-    minutes (`PART_MERGES`), and delete the parts put in (and any a larger part covers: a
-    crash between the two). Parts that cannot stand for one segment together (`_mergeable`),
-    or hold more than `MERGE_MAX_ROWS` events together, stay as they are, as do parts across a
-    window's edge (a round that came late)."""
+    minutes (`PART_MERGES`), in the windows of the last `MERGE_LOOKBACK_MS`; the parts put in
+    are covered, and go with `_delete_covered`. Parts that cannot stand for one segment
+    together (`_mergeable`), or hold more than `MERGE_MAX_ROWS` events together, stay as they
+    are, as do parts across a window's edge (a round that came late)."""
     for width in PART_MERGES:
         windows: dict[int, list[Path]] = {}
-        for part in _uncovered(where.glob("part-*.parquet")):
+        for part in _standing_parts(where, *_segment_starts(where)):
             window = start_of(part) // width * width
-            if _end_of(part) <= min(window + width, end):
+            if (
+                _end_of(part) <= min(window + width, end)
+                and _end_of(part) > end - MERGE_LOOKBACK_MS
+            ):
                 windows.setdefault(window, []).append(part)
         for window, parts in windows.items():
             if window + width > end or len(parts) < 2:
@@ -449,45 +483,59 @@ def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) 
             ready = where / f".{target.name}.ready"
             parquet.merge(parts, ready, limits, manifest)
             _publish(ready, target, manifest)
-            for part in parts:
-                _delete(part)
-    listed = set(where.glob("part-*.parquet"))
-    for covered in listed - set(_uncovered(listed)):
-        _delete(covered)
 
 
 def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits, max_paths: int) -> None:
-    """Put the hours of each whole day before `sealed_end` into one day segment, then delete
-    them: a query over 30 days opens 30 files, not 720 (measured 2-7x faster). The day holds
-    the columns of the paths its merged manifest keeps; hours that would keep more than
-    `max_paths` together stay hours (a day of every hour's columns united, with keys that
-    drift from hour to hour, is wider than DuckDB's memory cap lets it write). A day of more
-    than `MERGE_MAX_ROWS` events, or with hours its parts stand for, stays hours."""
+    """Put the hours of each whole day before `sealed_end` into one day segment (its hours go
+    with `_delete_covered`): a query over 30 days opens 30 files, not 720 (measured 2-7x
+    faster). The day holds the columns of the paths its merged manifest keeps; hours that would
+    keep more than `max_paths` together stay hours (a day of every hour's columns united, with
+    keys that drift from hour to hour, is wider than DuckDB's memory cap lets it write). A day
+    of more than `MERGE_MAX_ROWS` events (about 12 a second), or with hours its parts stand
+    for, stays hours and parts."""
     by_day: dict[int, list[Path]] = {}
     for hour in where.glob("hour-*.parquet"):
         by_day.setdefault(start_of(hour) // DAY_MS * DAY_MS, []).append(hour)
-    parted = {_floor(part, DAY_MS) for part in where.glob("part-*.parquet")}
+    parted = {_floor(part, DAY_MS) for part in _standing_parts(where, *_segment_starts(where))}
     for day, hours in sorted(by_day.items()):
         target = where / f"day-{day}.parquet"
-        if day + DAY_MS > sealed_end or (day in parted and not target.exists()):
-            continue  # not sealed, or parts stand for some of its hours: those stay
-        if not target.exists():
-            found = [manifests.read_manifest(h) for h in hours]
-            if any(m is None for m in found):
-                continue  # an hour from before manifests: left as it is
-            manifest = merged([m for m in found if m is not None])
-            if len(manifest.columns) > max_paths:
-                continue
-            if parquet.row_count(hours, limits) > MERGE_MAX_ROWS:
-                continue
-            ready = where / f".{target.name}.ready"
-            parquet.merge(sorted(hours), ready, limits, manifest)
-            _publish(ready, target, manifest)
-        for hour in hours:  # readers now take the day file; the hours go
-            _delete(hour)
-        for part in where.glob("part-*.parquet"):
-            if _floor(part, DAY_MS) == day:
-                _delete(part)
+        if target.exists() or day + DAY_MS > sealed_end or day in parted:
+            continue  # written, not sealed, or parts stand for some of its hours
+        found = [manifests.read_manifest(h) for h in hours]
+        if any(m is None for m in found):
+            continue  # an hour from before manifests: left as it is
+        manifest = merged([m for m in found if m is not None])
+        if len(manifest.columns) > max_paths or parquet.row_count(hours, limits) > MERGE_MAX_ROWS:
+            continue
+        ready = where / f".{target.name}.ready"
+        parquet.merge(sorted(hours), ready, limits, manifest)
+        _publish(ready, target, manifest)
+
+
+def _delete_covered(where: Path, before: float) -> None:
+    """Delete the hours and parts a day, hour or other part covers, where that one was written
+    before `before` (Unix seconds): a crash between writing a larger segment and this leaves
+    them for the next round."""
+    days = {start_of(f): f for f in where.glob("day-*.parquet")}
+    hours = {start_of(f): f for f in where.glob("hour-*.parquet")}
+    parts = list(where.glob("part-*.parquet"))
+    standing = _uncovered(parts)
+    covers: dict[Path, Path] = {}
+    for hour in hours.values():
+        if _floor(hour, DAY_MS) in days:
+            covers[hour] = days[_floor(hour, DAY_MS)]
+    for part in parts:
+        cover = days.get(_floor(part, DAY_MS)) or hours.get(_floor(part, HOUR_MS))
+        if cover is None and part not in standing:
+            cover = next(
+                f for f in standing if start_of(f) <= start_of(part) and _end_of(part) <= _end_of(f)
+            )
+        if cover is not None:
+            covers[part] = cover
+    for covered, cover in covers.items():
+        with contextlib.suppress(FileNotFoundError):
+            if cover.stat().st_mtime < before:
+                _delete(covered)
 
 
 async def _hours_with_events(ctx: AppContext, start: int | None, end: int) -> list[int]:
