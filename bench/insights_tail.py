@@ -3,9 +3,10 @@
     .venv/bin/python bench/insights_tail.py [--events 100000] [--repeats 3] [--new 10000]
         [--database-url postgresql://.../an_empty_database]
 
-The segments end about a minute before now (columnar/segments.py `SEAL_MS`) plus the time
-since the last refresher round, so an answer reads the events after them from the store: at a
-sustained 1 000 events a second that is 60 000 to 120 000 events, at 10 000 ten times as many.
+The segments end `SEAL_MS` (10 s) before now, plus the span of a part and the time since the
+last refresher round (columnar/segments.py), so an answer reads the events after them from the
+store: at a sustained 1 000 events a second that is 20 000 to 50 000 events, at 10 000 ten
+times as many.
 This fills a SQLite store (in a temporary folder; or the empty PostgreSQL database of
 `--database-url`, which it leaves filled) with `--events` realistic events received in
 the last ten seconds (bench/insights_payloads.py, the payloads of bench/insights_query.py),
@@ -112,7 +113,7 @@ async def main() -> int:
         ctx = AppContext.build(config, iq.open_storage(config))
         await ctx.storage.start()
         try:
-            # Nothing sealed: filling a million events takes longer than the seal of a minute.
+            # Nothing sealed: filling a million events takes longer than the seal of 10 s.
             segments.SEAL_MS = 15 * 60_000
             await segments.rebuild(ctx=ctx, from_scratch=True)
             if segments.files(ctx):

@@ -1,17 +1,20 @@
 """Insight segments: immutable Parquet files of sealed events, written from the store.
 
-`rebuild` writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
+`rebuild` first checks the last `RECHECK_MS` before the checkpoint against the store and reads
+again, into one part, the events from the first part or gap that misses one committed late.
+It then writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
 checkpoint, oldest first, then one part for the sealed seconds of the open hour, puts the parts
 of each whole minute, then of each whole ten minutes, into one (`PART_MERGES`), and puts each
-whole sealed day into one day file. First it checks the parts of the last `RECHECK_MS` against
-the store, and writes them again from the first that misses an event committed late. Each
-segment is written under a temporary name and renamed into place with its manifest, and only
-then does the checkpoint (the end of what is written, a small file replaced atomically too)
-move on; a crash leaves at most a temporary file or a part past the checkpoint, both removed by
-the next rebuild, which resumes after the checkpoint. Readers never read past the checkpoint,
-and leave out a segment a larger one covers (hour over parts, day over hours, a part over the
-parts put into it), so nothing is counted twice while the smaller ones are deleted. Segments
-never change once written, so any number of processes read them while one writes the next.
+whole sealed day into one day file, no merge past `MERGE_MAX_ROWS`. Each segment is written
+under a temporary name and renamed into place with its manifest, and only then does the
+checkpoint (the end of what is written, a small file replaced atomically too) move on; a crash
+leaves at most a temporary file or a part past the checkpoint, both removed by the next
+rebuild, which resumes after the checkpoint. Readers never read past the checkpoint, and leave
+out a segment a larger one covers (hour over parts, day over hours, a part over the parts put
+into it), so nothing is counted twice; the covered ones are deleted `COVERED_GRACE_S` later.
+Segments are not changed once written (a part read again covers the parts it replaces, or is
+renamed over one of the same span, whose readers keep the old file open; caches know a file by
+its inode), so any number of processes read them while one writes the next.
 """
 
 from __future__ import annotations
