@@ -131,6 +131,23 @@ def _answer(client: TestClient, by: list[str], params: dict[str, Any]) -> tuple[
     return body["engine"], counts
 
 
+def _assert_exact_by_minute(client: TestClient, stored: list[dict[str, Any]], since: int) -> None:
+    """The segments answer counts by minute and type since `since`, as Python counts them."""
+    engine, counts = _answer(client, ["minute", "type"], {"since_ms": since})
+    assert engine == "columnar"
+    assert counts == _expected(stored, ["minute", "type"], {"since_ms": since})
+
+
+def _commit_late(tmp_path: Path, where: Path, late: int) -> None:
+    """Store an event received at `late` as if it had committed just now, after the segments
+    of its span were written (importing it forgets the segments: they are put back)."""
+    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
+    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])
+    for name, content in written.items():
+        (where / name).write_bytes(content)
+    tail.clear()
+
+
 def _setup(client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any) -> int:
     monkeypatch.setenv("EVENTSTITCH_DATA_DIR", str(config.data_dir))
     if config.database_url:
@@ -318,9 +335,7 @@ def test_a_sealed_hour_is_put_together_from_its_parts_and_reads_only_the_rest(
     listed = segments.files(client.app.ctx)  # type: ignore[attr-defined]
     assert [p.name.split("-")[0] for p in listed] == ["hour", "part"]
     stored = all_events(client, source_id="shop")
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
     body = client.get(
         "/api/insights", params={"metric": "sum:properties.n", "source_id": "shop"}
     ).json()
@@ -343,19 +358,13 @@ def test_an_event_committed_after_its_part_was_written_is_in_the_sealed_hour(
     )
     where = config.data_dir / "insight-segments"
     _round_at(monkeypatch, hour + 40 * 60_000)
-    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
     late = hour + 30 * 60_000 + 7
-    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
-    for name, content in written.items():  # as if the late event had committed just now
-        (where / name).write_bytes(content)
-    tail.clear()
+    _commit_late(tmp_path, where, late)
     read = _rounds_reading(monkeypatch)
     _round_at(monkeypatch, hour + HOUR + 5 * 60_000)
     assert sorted(read) == sorted([*times, late])  # the hour whole, and nothing after it
     stored = all_events(client, source_id="shop")
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
 
 
 def _events_of_the_first_minutes(tmp_path: Path, hour: int, minutes: int, seed: int) -> list[int]:
@@ -401,9 +410,7 @@ def test_rounds_every_part_ms_put_each_minute_then_ten_minutes_into_one_part(
     ]
     where = config.data_dir / "insight-segments"
     assert len(list(where.glob("part-*.parquet"))) == 2  # the parts put in are deleted
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
 
 
 def test_segments_are_not_put_together_past_merge_max_rows(
@@ -454,9 +461,7 @@ def test_an_hour_whose_only_events_came_in_its_last_seconds_is_sealed(
         _round_at(monkeypatch, at)
     stored = all_events(client, source_id="shop")
     assert segments.checkpoint(client.app.ctx) == hour + HOUR + 10_000  # type: ignore[attr-defined]
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
 
 
 def test_an_event_committed_late_into_a_span_with_no_part_is_counted_from_the_next_round(
@@ -470,20 +475,55 @@ def test_an_event_committed_late_into_a_span_with_no_part_is_counted_from_the_ne
     where = config.data_dir / "insight-segments"
     for at in range(hour + segments.PART_MS, hour + 3 * 60_000 + 1, segments.PART_MS):
         _round_at(monkeypatch, at)
-    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
     late = hour + 150_000 + 3
-    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
-    for name, content in written.items():  # as if the late event had committed just now
-        (where / name).write_bytes(content)
-    tail.clear()
+    _commit_late(tmp_path, where, late)
     read = _rounds_reading(monkeypatch)
     _round_at(monkeypatch, hour + 3 * 60_000 + segments.PART_MS)
     assert late in read
     assert not [at for at in read if at in times]  # the first minute is not read again
     stored = all_events(client, source_id="shop")
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
+
+
+def test_an_event_committed_late_in_the_last_seconds_of_a_sealed_hour_is_counted(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An hour is sealed 10 s after its end: an event received in its last seconds and
+    committed after that is found by the next round's check, which writes the hour again."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    _events_of_the_first_minutes(tmp_path, hour, 2, seed=8)
+    where = config.data_dir / "insight-segments"
+    for at in (hour + 2 * 60_000, hour + HOUR + segments.PART_MS):
+        _round_at(monkeypatch, at)
+    assert (where / f"hour-{hour}.parquet").exists()
+    late = hour + HOUR - 5_000
+    _commit_late(tmp_path, where, late)
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + HOUR + 2 * segments.PART_MS)
+    assert late in read
+    _assert_exact_by_minute(client, all_events(client, source_id="shop"), hour)
+
+
+def test_a_high_rate_hour_missing_an_old_late_event_reads_again_only_its_span(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Sealing an hour whose parts stand for it (past MERGE_MAX_ROWS) and miss an event
+    committed minutes late reads again only the span that misses it, not the whole hour (36
+    million events at 10 000 a second)."""
+    monkeypatch.setattr(segments, "MERGE_MAX_ROWS", 50)
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    times = _events_of_the_first_minutes(tmp_path, hour, 5, seed=12)
+    where = config.data_dir / "insight-segments"
+    for at in range(hour + 60_000, hour + 5 * 60_000 + 1, 60_000):
+        _round_at(monkeypatch, at)
+    late = hour + 30_000 + 1  # minutes before the last check's span
+    _commit_late(tmp_path, where, late)
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + HOUR + segments.PART_MS)
+    assert sorted(read) == sorted([at for at in times if at < hour + 60_000] + [late])
+    _assert_exact_by_minute(client, all_events(client, source_id="shop"), hour)
 
 
 def test_a_round_starts_only_once_an_event_came_past_the_checkpoint(
@@ -526,9 +566,7 @@ def test_parts_put_into_a_larger_one_stay_for_a_grace_and_are_not_counted_twice(
     merged = where / f"part-{hour}-{hour + 60_000}.parquet"
     assert len(list(where.glob("part-*.parquet"))) > 2  # the merged one and those put in
     assert _part_spans(client) == [(hour, hour + 60_000)]
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
     _round_at(monkeypatch, hour + 70_000)
     assert len(list(where.glob("part-*.parquet"))) > 2  # not yet
     aged = time.time() - segments.COVERED_GRACE_S - 1
@@ -539,8 +577,7 @@ def test_parts_put_into_a_larger_one_stay_for_a_grace_and_are_not_counted_twice(
         f"part-{hour + 60_000}-{hour + 70_000}.parquet",
         f"part-{hour + 70_000}-{hour + 80_000}.parquet",
     ]
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
 
 
 def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(
@@ -556,12 +593,8 @@ def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(
     for at in range(hour + segments.PART_MS, hour + 2 * 60_000 + 1, segments.PART_MS):
         _round_at(monkeypatch, at)
     assert _part_spans(client) == [(hour, hour + 60_000), (hour + 60_000, hour + 120_000)]
-    written = {f.name: f.read_bytes() for f in where.iterdir() if f.is_file()}
     late = hour + 95_000 + 7
-    _import(tmp_path, [past_event(late, 10_000, "charge", {"n": 10_000})])  # forgets segments
-    for name, content in written.items():  # as if the late event had committed just now
-        (where / name).write_bytes(content)
-    tail.clear()
+    _commit_late(tmp_path, where, late)
     stored = all_events(client, source_id="shop")
     engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
     assert engine == "columnar"
@@ -569,9 +602,7 @@ def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(
     read = _rounds_reading(monkeypatch)
     _round_at(monkeypatch, hour + 130_000)
     assert sorted(read) == sorted([at for at in times if at >= hour + 60_000] + [late])
-    engine, counts = _answer(client, ["minute", "type"], {"since_ms": hour})
-    assert engine == "columnar"
-    assert counts == _expected(stored, ["minute", "type"], {"since_ms": hour})
+    _assert_exact_by_minute(client, stored, hour)
 
 
 @pytest.mark.parametrize("paths", [6, 7])

@@ -1,5 +1,5 @@
-"""Segment manifests on disk: the file beside each segment, read once per process (segments
-never change) into a bounded cache."""
+"""Segment manifests on disk: the file beside each segment, read once per process (a segment
+file is never changed in place) into a bounded cache."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ MANIFEST_SUFFIX = ".manifest.json"
 MAX_CACHED_MANIFESTS = 4096
 _manifests: dict[tuple[str, int, int, int], Manifest] = {}
 """Manifests read, by segment file and its inode, modification time and size (a segment
-written again under its name is another file, whose size alone may repeat): segments never
-change, so one read per file per process;
+written again under its name is another file, whose size alone may repeat), so one read per
+file per process;
 at most MAX_CACHED_MANIFESTS (parts and hours replaced by larger segments leave entries)."""
 
 

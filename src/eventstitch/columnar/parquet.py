@@ -84,7 +84,8 @@ _shared_lock = threading.Lock()
 def connect(limits: Limits) -> duckdb.DuckDBPyConnection:
     """A cursor on the process's in-memory DuckDB, opened once (opening one takes ~40 ms) with
     its memory capped (its default is most of the machine's RAM), its clock in UTC and Parquet
-    footers cached (segments never change once written). Cursors may run in parallel threads;
+    footers cached (a segment is never changed in place, and DuckDB checks a cached footer
+    against the file). Cursors may run in parallel threads;
     the cap holds for all of them together (the limits of the last caller, when they differ).
     Nothing lives in it but settings, so a spill folder DuckDB will not change once it has
     spilled there (another store's, in one process) gets a new one."""
@@ -219,6 +220,18 @@ def row_count(sources: list[Path], limits: Limits) -> int:
     try:
         listed = ", ".join(quoted(s) for s in sources)
         row = con.execute(f"SELECT count(*) FROM read_parquet([{listed}])").fetchone()
+        return int(row[0]) if row is not None else 0
+    finally:
+        con.close()
+
+
+def rows_since(source: Path, since_ms: int, limits: Limits) -> int:
+    """How many rows of a segment were received at `since_ms` or later."""
+    con = connect(limits)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM read_parquet(?) WHERE received_ms >= ?", [str(source), since_ms]
+        ).fetchone()
         return int(row[0]) if row is not None else 0
     finally:
         con.close()

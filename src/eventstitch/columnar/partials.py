@@ -1,6 +1,7 @@
-"""What each segment gives a question, kept per process: a segment never changes once
-written, so the groups it contributes to a count, a sum, an average, a minimum or a maximum
-are computed once and merged with the rest on every later answer, the way Druid and Pinot
+"""What each segment gives a question, kept per process: a segment file is never changed in
+place (one written again is another inode), so the groups it contributes to a count, a sum,
+an average, a minimum or a maximum are computed once and merged with the rest on every later
+answer, the way Druid and Pinot
 cache per-segment results. A dashboard asking the same question again reads only the segments
 written since and the hot tail.
 

@@ -1,7 +1,8 @@
 """Insight segments: immutable Parquet files of sealed events, written from the store.
 
-`rebuild` first checks the last `RECHECK_MS` before the checkpoint against the store and reads
-again, into one part, the events from the first part or gap that misses one committed late.
+`rebuild` first checks the last `RECHECK_MS` before the checkpoint against the store: an hour
+segment missing an event committed late is written again, and each part or gap between parts
+missing one is read again into a part of its own.
 It then writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
 checkpoint, oldest first, then one part for the sealed seconds of the open hour, puts the parts
 of each whole minute, then of each whole ten minutes, into one (`PART_MERGES`), and puts each
@@ -12,9 +13,10 @@ leaves at most a temporary file or a part past the checkpoint, both removed by t
 rebuild, which resumes after the checkpoint. Readers never read past the checkpoint, and leave
 out a segment a larger one covers (hour over parts, day over hours, a part over the parts put
 into it), so nothing is counted twice; the covered ones are deleted `COVERED_GRACE_S` later.
-Segments are not changed once written (a part read again covers the parts it replaces, or is
-renamed over one of the same span, whose readers keep the old file open; caches know a file by
-its inode), so any number of processes read them while one writes the next.
+Segment files are not changed in place (a part read again covers the part it replaces, or is
+renamed over one of the same span, as an hour written again is, whose readers keep the old file
+open; caches know a file by its inode), so any number of processes read them while one writes
+the next.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ def overlapping(listed: list[Path], since_ms: int | None, until_ms: int | None) 
     ]
 
 
+def _hour_of(ms: int) -> int:
+    return ms // HOUR_MS * HOUR_MS
+
+
 def _floor(segment: Path, width: int) -> int:
     return start_of(segment) // width * width
 
@@ -266,6 +272,13 @@ async def rebuild(
     if from_scratch:
         _forget(where)  # the checkpoint first, so readers ask the store meanwhile
     start = _read_checkpoint(where)
+    if (
+        start is not None
+        and start % HOUR_MS
+        and (where / f"hour-{_hour_of(start)}.parquet").exists()
+    ):
+        start = _hour_of(start) + HOUR_MS  # a crash after the hour was written, before this
+        _write_checkpoint(where, start)
     for part in where.glob("part-*.parquet"):
         if _end_of(part) > (start or 0):  # written, not checkpointed: redone below
             _delete(part)
@@ -288,16 +301,9 @@ async def rebuild(
         written += await _write(ctx, where / f"part-{begin}-{sealed}.parquet", begin, sealed)
         _write_checkpoint(where, sealed)
     await asyncio.to_thread(
-        _merge_parts,
+        _put_together,
         where,
-        _read_checkpoint(where) or 0,
-        parquet.Limits.of(ctx.config),
-        ctx.config.columnar_max_paths,
-    )
-    await asyncio.to_thread(
-        _compact_days,
-        where,
-        _read_checkpoint(where) or 0,
+        (_read_checkpoint(where) or 0, None if start is None else start - DAY_MS),
         parquet.Limits.of(ctx.config),
         ctx.config.columnar_max_paths,
     )
@@ -317,7 +323,8 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     `SEAL_MS`, after its part was written), or a part kept only some of its paths, or together
     they hold more than `EVENTSTITCH_COLUMNAR_MAX_PATHS` paths (a merge unites every part's
     columns: wider than one hour's segment, and past the memory cap). Parts holding more than
-    `MERGE_MAX_ROWS` events together stay, and stand for the hour."""
+    `MERGE_MAX_ROWS` events together stay, and stand for the hour; when they miss an event,
+    only the spans short of the store are read again (`_repair_parts`)."""
     target = where / f"hour-{hour}.parquet"
     end = hour + HOUR_MS
     if checkpoint is None or not hour < checkpoint < end:
@@ -326,7 +333,10 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     max_paths = ctx.config.columnar_max_paths
     parts = _parts_of(where, hour)
     if not await _hold_all(ctx, parts, hour, checkpoint, limits):
-        return await _write(ctx, target, hour, end)
+        if await asyncio.to_thread(parquet.row_count, parts, limits) <= MERGE_MAX_ROWS:
+            return await _write(ctx, target, hour, end)
+        await _repair_parts(ctx, where, hour, checkpoint, parts)  # not 36 million events again
+        parts = _parts_of(where, hour)
     rest = where / f"part-{checkpoint}-{end}.parquet"
     written = await _write(ctx, rest, checkpoint, end)  # past the checkpoint: left out
     if written:
@@ -370,36 +380,58 @@ def _parts_of(where: Path, hour: int) -> list[Path]:
 
 
 async def _recheck(ctx: AppContext, where: Path, checkpoint: int) -> None:
-    """Put right the parts of the last `RECHECK_MS` before the checkpoint that miss an event
-    committed later than `SEAL_MS`: the store is counted once over that span (from the end of
-    the last hour or day segment at least, and from the start of a part across its edge), and
-    span by span only when that differs from the parts' rows. From the first span short of the
-    store (a part, or a gap between parts where the store then held nothing) to the
-    checkpoint, the events are read again into one part per hour, which covers the parts there
-    (they go with `_delete_covered`): readers see the old parts or the new, never neither, and
-    the checkpoint does not move."""
+    """Put right the segments of the last `RECHECK_MS` before the checkpoint that miss an event
+    committed later than `SEAL_MS`. An hour segment that ends in that span (days wait for it
+    to pass, `_compact_days`) is counted from its start or the span's, and written again whole
+    from the store when the store holds more (an hour segment holds at most `MERGE_MAX_ROWS`);
+    the parts after it are checked by `_repair_parts`."""
     days, hours = _segment_starts(where)
-    sealed = [start + DAY_MS for start in days] + [start + HOUR_MS for start in hours]
-    low = max([checkpoint - RECHECK_MS, *(end for end in sealed if end <= checkpoint)])
-    recent = [f for f in _standing_parts(where, days, hours) if low < _end_of(f) <= checkpoint]
+    low = max([checkpoint - RECHECK_MS, *(d + DAY_MS for d in days if d + DAY_MS <= checkpoint)])
+    limits = parquet.Limits.of(ctx.config)
+    for hour in sorted(h for h in hours if low < h + HOUR_MS <= checkpoint):
+        target = where / f"hour-{hour}.parquet"
+        since = max(low, hour)
+        held = await asyncio.to_thread(parquet.rows_since, target, since, limits)
+        if await _stored(ctx, since, hour + HOUR_MS) != held:
+            log.warning(
+                "insight segments: an event committed later than %d s after its receipt is in "
+                "the hour from %d; writing it again",
+                SEAL_MS // 1000,
+                hour,
+            )
+            await _write(ctx, target, hour, hour + HOUR_MS)
+    low = max([low, *(h + HOUR_MS for h in hours if h + HOUR_MS <= checkpoint)])
+    await _repair_parts(ctx, where, low, checkpoint, _standing_parts(where, days, hours))
+
+
+async def _repair_parts(
+    ctx: AppContext, where: Path, low: int, until: int, standing: list[Path]
+) -> None:
+    """Read again each span of [low, until) short of the store: the parts ending in it (from
+    the start of one across `low`) and the gaps between them, where the store then held
+    nothing. The store is counted once over them all, and span by span only when that differs
+    from the parts' rows. Each span short of the store is read again into a part of its own
+    (one per hour), which covers the part it replaces (that one goes with `_delete_covered`):
+    readers see the old part or the new, never neither, and the checkpoint does not move."""
+    recent = [f for f in standing if low < _end_of(f) <= until]
     since = min([low, *(start_of(f) for f in recent)])
-    if since >= checkpoint:
+    if since >= until:
         return
     limits = parquet.Limits.of(ctx.config)
     rows = {start_of(f): await asyncio.to_thread(parquet.row_count, [f], limits) for f in recent}
-    if await _stored(ctx, since, checkpoint) == sum(rows.values()):
+    if await _stored(ctx, since, until) == sum(rows.values()):
         return
-    edges = sorted({since, checkpoint, *rows, *(_end_of(f) for f in recent)})
+    edges = sorted({since, until, *rows, *(_end_of(f) for f in recent)})
     for begin, end in itertools.pairwise(edges):
         if await _stored(ctx, begin, end) != rows.get(begin, 0):
             log.warning(
                 "insight segments: an event committed later than %d s after its receipt is "
-                "in the span from %d; reading the events from there to the checkpoint again",
+                "in the span from %d to %d; reading it again",
                 SEAL_MS // 1000,
                 begin,
+                end,
             )
-            await _rewrite(ctx, where, begin, checkpoint)
-            return
+            await _rewrite(ctx, where, begin, end)
 
 
 async def _rewrite(ctx: AppContext, where: Path, since_ms: int, until_ms: int) -> None:
@@ -461,6 +493,17 @@ def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
     os.replace(ready, target)
 
 
+def _put_together(
+    where: Path, span: tuple[int, int | None], limits: parquet.Limits, max_paths: int
+) -> None:
+    """The parts, then the whole days, before the checkpoint `span[0]` put into larger
+    segments; days are judged only when they end after `span[1]` (the round's first
+    checkpoint less a day; None: every day, a first build)."""
+    end, days_after = span
+    _merge_parts(where, end, limits, max_paths)
+    _compact_days(where, end, days_after, limits, max_paths)
+
+
 def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) -> None:
     """Put the parts of each whole minute before `end` into one, then those of each whole ten
     minutes (`PART_MERGES`), in the windows of the last `MERGE_LOOKBACK_MS`; the parts put in
@@ -488,22 +531,28 @@ def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) 
             _publish(ready, target, manifest)
 
 
-def _compact_days(where: Path, sealed_end: int, limits: parquet.Limits, max_paths: int) -> None:
+def _compact_days(
+    where: Path, sealed_end: int, days_after: int | None, limits: parquet.Limits, max_paths: int
+) -> None:
     """Put the hours of each whole day before `sealed_end` into one day segment (its hours go
     with `_delete_covered`): a query over 30 days opens 30 files, not 720 (measured 2-7x
     faster). The day holds the columns of the paths its merged manifest keeps; hours that would
     keep more than `max_paths` together stay hours (a day of every hour's columns united, with
     keys that drift from hour to hour, is wider than DuckDB's memory cap lets it write). A day
     of more than `MERGE_MAX_ROWS` events (about 12 a second), or with hours its parts stand
-    for, stays hours and parts."""
+    for, stays hours and parts. A day is put together once `RECHECK_MS` has passed its end
+    (`_recheck` checks its last hour first), and only days ending after `days_after` are
+    judged: the others were judged by earlier rounds."""
     by_day: dict[int, list[Path]] = {}
     for hour in where.glob("hour-*.parquet"):
         by_day.setdefault(start_of(hour) // DAY_MS * DAY_MS, []).append(hour)
     parted = {_floor(part, DAY_MS) for part in _standing_parts(where, *_segment_starts(where))}
     for day, hours in sorted(by_day.items()):
         target = where / f"day-{day}.parquet"
-        if target.exists() or day + DAY_MS > sealed_end or day in parted:
-            continue  # written, not sealed, or parts stand for some of its hours
+        if target.exists() or day + DAY_MS + RECHECK_MS > sealed_end or day in parted:
+            continue  # written, not past its recheck, or parts stand for some of its hours
+        if days_after is not None and day + DAY_MS <= days_after:
+            continue
         found = [manifests.read_manifest(h) for h in hours]
         if any(m is None for m in found):
             continue  # an hour from before manifests: left as it is
