@@ -308,6 +308,12 @@ def _rounds_reading(monkeypatch: Any) -> list[int]:
     return read
 
 
+def _rounds_every_part_ms(monkeypatch: Any, start: int, until: int) -> None:
+    """A round every PART_MS from `start` to `until`, on the segments' clock."""
+    for at in range(start + segments.PART_MS, until + 1, segments.PART_MS):
+        _round_at(monkeypatch, at)
+
+
 def _round_at(monkeypatch: Any, at: int) -> None:
     monkeypatch.setattr(segments, "now_ms", lambda: at + segments.SEAL_MS)
     _rebuild()
@@ -432,8 +438,7 @@ def test_segments_are_not_put_together_past_merge_max_rows(
     stored = all_events(client, source_id="shop")
     expected = _expected(stored, ["minute", "type"], {"since_ms": day})
     minute = 60_000
-    for at in range(hour + segments.PART_MS, hour + 11 * minute + 1, segments.PART_MS):
-        _round_at(monkeypatch, at)
+    _rounds_every_part_ms(monkeypatch, hour, hour + 11 * minute)
     minutes = [(hour + m * minute, hour + (m + 1) * minute) for m in range(11)]
     assert _part_spans(client) == minutes  # ten minutes would hold about 600
     for at in (hour + HOUR + segments.PART_MS, day + 3 * 24 * HOUR):
@@ -473,8 +478,7 @@ def test_an_event_committed_late_into_a_span_with_no_part_is_counted_from_the_ne
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     times = _events_of_the_first_minutes(tmp_path, hour, 1, seed=6)
     where = config.data_dir / "insight-segments"
-    for at in range(hour + segments.PART_MS, hour + 3 * 60_000 + 1, segments.PART_MS):
-        _round_at(monkeypatch, at)
+    _rounds_every_part_ms(monkeypatch, hour, hour + 3 * 60_000)
     late = hour + 150_000 + 3
     _commit_late(tmp_path, where, late)
     read = _rounds_reading(monkeypatch)
@@ -561,8 +565,7 @@ def test_parts_put_into_a_larger_one_stay_for_a_grace_and_are_not_counted_twice(
     _events_of_the_first_minutes(tmp_path, hour, 2, seed=4)
     stored = all_events(client, source_id="shop")
     where = config.data_dir / "insight-segments"
-    for at in range(hour + segments.PART_MS, hour + 60_000 + 1, segments.PART_MS):
-        _round_at(monkeypatch, at)
+    _rounds_every_part_ms(monkeypatch, hour, hour + 60_000)
     merged = where / f"part-{hour}-{hour + 60_000}.parquet"
     assert len(list(where.glob("part-*.parquet"))) > 2  # the merged one and those put in
     assert _part_spans(client) == [(hour, hour + 60_000)]
@@ -585,13 +588,12 @@ def test_an_event_committed_later_than_the_seal_is_counted_from_the_next_round(
 ) -> None:
     """A commit later than SEAL_MS lands in a span a part already holds: the next round counts
     the store over the parts of the last RECHECK_MS, finds more there than the parts hold, and
-    writes the parts again from the one that misses it, not the whole hour."""
+    reads again the part that misses it, not the whole hour."""
     _shop(client, config, monkeypatch)
     hour = now_ms() // HOUR * HOUR - 5 * HOUR
     times = _events_of_the_first_minutes(tmp_path, hour, 2, seed=5)
     where = config.data_dir / "insight-segments"
-    for at in range(hour + segments.PART_MS, hour + 2 * 60_000 + 1, segments.PART_MS):
-        _round_at(monkeypatch, at)
+    _rounds_every_part_ms(monkeypatch, hour, hour + 2 * 60_000)
     assert _part_spans(client) == [(hour, hour + 60_000), (hour + 60_000, hour + 120_000)]
     late = hour + 95_000 + 7
     _commit_late(tmp_path, where, late)
