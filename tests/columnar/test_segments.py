@@ -530,6 +530,26 @@ def test_a_high_rate_hour_missing_an_old_late_event_reads_again_only_its_span(
     _assert_exact_by_minute(client, all_events(client, source_id="shop"), hour)
 
 
+def test_a_crash_after_an_hour_was_written_before_its_checkpoint_is_finished(
+    client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The hour segment is written, then the checkpoint moves past it: after a crash between the
+    two, the next round moves the checkpoint on instead of reading the hour again."""
+    _shop(client, config, monkeypatch)
+    hour = now_ms() // HOUR * HOUR - 5 * HOUR
+    _events_of_the_first_minutes(tmp_path, hour, 2, seed=14)
+    where = config.data_dir / "insight-segments"
+    _round_at(monkeypatch, hour + 3 * 60_000)
+    _round_at(monkeypatch, hour + HOUR + segments.PART_MS)
+    assert (where / f"hour-{hour}.parquet").exists()
+    (where / "checkpoint").write_text(f"{hour + 3 * 60_000}\n")  # as the crash left it
+    read = _rounds_reading(monkeypatch)
+    _round_at(monkeypatch, hour + HOUR + 2 * segments.PART_MS)
+    assert not [at for at in read if at < hour + HOUR]
+    assert segments.checkpoint(client.app.ctx) == hour + HOUR + 2 * segments.PART_MS  # type: ignore[attr-defined]
+    _assert_exact_by_minute(client, all_events(client, source_id="shop"), hour)
+
+
 def test_a_round_starts_only_once_an_event_came_past_the_checkpoint(
     client: TestClient, config: Config, tmp_path: Path, monkeypatch: Any, caplog: Any
 ) -> None:
