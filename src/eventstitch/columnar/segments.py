@@ -383,7 +383,7 @@ async def _recheck(ctx: AppContext, where: Path, checkpoint: int) -> None:
     """Put right the segments of the last `RECHECK_MS` before the checkpoint that miss an event
     committed later than `SEAL_MS`. An hour segment that ends in that span (days wait for it
     to pass, `_compact_days`) is counted from its start or the span's, and written again whole
-    from the store when the store holds more (an hour segment holds at most `MERGE_MAX_ROWS`);
+    from the store when the store holds more;
     the parts after it are checked by `_repair_parts`."""
     days, hours = _segment_starts(where)
     low = max([checkpoint - RECHECK_MS, *(d + DAY_MS for d in days if d + DAY_MS <= checkpoint)])
