@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
@@ -212,29 +213,29 @@ def merge(sources: list[Path], target: Path, limits: Limits, manifest: Manifest)
             partial.unlink()
 
 
+def one_row(limits: Limits, sql: str, params: list[Any]) -> tuple[Any, ...]:
+    """The one row a statement with bound parameters gives (an aggregate without grouping)."""
+    cursor = connect(limits)
+    try:
+        row = cursor.execute(sql, params).fetchone()
+    finally:
+        cursor.close()
+    assert row is not None
+    return tuple(row)
+
+
 def row_count(sources: list[Path], limits: Limits) -> int:
     """How many rows the Parquet files hold together (from their footers); 0 for none."""
     if not sources:
         return 0  # DuckDB's read_parquet refuses an empty list
-    con = connect(limits)
-    try:
-        listed = ", ".join(quoted(s) for s in sources)
-        row = con.execute(f"SELECT count(*) FROM read_parquet([{listed}])").fetchone()
-        return int(row[0]) if row is not None else 0
-    finally:
-        con.close()
+    sql = "SELECT count(*) FROM read_parquet(?)"
+    return int(one_row(limits, sql, [[str(s) for s in sources]])[0])
 
 
 def rows_since(source: Path, since_ms: int, limits: Limits) -> int:
     """How many rows of a segment were received at `since_ms` or later."""
-    con = connect(limits)
-    try:
-        row = con.execute(
-            "SELECT count(*) FROM read_parquet(?) WHERE received_ms >= ?", [str(source), since_ms]
-        ).fetchone()
-        return int(row[0]) if row is not None else 0
-    finally:
-        con.close()
+    sql = "SELECT count(*) FROM read_parquet(?) WHERE received_ms >= ?"
+    return int(one_row(limits, sql, [str(source), since_ms])[0])
 
 
 def _empty_select() -> str:

@@ -2,21 +2,20 @@
 
 `rebuild` first checks the last `RECHECK_MS` before the checkpoint against the store: an hour
 segment missing an event committed late is written again, and each part or gap between parts
-missing one is read again into a part of its own.
-It then writes the hours the store holds that ended at least `SEAL_MS` ago and are past the
-checkpoint, oldest first, then one part for the sealed seconds of the open hour, puts the parts
-of each whole minute, then of each whole ten minutes, into one (`PART_MERGES`), and puts each
-whole sealed day into one day file, no merge past `MERGE_MAX_ROWS`. Each segment is written
-under a temporary name and renamed into place with its manifest, and only then does the
-checkpoint (the end of what is written, a small file replaced atomically too) move on; a crash
-leaves at most a temporary file or a part past the checkpoint, both removed by the next
-rebuild, which resumes after the checkpoint. Readers never read past the checkpoint, and leave
-out a segment a larger one covers (hour over parts, day over hours, a part over the parts put
-into it), so nothing is counted twice; the covered ones are deleted `COVERED_GRACE_S` later.
-Segment files are not changed in place (a part read again covers the part it replaces, or is
-renamed over one of the same span, as an hour written again is, whose readers keep the old file
-open; caches know a file by its inode), so any number of processes read them while one writes
-the next.
+missing one is read again into a part of its own. It then writes the hours the store holds that
+ended at least `SEAL_MS` ago and are past the checkpoint, oldest first, then one part for the
+sealed seconds of the open hour, puts the parts of each whole minute, then of each whole ten
+minutes, into one (`PART_MERGES`), and puts each whole sealed day into one day file, no merge
+past `MERGE_MAX_ROWS`. Each segment is written under a temporary name and renamed into place
+with its manifest, and only then does the checkpoint (the end of what is written, a small file
+replaced atomically too) move on; a crash leaves a temporary file, a part past the checkpoint
+or an hour segment ahead of it, which the next rebuild removes or finishes before it resumes
+after the checkpoint. Readers never read past the checkpoint, and leave out a segment a larger
+one covers (hour over parts, day over hours, a part over the parts put into it), so nothing is
+counted twice; the covered ones are deleted `COVERED_GRACE_S` later. Segment files are not
+changed in place (a part read again covers the part it replaces, or is renamed over one of the
+same span, as an hour written again is, whose readers keep the old file open; caches know a
+file by its inode), so any number of processes read them while one writes the next.
 """
 
 from __future__ import annotations
@@ -56,10 +55,11 @@ of events with the default 10 s). Measured at a sustained 10 000 events a second
 (the cost of an event read from the store grows with the span a round reads)."""
 RECHECK_MS = 120_000
 """Each round counts the store's events over this long before the checkpoint (back to the last
-hour or day segment at most) and compares them with the rows of the parts there; from the
-first part or gap between parts that holds fewer (an event committed later than `SEAL_MS`),
-one part read again from the store takes their place. One counting query a round; a commit
-later still is caught when its hour is sealed (`_hold_all`)."""
+day segment at most) and compares them with the rows of the hour segments and parts there: an
+hour segment that holds fewer (an event committed later than `SEAL_MS`) is written again, and
+each part or gap between parts that holds fewer is read again into a part of its own. One
+counting query a round when nothing is missing; a commit later still is caught when its hour
+is sealed (`_write_hour`)."""
 COVERED_GRACE_S = 30.0
 """A segment that a larger one covers (parts put into a part, an hour or a day; hours into a
 day) is deleted once the larger one is this old, not at once: a reader listing the folder
@@ -100,8 +100,13 @@ def files(ctx: AppContext) -> list[Path]:
     return sorted(listed, key=start_of)
 
 
-def _standing_parts(where: Path, days: set[int], hours: set[int]) -> list[Path]:
-    """The parts no day, hour (by their starts) or other part covers, oldest first."""
+def _standing_parts(
+    where: Path, days: set[int] | None = None, hours: set[int] | None = None
+) -> list[Path]:
+    """The parts no day, hour (by their starts; those in the folder when not given) or other
+    part covers, oldest first."""
+    if days is None or hours is None:
+        days, hours = _segment_starts(where)
     return [
         f
         for f in _uncovered(where.glob("part-*.parquet"))
@@ -303,7 +308,8 @@ async def rebuild(
     await asyncio.to_thread(
         _put_together,
         where,
-        (_read_checkpoint(where) or 0, None if start is None else start - DAY_MS),
+        _read_checkpoint(where) or 0,
+        None if start is None else start - DAY_MS,
         parquet.Limits.of(ctx.config),
         ctx.config.columnar_max_paths,
     )
@@ -332,16 +338,19 @@ async def _write_hour(ctx: AppContext, where: Path, hour: int, checkpoint: int |
     limits = parquet.Limits.of(ctx.config)
     max_paths = ctx.config.columnar_max_paths
     parts = _parts_of(where, hour)
-    if not await _hold_all(ctx, parts, hour, checkpoint, limits):
-        if await asyncio.to_thread(parquet.row_count, parts, limits) <= MERGE_MAX_ROWS:
+    held = await asyncio.to_thread(parquet.row_count, parts, limits)
+    if await _stored(ctx, hour, checkpoint) != held:  # one committed after its part was written
+        if held <= MERGE_MAX_ROWS:
             return await _write(ctx, target, hour, end)
         await _repair_parts(ctx, where, hour, checkpoint, parts)  # not 36 million events again
         parts = _parts_of(where, hour)
+        held = await asyncio.to_thread(parquet.row_count, parts, limits)
     rest = where / f"part-{checkpoint}-{end}.parquet"
     written = await _write(ctx, rest, checkpoint, end)  # past the checkpoint: left out
     if written:
         parts.append(rest)
-    if await asyncio.to_thread(parquet.row_count, parts, limits) > MERGE_MAX_ROWS:
+        held += await asyncio.to_thread(parquet.row_count, [rest], limits)
+    if held > MERGE_MAX_ROWS:
         return written  # the parts stand for the hour
     manifest = _mergeable(parts, max_paths)
     if manifest is None:
@@ -363,28 +372,17 @@ def _mergeable(parts: list[Path], max_paths: int) -> Manifest | None:
     return together if len(together.columns) <= max_paths else None
 
 
-async def _hold_all(
-    ctx: AppContext, parts: list[Path], since_ms: int, until_ms: int, limits: parquet.Limits
-) -> bool:
-    """Whether `parts` hold as many events as the store has in [since, until): one committed
-    later than `SEAL_MS`, after its part was written, makes the store hold more."""
-    stored = await _stored(ctx, since_ms, until_ms)
-    return stored == await asyncio.to_thread(parquet.row_count, parts, limits)
-
-
 def _parts_of(where: Path, hour: int) -> list[Path]:
     """The parts of an hour, oldest first."""
-    return [
-        f for f in _standing_parts(where, *_segment_starts(where)) if _floor(f, HOUR_MS) == hour
-    ]
+    return [f for f in _standing_parts(where) if _floor(f, HOUR_MS) == hour]
 
 
 async def _recheck(ctx: AppContext, where: Path, checkpoint: int) -> None:
     """Put right the segments of the last `RECHECK_MS` before the checkpoint that miss an event
     committed later than `SEAL_MS`. An hour segment that ends in that span (days wait for it
     to pass, `_compact_days`) is counted from its start or the span's, and written again whole
-    from the store when the store holds more;
-    the parts after it are checked by `_repair_parts`."""
+    from the store when the store holds more; the parts after it are checked by
+    `_repair_parts`."""
     days, hours = _segment_starts(where)
     low = max([checkpoint - RECHECK_MS, *(d + DAY_MS for d in days if d + DAY_MS <= checkpoint)])
     limits = parquet.Limits.of(ctx.config)
@@ -494,12 +492,11 @@ def _publish(ready: Path, target: Path, manifest: Manifest) -> None:
 
 
 def _put_together(
-    where: Path, span: tuple[int, int | None], limits: parquet.Limits, max_paths: int
+    where: Path, end: int, days_after: int | None, limits: parquet.Limits, max_paths: int
 ) -> None:
-    """The parts, then the whole days, before the checkpoint `span[0]` put into larger
-    segments; days are judged only when they end after `span[1]` (the round's first
-    checkpoint less a day; None: every day, a first build)."""
-    end, days_after = span
+    """The parts, then the whole days, before the checkpoint `end` put into larger segments;
+    days are judged only when they end after `days_after` (the round's first checkpoint less a
+    day; None: every day, a first build)."""
     _merge_parts(where, end, limits, max_paths)
     _compact_days(where, end, days_after, limits, max_paths)
 
@@ -512,7 +509,7 @@ def _merge_parts(where: Path, end: int, limits: parquet.Limits, max_paths: int) 
     are, as do parts across a window's edge (a round that came late)."""
     for width in PART_MERGES:
         windows: dict[int, list[Path]] = {}
-        for part in _standing_parts(where, *_segment_starts(where)):
+        for part in _standing_parts(where):
             window = start_of(part) // width * width
             if (
                 _end_of(part) <= min(window + width, end)
@@ -546,7 +543,7 @@ def _compact_days(
     by_day: dict[int, list[Path]] = {}
     for hour in where.glob("hour-*.parquet"):
         by_day.setdefault(start_of(hour) // DAY_MS * DAY_MS, []).append(hour)
-    parted = {_floor(part, DAY_MS) for part in _standing_parts(where, *_segment_starts(where))}
+    parted = {_floor(part, DAY_MS) for part in _standing_parts(where)}
     for day, hours in sorted(by_day.items()):
         target = where / f"day-{day}.parquet"
         if target.exists() or day + DAY_MS + RECHECK_MS > sealed_end or day in parted:

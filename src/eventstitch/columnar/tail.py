@@ -38,7 +38,6 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from eventstitch.columnar import parquet
 from eventstitch.files import PRIVATE_FILE
@@ -169,7 +168,9 @@ def append(
         listed = ", ".join(parquet.quoted(p) for p in kept.paths)
         merged = f"SELECT * FROM read_parquet([{listed}]) WHERE ms >= {int(kept.boundary)}"
         _copy(limits, merged, target)
-        counted = _one(limits, "SELECT count(*), max(ms) FROM read_parquet(?)", [str(target)])
+        counted = parquet.one_row(
+            limits, "SELECT count(*), max(ms) FROM read_parquet(?)", [str(target)]
+        )
         old = kept.paths
         kept.files = [(target, int(counted[0]), int(counted[1] or 0))]
         _delete(old)
@@ -180,7 +181,7 @@ def summary(kept: Kept, limits: parquet.Limits) -> tuple[int, int | None]:
     (None when there are none)."""
     if not kept.files:
         return 0, None
-    found = _one(
+    found = parquet.one_row(
         limits,
         "SELECT count(*), min(ms) FROM read_parquet(?) WHERE ms >= ?",
         [[str(p) for p in kept.paths], kept.boundary],
@@ -236,13 +237,3 @@ def _copy(limits: parquet.Limits, select: str, target: Path) -> None:
         cursor.close()
     os.chmod(partial, PRIVATE_FILE)
     os.replace(partial, target)
-
-
-def _one(limits: parquet.Limits, sql: str, params: list[Any]) -> tuple[Any, ...]:
-    cursor = parquet.connect(limits)
-    try:
-        row = cursor.execute(sql, params).fetchone()
-    finally:
-        cursor.close()
-    assert row is not None
-    return tuple(row)
